@@ -1,0 +1,47 @@
+"""The analyzer interface: a batch of photos in, one per-pixel exposure residual map per photo out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AnalyzerInfo:
+    """What a report records about the analyzer that produced its maps."""
+
+    name: str
+    version: str
+    weights_sha256: str = ""
+    working_long_side: int = 512
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Analyzer(ABC):
+    """Turns photos into residual maps in the IEA40K convention.
+
+    Input images are RGB float32 arrays in [0, 1], shape H×W×3, already EXIF-oriented, of any size. The
+    output for each is an H×W float32 map of ``r = grey(ideal) − grey(observed)`` in [-1, 1] at the *same*
+    size as the input (``r < 0`` over-exposed, ``r > 0`` under-exposed).
+    """
+
+    #: Long side the analyzer works at; the decoder may decode large JPEGs at a reduced scale down to it.
+    working_long_side: int = 512
+
+    @property
+    @abstractmethod
+    def info(self) -> AnalyzerInfo: ...
+
+    @abstractmethod
+    def analyze_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Residual maps for a batch of images (any mix of sizes)."""
+
+    def analyze(self, image: np.ndarray) -> np.ndarray:
+        """Residual map of one image."""
+        return self.analyze_batch([image])[0]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (GPU memory, threads)."""

@@ -1,0 +1,56 @@
+"""The ``baseline`` analyzer: an honest, documented heuristic with no learning.
+
+It knows nothing about scenes; it only looks at how light each pixel is:
+
+* **Global term** — a well-exposed photo's mean grey level sits near ``TARGET_MEAN`` (0.45 on sRGB values).
+  The difference between that and the photo's mean, times ``GLOBAL_GAIN``, is spread over every pixel: a
+  photo that is 1 EV too dark as a whole gets a positive (under) residual everywhere.
+* **Zone term** — pixels in the top zone (grey above ``HIGHLIGHT``) get a negative residual that grows to
+  −1 at pure white (clipped highlights); pixels in the bottom zone (below ``SHADOW``) a positive residual
+  that grows to +1 at pure black (crushed shadows). A channel clipped at 255 counts as a highlight even if
+  the grey level is lower.
+
+Its known failures are the reason the learned model exists: it calls a white shirt over-exposed and a
+night sky under-exposed, and it cannot tell a dark photo of a dark scene from an under-exposed one.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..color import grey
+from .base import Analyzer, AnalyzerInfo
+
+TARGET_MEAN = 0.45
+GLOBAL_GAIN = 0.6
+HIGHLIGHT = 0.85
+SHADOW = 0.12
+
+
+class BaselineAnalyzer(Analyzer):
+    """Clipping + luminance-zone heuristic (see module docstring)."""
+
+    def __init__(self, working_long_side: int = 512, **_: object) -> None:
+        self.working_long_side = int(working_long_side)
+
+    @property
+    def info(self) -> AnalyzerInfo:
+        return AnalyzerInfo("baseline", __version__, "", self.working_long_side)
+
+    def analyze_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [baseline_residual(img) for img in images]
+
+
+def baseline_residual(rgb: np.ndarray) -> np.ndarray:
+    """Heuristic residual map of one RGB float image in [0, 1]."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    g = grey(rgb)
+    global_term = GLOBAL_GAIN * (TARGET_MEAN - float(g.mean()))
+    top = np.maximum(g, np.where(rgb.max(axis=-1) >= 0.995, np.maximum(g, HIGHLIGHT + 0.5 * (1 - HIGHLIGHT)), 0))
+    over = np.clip((top - HIGHLIGHT) / (1.0 - HIGHLIGHT), 0.0, 1.0)
+    under = np.clip((SHADOW - g) / SHADOW, 0.0, 1.0)
+    r = global_term + under - over
+    return np.clip(r, -1.0, 1.0).astype(np.float32)
