@@ -1,0 +1,165 @@
+"""``exposure scan``: the end-to-end batch audit."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..report.schema import ReportFormat
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+def _device(value: str) -> str:
+    v = value.strip().lower()
+    if v in ("auto", "cpu", "mps", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+        return v
+    raise typer.BadParameter(f"{value!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+
+
+def _fail_under(values: List[str]) -> dict[str, float]:
+    out = {}
+    for v in values:
+        name, sep, score = v.partition("=")
+        try:
+            out[name.strip()] = float(score)
+        except ValueError:
+            raise typer.BadParameter(f"{v!r}: expected NAME=SCORE, e.g. portrait=60") from None
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{v!r}: expected NAME=SCORE, e.g. portrait=60")
+    return out
+
+
+def _read_stdin_paths() -> list[str]:
+    data = sys.stdin.read()
+    sep = "\0" if "\0" in data else "\n"
+    return [p for p in (s.strip("\r") for s in data.split(sep)) if p]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "scan",
+        epilog=(
+            "Examples:\n\n"
+            "  exposure scan photos/ --out audit/\n\n"
+            "  exposure scan photos/ more/ one.jpg --out audit/ --overlays --maps\n\n"
+            "  exposure scan photos/ --rules portrait --rules ./acme.toml --fail-under portrait=60\n\n"
+            "  find . -name '*.jpg' | exposure scan - --out - --format csv > report.csv\n\n"
+            "  exposure scan photos/ --out audit/ --resume"
+        ),
+    )
+    def scan_command(
+        paths: List[str] = typer.Argument(..., help="Folders and files to scan; '-' reads paths from stdin."),
+        out: str = typer.Option("exposure-report", "--out", "-o",
+                                help="Output folder (report, overlays, maps); '-' streams CSV/JSONL rows to stdout."),
+        fmt: ReportFormat = typer.Option(ReportFormat.parquet, "--format", "-f", help="Report format."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Analyzer name (default: eat when its weights ship, else baseline)."),
+        weights: Optional[Path] = typer.Option(None, "--weights", help="Model weights (.safetensors); default: $EXPOSURE_WEIGHTS, then the shipped weights."),
+        device: str = typer.Option("auto", "--device", callback=_device, help="auto, cpu, cuda, cuda:N or mps."),
+        batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Photos per model batch."),
+        workers: int = typer.Option(0, "--workers", "-j", min=0, help="Decode threads (0: one per core, at least 2)."),
+        working_size: int = typer.Option(512, "--working-size", min=64, help="Long side the model works at."),
+        over: float = typer.Option(0.1, "--over-threshold", min=0.001, max=1.0, help="A pixel is over-exposed when it is this much brighter than ideal (grey-level difference ÷ 255)."),
+        under: float = typer.Option(0.1, "--under-threshold", min=0.001, max=1.0, help="A pixel is under-exposed when it is this much darker than ideal."),
+        severe: float = typer.Option(0.3, "--severe-threshold", min=0.001, max=1.0, help="Threshold for the severe_* shares."),
+        rules: List[str] = typer.Option([], "--rules", "-r", help="Rule set (preset name or TOML file); repeatable."),
+        fail_under: List[str] = typer.Option([], "--fail-under", help="NAME=SCORE: exit 1 if any photo scores below SCORE under rule set NAME."),
+        overlays: bool = typer.Option(False, "--overlays", help="Write heatmap overlays to OUT/overlays/."),
+        maps: bool = typer.Option(False, "--maps", help="Write raw residual maps (float16 .npy) to OUT/maps/."),
+        regions: bool = typer.Option(True, "--regions/--no-regions", help="Per-region statistics (face, person, subject, background, sky)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue a scan in OUT, skipping photos already done."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Discard a previous scan in OUT and start over."),
+        retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: scan photos that failed before again."),
+        include: List[str] = typer.Option([], "--include", help="Only paths matching this glob; repeatable."),
+        exclude: List[str] = typer.Option([], "--exclude", help="Skip paths matching this glob; repeatable."),
+        hidden: bool = typer.Option(False, "--hidden", help="Also scan hidden files and folders."),
+        follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Follow symlinks out of the scanned folders."),
+        recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Descend into sub-folders."),
+        max_pixels: int = typer.Option(250_000_000, "--max-pixels", min=1, help="Refuse images declaring more pixels (decompression-bomb guard)."),
+        file_timeout: float = typer.Option(120.0, "--file-timeout", min=0.1, help="Seconds allowed to decode one file."),
+        fail_on_error: bool = typer.Option(False, "--fail-on-error", help="Exit 1 if any file failed."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="List every failed file in the summary."),
+    ) -> None:
+        """Scan photos: per-pixel exposure maps, statistics, vendor scores, a report.
+
+        Writes OUT/report.parquet (or .csv/.jsonl) with one row per input file — failures included, with
+        status "error" and a readable error — plus overlays and maps when asked.
+        """
+        from ..pipeline import ScanError, ScanOptions, scan
+        from ..stats import Thresholds
+        from .ui import ScanProgress, make_console, print_summary
+
+        limits = _fail_under(fail_under)
+        if rules:
+            from ..rules import load_rule_sets
+
+            try:
+                names = [rs.name for rs in load_rule_sets(list(rules))]
+            except Exception as exc:  # validation errors name the file, field and line
+                raise typer.BadParameter(str(exc), param_hint="--rules") from None
+            unknown = [n for n in limits if n not in names]
+            if unknown:
+                raise typer.BadParameter(f"{', '.join(unknown)} not among the --rules ({', '.join(names)})",
+                                         param_hint="--fail-under")
+        elif limits:
+            raise typer.BadParameter("needs --rules", param_hint="--fail-under")
+        if "-" in paths:
+            paths = [p for p in paths if p != "-"] + _read_stdin_paths()
+            if not paths:
+                raise typer.BadParameter("no paths on stdin", param_hint="PATHS")
+        try:
+            thresholds = Thresholds(over=over, under=under, severe=severe)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        to_stdout = out == "-"
+        if to_stdout and fmt == ReportFormat.parquet:
+            fmt = ReportFormat.csv
+        options = ScanOptions(
+            out=out, format=fmt, model=model, weights=str(weights) if weights else None, device=device,
+            batch_size=batch_size, workers=workers, working_long_side=working_size, thresholds=thresholds,
+            rules=rules, overlays=overlays, maps=maps, regions=regions, resume=resume, overwrite=overwrite,
+            retry_errors=retry_errors, include=include, exclude=exclude, include_hidden=hidden,
+            follow_symlinks=follow_symlinks, recursive=recursive, max_pixels=max_pixels,
+            file_timeout=file_timeout,
+        )
+        console = make_console(stderr=True)
+        show = not quiet
+        bar = ScanProgress(console, enabled=show)
+        try:
+            with bar:
+                result = scan(paths, options, progress=bar.advance, on_total=bar.start)
+        except ScanError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1)
+        except Exception as exc:
+            from ..registry import RegistryError
+
+            if isinstance(exc, (RegistryError, FileNotFoundError, ValueError)):
+                console.print(f"[bold red]error:[/] {exc}", highlight=False)
+                raise typer.Exit(2)
+            raise
+        if show:
+            print_summary(console, result, verbose=verbose)
+        if result.interrupted:
+            console.print("[yellow]interrupted[/]: the partial report is valid; continue with --resume")
+            raise typer.Exit(130)
+        code = 0
+        if fail_on_error and result.errors:
+            code = 1
+        for name, limit in limits.items():
+            failing = [(p, s) for p, s in result.below.get(name, []) if s < limit]
+            if failing:
+                code = 1
+                if show:
+                    console.print(f"[red]{len(failing)} photo(s) score below {limit:g} on {name}[/]")
+        raise typer.Exit(code)

@@ -1,0 +1,87 @@
+"""Rich progress bar and summary table for the CLI (honours NO_COLOR)."""
+
+from __future__ import annotations
+
+import os
+
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+
+def make_console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:5.1f} img/s" if speed else "  –   img/s")
+
+
+class _ErrorsColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        n = task.fields.get("errors", 0)
+        return Text(f"{n} errors", style="red" if n else "dim")
+
+
+class ScanProgress:
+    """Progress bar: images, images/s, ETA, error count. A no-op when disabled."""
+
+    def __init__(self, console: Console, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), _ErrorsColumn(), console=console, transient=False,
+            disable=not enabled,
+        )
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start(self, total: int) -> None:
+        self.task = self.progress.add_task("scan", total=total, errors=0)
+
+    def advance(self, done: int, errors: int, step: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, advance=step, errors=errors)
+
+
+def print_summary(console: Console, result, verbose: bool = False) -> None:
+    table = Table(title="exposure scan", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("inputs", str(result.total))
+    table.add_row("scanned now", f"{result.processed} ({result.images_per_second:.1f} img/s, {result.seconds:.1f} s)")
+    if result.skipped:
+        table.add_row("already done (resume)", str(result.skipped))
+    table.add_row("ok", str(result.ok))
+    table.add_row("errors", f"[red]{result.errors}[/]" if result.errors else "0")
+    if result.report_path:
+        table.add_row("report", str(result.report_path))
+    console.print(table)
+    if result.worst:
+        worst = Table(title="most badly exposed (share of pixels over or under)", title_justify="left")
+        worst.add_column("photo")
+        worst.add_column("bad area", justify="right")
+        for bad, path in sorted(result.worst, reverse=True)[:5]:
+            worst.add_row(path, f"{bad:.1f} %")
+        console.print(worst)
+    if result.error_samples:
+        errs = Table(title="failed files", title_justify="left")
+        errs.add_column("photo")
+        errs.add_column("error")
+        for path, err in result.error_samples[: (10 if verbose else 3)]:
+            errs.add_row(path, err)
+        console.print(errs)
+    for name, scores in result.below.items():
+        if scores:
+            mean = sum(s for _, s in scores) / len(scores)
+            console.print(f"rule set [bold]{name}[/]: mean score {mean:.1f} over {len(scores)} photos")

@@ -1,0 +1,239 @@
+"""Where the corpus comes from: Debian packages and Python packages that ship real photographs.
+
+Each :class:`Source` knows how to obtain its package (``apt-get download`` + ``dpkg-deb -x`` for Debian,
+the installed distribution for Python) and how to enumerate candidate image files inside it. Whether a
+candidate is a photograph is decided later (:mod:`.corpus`), by a heuristic plus manual overrides.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..registry import Registry
+
+
+class SourceError(RuntimeError):
+    """A package could not be obtained or read."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One file inside a source that might be a photograph.
+
+    Attributes:
+        path: Path inside the package (for files inside an ``.rcc`` bundle: ``bundle.rcc!/inner/path``).
+        read: Returns the file's bytes.
+        licence: Licence of this file (falls back to the source's).
+        attribution: Author or origin, where the package says.
+        kind: ``photo`` (an sRGB image) or ``hdr`` (a linear radiance map, OpenEXR).
+    """
+
+    path: str
+    read: Callable[[], bytes] = field(compare=False, repr=False)
+    licence: str = ""
+    attribution: str = ""
+    kind: str = "photo"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A package that ships images.
+
+    Attributes:
+        name: Source name used in photo ids and the manifest.
+        kind: ``deb`` or ``python``.
+        package: Debian package or Python distribution name.
+        licence: Default licence of the files.
+        enumerate: ``(root) -> candidates`` where root is the extracted package (or the installed package).
+    """
+
+    name: str
+    kind: str
+    package: str
+    licence: str
+    enumerate: Callable[[Path], list[Candidate]] = field(compare=False, repr=False)
+    note: str = ""
+
+
+SOURCES: Registry[Source] = Registry("corpus source")
+
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def _file_reader(path: Path) -> Callable[[], bytes]:
+    return lambda: path.read_bytes()
+
+
+def _files(root: Path, pattern: str, licence: str = "", attribution: str = "") -> list[Candidate]:
+    out = []
+    for p in sorted(root.glob(pattern)):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXT:
+            out.append(Candidate(str(p.relative_to(root)), _file_reader(p), licence, attribution))
+    return out
+
+
+# --------------------------------------------------------------------------------------- fetching
+
+
+def deb_version(deb: Path) -> str:
+    return subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def fetch_deb(package: str, version: str | None, cache: Path) -> tuple[Path, str]:
+    """Download (or reuse) ``package`` [= ``version``] into ``cache`` and extract it.
+
+    Returns:
+        (extracted root, package version).
+
+    Raises:
+        SourceError: apt-get could not download it (with the command to run and the likely fix).
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    debs = sorted(cache.glob(f"{package}_*.deb"))
+    if version:
+        debs = [d for d in debs if deb_version(d) == version]
+    if not debs:
+        spec = f"{package}={version}" if version else package
+        proc = subprocess.run(["apt-get", "download", spec], cwd=cache, capture_output=True, text=True)
+        debs = sorted(cache.glob(f"{package}_*.deb"))
+        if version:
+            debs = [d for d in debs if deb_version(d) == version]
+        if proc.returncode != 0 or not debs:
+            raise SourceError(
+                f"could not download Debian package {spec!r}: {proc.stderr.strip() or proc.stdout.strip()}\n"
+                "  (run `apt-get update` first; the manifest pins the version, so a newer Debian release "
+                "may need `exposure data build --rescan` to re-record it)"
+            )
+    deb = debs[-1]
+    ver = deb_version(deb)
+    root = cache / f"{package}_{ver}".replace(":", "%3a")
+    if not (root / ".extracted").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        (root / ".extracted").write_text(ver)
+    return root, ver
+
+
+def python_package_root(package: str) -> tuple[Path, str]:
+    """Installed root and version of a Python distribution's import package."""
+    from importlib import metadata, util
+
+    module = {"scikit-image": "skimage", "scikit-learn": "sklearn"}.get(package, package)
+    spec = util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceError(f"Python package {package!r} is not installed (pip install {package})")
+    return Path(list(spec.submodule_search_locations)[0]), metadata.version(package)
+
+
+# --------------------------------------------------------------------------------------- sources
+
+#: scikit-image files that are colour photographs of everyday scenes; the rest are listed as rejected.
+SKIMAGE_LICENCES = {
+    "astronaut.png": ("public domain", "NASA (Eileen Collins)"),
+    "chelsea.png": ("CC0", "Stefan van der Walt"),
+    "coffee.png": ("CC0", "Rachel Michetti"),
+    "rocket.jpg": ("public domain", "SpaceX (Falcon 9 launch)"),
+    "motorcycle_left.png": ("CC-BY (Middlebury stereo)", "Middlebury College"),
+    "motorcycle_right.png": ("CC-BY (Middlebury stereo)", "Middlebury College"),
+    "hubble_deep_field.jpg": ("public domain", "NASA/ESA"),
+    "ihc.png": ("public domain", "Department of Pathology, University of Rochester"),
+    "retina.jpg": ("CC-BY-4.0", "Häggström, Mikael"),
+    "color.png": ("BSD-3-Clause", "scikit-image"),
+    "logo.png": ("BSD-3-Clause", "scikit-image"),
+    "chessboard_RGB.png": ("BSD-3-Clause", "scikit-image"),
+}
+
+
+def _skimage(root: Path) -> list[Candidate]:
+    data = root / "data"
+    out = []
+    for p in sorted(data.iterdir()):
+        if p.suffix.lower() in IMAGE_EXT:
+            lic, who = SKIMAGE_LICENCES.get(p.name, ("BSD-3-Clause (scikit-image data)", "scikit-image"))
+            out.append(Candidate(f"data/{p.name}", _file_reader(p), lic, who))
+    return out
+
+
+def _sklearn(root: Path) -> list[Candidate]:
+    who = {"china.jpg": "danielbuechele (Flickr)", "flower.jpg": "vultilion (Flickr)"}
+    return [
+        Candidate(f"datasets/images/{p.name}", _file_reader(p), "CC-BY-2.0", who.get(p.name, ""))
+        for p in sorted((root / "datasets" / "images").glob("*.jpg"))
+    ]
+
+
+def _opencv_doc(root: Path) -> list[Candidate]:
+    return _files(root, "usr/share/doc/opencv-doc/examples/data/*", "OpenCV sample data (BSD/Apache, see copyright)")
+
+
+_RES = re.compile(r"(\d+)x(\d+)")
+
+
+def _plasma(root: Path) -> list[Candidate]:
+    """One candidate per wallpaper: its largest landscape rendition (all sizes are the same photo)."""
+    out = []
+    for d in sorted((root / "usr/share/wallpapers").iterdir()):
+        imgs = [p for p in (d / "contents/images").glob("*") if _RES.match(p.stem)]
+        if not imgs:
+            continue
+
+        def area(p: Path) -> tuple[int, int]:
+            w, h = map(int, _RES.match(p.stem).groups())  # type: ignore[union-attr]
+            return (int(w >= h), w * h)
+
+        best = max(imgs, key=area)
+        licence, author = "", ""
+        meta = d / "metadata.json"
+        if meta.exists():
+            plugin = json.loads(meta.read_text()).get("KPlugin", {})
+            licence = plugin.get("License", "")
+            author = ", ".join(a.get("Name", "") for a in plugin.get("Authors", []))
+        elif (d / "metadata.desktop").exists():
+            text = (d / "metadata.desktop").read_text()
+            m1 = re.search(r"^X-KDE-PluginInfo-License=(.*)$", text, re.M)
+            m2 = re.search(r"^X-KDE-PluginInfo-Author=(.*)$", text, re.M)
+            licence, author = (m1.group(1) if m1 else ""), (m2.group(1) if m2 else "")
+        out.append(Candidate(str(best.relative_to(root)), _file_reader(best), licence, author))
+    return out
+
+
+SOURCES.register("skimage", Source("skimage", "python", "scikit-image", "BSD-3-Clause", _skimage))
+SOURCES.register("sklearn", Source("sklearn", "python", "scikit-learn", "CC-BY-2.0", _sklearn))
+SOURCES.register("opencv-doc", Source("opencv-doc", "deb", "opencv-doc", "BSD-3-Clause / Apache-2.0", _opencv_doc))
+SOURCES.register(
+    "plasma-wallpapers",
+    Source("plasma-wallpapers", "deb", "plasma-workspace-wallpapers", "LGPL-3.0 / CC-BY-SA-4.0", _plasma),
+)
+
+
+def source_root(source: Source, version: str | None, cache: Path) -> tuple[Path, str]:
+    """Obtain a source and return (root to enumerate, version)."""
+    if source.kind == "python":
+        return python_package_root(source.package)
+    return fetch_deb(source.package, version, cache)
+
+
+def iter_sources(names: list[str] | None = None) -> Iterator[Source]:
+    for name in names or SOURCES.names():
+        yield SOURCES.get(name)
+
+
+__all__ = [
+    "Candidate",
+    "SOURCES",
+    "Source",
+    "SourceError",
+    "fetch_deb",
+    "iter_sources",
+    "python_package_root",
+    "source_root",
+]

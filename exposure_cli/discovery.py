@@ -1,0 +1,249 @@
+"""Find the photos to scan: several roots, filters, deterministic order, no surprises.
+
+* Folders are walked recursively (sorted by name at every level, so the order is deterministic);
+  files given explicitly are always taken, whatever their extension.
+* Extensions are matched case-insensitively; ``--include``/``--exclude`` globs match the path relative
+  to its root (and the bare file name).
+* Hidden files and folders (a leading dot) are skipped unless asked.
+* Symlinks are not followed out of the given roots unless ``follow_symlinks``; a symlinked folder is
+  descended only when following; loops are survived by remembering visited (device, inode) pairs.
+* Inputs that cannot be scanned (broken symlink, symlink escaping the roots, unreadable folder) are still
+  yielded, with ``problem`` set, so they become a report row instead of vanishing.
+* The output folder is never scanned.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+#: Extensions decoded by OpenCV out of the box.
+CORE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".dib", ".gif"}
+)
+#: Extensions that need the ``heif`` extra.
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".avif"})
+#: Camera RAW extensions that need the ``raw`` extra.
+RAW_EXTENSIONS = frozenset(
+    {".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf", ".pef",
+     ".srw", ".3fr", ".iiq", ".erf", ".kdc", ".mrw", ".x3f", ".rwl"}
+)
+IMAGE_EXTENSIONS = CORE_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input to scan.
+
+    Attributes:
+        path: Filesystem path to open.
+        key: Unique, safe, POSIX-style relative path used in the report (``path`` column) and for
+            mirrored outputs (overlays, maps). Never absolute, never contains ``..``.
+        root: The root it was found under (a folder, or the parent of an explicit file).
+        problem: Why it cannot be scanned, if discovery already knows (it still gets a report row).
+    """
+
+    path: Path
+    key: str
+    root: Path
+    problem: str | None = None
+
+
+def safe_key(parts: Iterable[str]) -> str:
+    """Join path components into a relative key that cannot escape an output folder."""
+    clean = []
+    for part in parts:
+        for piece in part.replace("\\", "/").split("/"):
+            if piece in ("", ".", ".."):
+                continue
+            clean.append(piece)
+    return "/".join(clean) or "_"
+
+
+def _matches(patterns: Sequence[str], rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _within(path: Path, roots: Sequence[Path]) -> bool:
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    return any(real == r or r in real.parents for r in roots)
+
+
+def discover(
+    paths: Sequence[str | os.PathLike],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    recursive: bool = True,
+    include_hidden: bool = False,
+    follow_symlinks: bool = False,
+    exclude_dirs: Sequence[str | os.PathLike] = (),
+    extensions: frozenset[str] = IMAGE_EXTENSIONS,
+) -> Iterator[InputFile]:
+    """Yield the inputs under `paths`, in a deterministic order, each key unique.
+
+    Args:
+        paths: Folders and files. Explicit files are always taken.
+        include: Globs; when given, only matching files are taken (explicit files included).
+        exclude: Globs; matching files and folders are skipped.
+        recursive: Descend into sub-folders.
+        include_hidden: Also take names starting with a dot.
+        follow_symlinks: Follow symlinked folders and files even when they lead out of the roots.
+        exclude_dirs: Folders never scanned (the output folder).
+        extensions: Lower-case extensions taken while walking.
+    """
+    excluded_real = set()
+    for d in exclude_dirs:
+        try:
+            excluded_real.add(Path(d).resolve())
+        except OSError:
+            pass
+    roots: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        roots.append(path if path.is_dir() else path.parent)
+    real_roots = []
+    for r in roots:
+        try:
+            real_roots.append(r.resolve())
+        except OSError:
+            pass
+    labels = _root_labels(paths)
+    seen_keys: set[str] = set()
+    seen_paths: set[str] = set()  # the same file reached twice (a folder and an explicit file) → one row
+
+    def first_time(path: Path) -> bool:
+        ident = os.path.abspath(path)
+        if ident in seen_paths:
+            return False
+        seen_paths.add(ident)
+        return True
+
+    def unique(key: str) -> str:
+        candidate, n = key, 1
+        while candidate in seen_keys:
+            n += 1
+            candidate = f"{key}~{n}"
+        seen_keys.add(candidate)
+        return candidate
+
+    for p, label in zip(paths, labels):
+        path = Path(p)
+        prefix = [label] if label else []
+        if path.is_dir():
+            for rel, full, problem in _walk(
+                path, recursive, include_hidden, follow_symlinks, excluded_real, real_roots
+            ):
+                if exclude and _matches(exclude, rel):
+                    continue
+                if problem is None and Path(rel).suffix.lower() not in extensions:
+                    continue
+                if include and not _matches(include, rel):
+                    continue
+                if not first_time(full):
+                    continue
+                yield InputFile(full, unique(safe_key(prefix + [rel])), path, problem)
+        else:
+            name = path.name
+            if exclude and _matches(exclude, name):
+                continue
+            if include and not _matches(include, name):
+                continue
+            problem = None
+            if not os.path.lexists(path):
+                problem = "file not found"
+            elif path.is_symlink() and not path.exists():
+                problem = "broken symlink"
+            elif path.exists() and not path.is_file():
+                problem = "not a regular file"
+            if not first_time(path):
+                continue
+            yield InputFile(path, unique(safe_key(prefix + [name])), path.parent, problem)
+
+
+def _root_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Key prefixes: none for a single folder root; the folder name per root when there are several."""
+    if len(paths) == 1:
+        return [""]
+    labels, used = [], set()
+    for p in paths:
+        path = Path(p)
+        if not path.is_dir():
+            labels.append("")
+            continue
+        base = path.resolve().name or "root"
+        label, n = base, 1
+        while label in used:
+            n += 1
+            label = f"{base}~{n}"
+        used.add(label)
+        labels.append(label)
+    return labels
+
+
+def _walk(root, recursive, include_hidden, follow_symlinks, excluded_real, real_roots):
+    """Yield (relative posix path, full path, problem) for files under root, sorted by name."""
+    visited: set[tuple[int, int]] = set()
+
+    def visit(folder: Path, rel_parts: list[str]):
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            yield "/".join(rel_parts) or ".", folder, f"cannot read folder: {exc.strerror or exc}"
+            return
+        ident = (st.st_dev, st.st_ino)
+        if ident in visited:  # symlink loop or the same folder twice
+            return
+        visited.add(ident)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            yield "/".join(rel_parts) or ".", folder, f"cannot list folder: {exc.strerror or exc}"
+            return
+        for entry in entries:
+            if not include_hidden and entry.name.startswith("."):
+                continue
+            full = Path(entry.path)
+            rel = "/".join(rel_parts + [entry.name])
+            try:
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_link, is_dir = True, False
+            if is_dir:
+                if not recursive:
+                    continue
+                if is_link and not follow_symlinks and not _within(full, real_roots):
+                    continue
+                if is_link and not follow_symlinks:
+                    continue  # inside the roots: the target folder is walked on its own path
+                try:
+                    if full.resolve() in excluded_real:
+                        continue
+                except OSError:
+                    continue
+                yield from visit(full, rel_parts + [entry.name])
+                continue
+            problem = None
+            if is_link:
+                if not os.path.exists(full):
+                    problem = "broken symlink"
+                elif not follow_symlinks and not _within(full, real_roots):
+                    problem = "symlink points outside the scanned folders (use --follow-symlinks to scan it)"
+            else:
+                try:
+                    if not stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+                        continue  # sockets, fifos, devices
+                except OSError as exc:
+                    problem = f"cannot stat: {exc.strerror or exc}"
+            yield rel, full, problem
+
+    yield from visit(root, [])

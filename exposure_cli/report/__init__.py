@@ -1,0 +1,1 @@
+"""Report schema, writers (Parquet/CSV/JSONL), overlays and the HTML page."""
