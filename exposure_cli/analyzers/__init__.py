@@ -26,6 +26,15 @@ def _baseline(**options: Any) -> Analyzer:
 ANALYZERS.register("baseline", _baseline)
 
 
+def _eat(**options: Any) -> Analyzer:
+    from .eat import EATAnalyzer
+
+    return EATAnalyzer(**options)
+
+
+ANALYZERS.register("eat", _eat)
+
+
 def create_analyzer(name: str | None = None, **options: Any) -> Analyzer:
     """Build the analyzer registered as `name` (default: :data:`DEFAULT_ANALYZER`)."""
     return ANALYZERS.get(name or DEFAULT_ANALYZER)(**options)
