@@ -2,9 +2,10 @@
 
 It knows nothing about scenes; it only looks at how light each pixel is:
 
-* **Global term** — a well-exposed photo's mean grey level sits near ``TARGET_MEAN`` (0.45 on sRGB values).
-  The difference between that and the photo's mean, times ``GLOBAL_GAIN``, is spread over every pixel: a
-  photo that is 1 EV too dark as a whole gets a positive (under) residual everywhere.
+* **Global term** — a well-exposed photo's mean grey level sits near ``TARGET_MEAN`` (0.45 on sRGB values),
+  give or take ``TOLERANCE``. How far the photo's mean lies outside that band, times ``GLOBAL_GAIN``, is
+  spread over every pixel: a photo that is far too dark as a whole gets a positive (under) residual
+  everywhere.
 * **Zone term** — pixels in the top zone (grey above ``HIGHLIGHT``) get a negative residual that grows to
   −1 at pure white (clipped highlights); pixels in the bottom zone (below ``SHADOW``) a positive residual
   that grows to +1 at pure black (crushed shadows). A channel clipped at 255 counts as a highlight even if
@@ -25,7 +26,8 @@ from ..color import grey
 from .base import Analyzer, AnalyzerInfo
 
 TARGET_MEAN = 0.45
-GLOBAL_GAIN = 0.6
+TOLERANCE = 0.1
+GLOBAL_GAIN = 1.0
 HIGHLIGHT = 0.85
 SHADOW = 0.12
 
@@ -48,7 +50,8 @@ def baseline_residual(rgb: np.ndarray) -> np.ndarray:
     """Heuristic residual map of one RGB float image in [0, 1]."""
     rgb = np.asarray(rgb, dtype=np.float32)
     g = grey(rgb)
-    global_term = GLOBAL_GAIN * (TARGET_MEAN - float(g.mean()))
+    offset = TARGET_MEAN - float(g.mean())
+    global_term = GLOBAL_GAIN * float(np.sign(offset)) * max(abs(offset) - TOLERANCE, 0.0)
     top = np.maximum(g, np.where(rgb.max(axis=-1) >= 0.995, np.maximum(g, HIGHLIGHT + 0.5 * (1 - HIGHLIGHT)), 0))
     over = np.clip((top - HIGHLIGHT) / (1.0 - HIGHLIGHT), 0.0, 1.0)
     under = np.clip((SHADOW - g) / SHADOW, 0.0, 1.0)

@@ -1,0 +1,196 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import photo_like, write_image
+from exposure_cli.cli import app
+from exposure_cli.pipeline import ScanError, analyze_image, scan
+from exposure_cli.report.schema import base_columns
+from exposure_cli.report.writers import read_report
+
+runner = CliRunner()
+FAST = ["--model", "baseline", "--no-regions"]
+
+
+def run(*args, input=None):
+    return runner.invoke(app, list(args), catch_exceptions=False, input=input)
+
+
+def test_scan_writes_one_row_per_input_with_errors_as_rows(photo_dir, tmp_path):
+    out = tmp_path / "out"
+    res = run("scan", str(photo_dir), "--out", str(out), *FAST, "-q")
+    assert res.exit_code == 0, res.output
+    df, meta = read_report(out / "report.parquet")
+    assert list(df["path"]) == ["empty.png", "home/broken.jpg", "home/flat.png", "trip/bright.jpg",
+                                "trip/dark.jpg", "trip/well.jpg"]
+    by = df.set_index("path")
+    assert by.loc["empty.png", "status"] == "error" and "empty file" in by.loc["empty.png", "error"]
+    assert by.loc["home/broken.jpg", "status"] == "error"
+    assert (by.loc[["trip/well.jpg", "trip/dark.jpg", "home/flat.png"], "status"] == "ok").all()
+    # the baseline is crude but must get the direction right
+    assert by.loc["trip/dark.jpg", "mean_residual"] > by.loc["trip/well.jpg", "mean_residual"] > by.loc["trip/bright.jpg", "mean_residual"]
+    assert by.loc["trip/bright.jpg", "over_pct"] > by.loc["trip/well.jpg", "over_pct"]
+    assert by.loc["trip/well.jpg", "width"] == 320 and by.loc["trip/well.jpg", "analyzer"] == "baseline"
+    assert meta["analyzer"]["name"] == "baseline" and meta["thresholds"]["over"] == 0.1
+
+
+def test_fail_on_error_sets_exit_code(photo_dir, tmp_path):
+    res = run("scan", str(photo_dir), "--out", str(tmp_path / "o"), *FAST, "-q", "--fail-on-error")
+    assert res.exit_code == 1
+
+
+@pytest.mark.parametrize("fmt,name", [("csv", "report.csv"), ("jsonl", "report.jsonl")])
+def test_formats_have_the_same_columns(photo_dir, tmp_path, fmt, name):
+    out = tmp_path / fmt
+    assert run("scan", str(photo_dir), "--out", str(out), "--format", fmt, *FAST, "-q").exit_code == 0
+    df, meta = read_report(out / name)
+    assert list(df.columns) == base_columns()
+    assert len(df) == 6 and meta["analyzer"]["name"] == "baseline"
+
+
+def test_stream_csv_to_stdout_from_stdin_paths(photo_dir):
+    files = "\n".join(str(p) for p in sorted(photo_dir.rglob("*.jpg")))
+    res = run("scan", "-", "--out", "-", "--format", "csv", *FAST, "-q", input=files)
+    assert res.exit_code == 0
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].split(",")[:3] == ["path", "status", "error"]
+    assert len(lines) == 1 + 4
+
+
+def test_overlays_and_maps_mirror_the_tree(photo_dir, tmp_path):
+    import cv2
+
+    out = tmp_path / "out"
+    assert run("scan", str(photo_dir), "--out", str(out), *FAST, "-q", "--overlays", "--maps").exit_code == 0
+    overlay = cv2.imread(str(out / "overlays" / "trip" / "bright.jpg.jpg"))
+    assert overlay is not None and overlay.shape[:2] == (240, 320)
+    # the over-exposed photo is tinted red somewhere, the dark one blue somewhere
+    b, g, r = overlay[..., 0].astype(int), overlay[..., 1].astype(int), overlay[..., 2].astype(int)
+    assert ((r - b) > 80).mean() > 0.05
+    dark = cv2.imread(str(out / "overlays" / "trip" / "dark.jpg.jpg")).astype(int)
+    assert ((dark[..., 0] - dark[..., 2]) > 80).mean() > 0.05
+    m = np.load(out / "maps" / "trip" / "well.jpg.npy", allow_pickle=False)
+    assert m.dtype == np.float16 and m.shape == (240, 320)
+    df, _ = read_report(out)
+    assert df.set_index("path").loc["trip/well.jpg", "map_path"] == "maps/trip/well.jpg.npy"
+    assert not (out / "overlays" / "empty.png.jpg").exists()
+
+
+def test_existing_output_needs_resume_or_overwrite(photo_dir, tmp_path):
+    out = tmp_path / "out"
+    assert run("scan", str(photo_dir), "--out", str(out), *FAST, "-q").exit_code == 0
+    again = run("scan", str(photo_dir), "--out", str(out), *FAST, "-q")
+    assert again.exit_code == 1 and "--resume" in again.output
+    assert run("scan", str(photo_dir), "--out", str(out), *FAST, "-q", "--overwrite").exit_code == 0
+    changed = run("scan", str(photo_dir), "--out", str(out), *FAST, "-q", "--resume", "--over-threshold", "0.2")
+    assert changed.exit_code == 1 and "thresholds" in changed.output
+
+
+def test_resume_skips_done_and_adds_new(photo_dir, tmp_path):
+    out = tmp_path / "out"
+    first = scan([photo_dir], out=out, model="baseline", regions=False)
+    assert first.processed == 6
+    write_image(photo_dir / "new.jpg", photo_like(seed=9))
+    second = scan([photo_dir], out=out, model="baseline", regions=False, resume=True)
+    assert (second.processed, second.skipped) == (1, 6)
+    df, _ = read_report(out)
+    assert len(df) == 7 and df["path"].is_unique
+
+
+def test_usage_errors_exit_2(photo_dir, tmp_path):
+    assert runner.invoke(app, ["scan", str(photo_dir), "--device", "tpu"]).exit_code == 2
+    assert runner.invoke(app, ["scan", str(photo_dir), "--model", "basline", "--out", str(tmp_path / "x")]).exit_code == 2
+    assert runner.invoke(app, ["scan", str(photo_dir), "--fail-under", "x=1"]).exit_code == 2
+
+
+def test_unknown_model_suggests(photo_dir, tmp_path):
+    res = runner.invoke(app, ["scan", str(photo_dir), "--model", "basline", "--out", str(tmp_path / "x")])
+    assert "did you mean 'baseline'" in res.output
+
+
+def test_nothing_written_outside_out_and_inputs_untouched(photo_dir, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in photo_dir.rglob("*")}
+    out = tmp_path / "out"
+    scan([photo_dir], out=out, model="baseline", regions=False, overlays=True, maps=True)
+    assert {p: p.stat().st_mtime_ns for p in photo_dir.rglob("*")} == before
+    assert set(tmp_path.iterdir()) == {photo_dir, out}
+
+
+def test_out_inside_scanned_tree_is_not_scanned(photo_dir):
+    out = photo_dir / "audit"
+    scan([photo_dir], out=out, model="baseline", regions=False, overlays=True)
+    res = scan([photo_dir], out=out, model="baseline", regions=False, overlays=True, resume=True)
+    assert res.total == 6  # overlays written into the tree were not picked up as inputs
+
+
+def test_lock_refuses_a_second_scan(photo_dir, tmp_path):
+    import fcntl
+
+    out = tmp_path / "out"
+    (out / ".exposure").mkdir(parents=True)
+    with open(out / ".exposure" / "lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write("pid 999")
+        fh.flush()
+        with pytest.raises(ScanError, match="another scan"):
+            scan([photo_dir], out=out, model="baseline", regions=False)
+
+
+def test_analyze_image_api():
+    rgb = photo_like(50, 70).astype(np.float32) / 255
+    r = analyze_image(rgb, model="baseline")
+    assert r.shape == (50, 70) and r.dtype == np.float32 and -1 <= r.min() <= r.max() <= 1
+
+
+def test_version_and_help():
+    assert run("--version").stdout.startswith("exposure-cli ")
+    res = run("scan", "--help")
+    assert res.exit_code == 0 and "Examples" in res.stdout
+
+
+def test_every_command_has_help_with_examples():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():
+        sub = getattr(cmd, "commands", None)
+        for c in (sub.values() if sub else [cmd]):
+            text = (c.help or "") + (c.epilog or "")
+            assert "Examples" in text or "Example" in text, f"{name} {c.name} has no examples"
+
+
+def _kill_and_resume(photo_dir: Path, out: Path, delay: float) -> None:
+    cmd = [sys.executable, "-m", "exposure_cli", "scan", str(photo_dir), "--out", str(out), *FAST, "-q",
+           "--batch-size", "1", "--workers", "1"]
+    if out.exists():
+        cmd.append("--resume")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path):
+    photos = tmp_path / "many"
+    for i in range(40):
+        write_image(photos / f"{i:02d}.png", photo_like(200, 260, seed=i, gain=0.3 + i / 10))
+    reference = scan([photos], out=tmp_path / "ref", model="baseline", regions=False)
+    ref, _ = read_report(reference.report_path)
+    out = tmp_path / "killed"
+    for delay in (1.2, 1.5, 1.8):
+        _kill_and_resume(photos, out, delay)
+    done = subprocess.run([sys.executable, "-m", "exposure_cli", "scan", str(photos), "--out", str(out), *FAST,
+                           "-q", "--resume"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    got, _ = read_report(out / "report.parquet")
+    assert list(got["path"]) == list(ref["path"])
+    for col in ("over_pct", "under_pct", "mean_residual"):
+        assert np.allclose(got[col], ref[col])
