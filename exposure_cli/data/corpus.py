@@ -61,16 +61,29 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: Path segments that carry no meaning in an id.
+_GENERIC_SEGMENTS = {"usr", "share", "doc", "examples", "data", "contents", "images", "wallpapers", "datafiles",
+                     "studiolights", "world", "datasets", "opencv-doc"}
+
+
 def photo_id(source: str, path: str) -> str:
-    """A stable, filesystem-safe id: ``<source>__<slug of the path's tail>``."""
-    tail = "/".join(path.replace("!/", "/").split("/")[-3:])
-    tail = re.sub(r"\.(jpe?g|png|webp|tiff?|bmp|exr)$", "", tail, flags=re.I)
+    """A stable, filesystem-safe id: ``<source>__<slug of the meaningful path segments>``."""
+    parts = [p for p in re.split(r"[/!]+", path) if p and p.lower() not in _GENERIC_SEGMENTS]
+    tail = "/".join(parts[-3:])
+    tail = re.sub(r"\.(jpe?g|png|webp|tiff?|bmp|exr|svgz?)$", "", tail, flags=re.I)
+    # a wallpaper's rendition size is not part of its identity
+    tail = re.sub(r"/\d+x\d+$", "", tail)
     return f"{source}__{re.sub(r'[^A-Za-z0-9]+', '_', tail).strip('_')}"
 
 
-def split_for(sha256: str) -> str:
-    """Fixed train/val assignment by source photo (by content hash; recorded in the manifest)."""
-    return "val" if int(sha256[:8], 16) % 100 < VAL_PERCENT else "train"
+def photo_group(pid: str) -> str:
+    """Photos of one scene (stereo pairs, A/B and 1/2 variants) share a group and so a split."""
+    return re.sub(r"(_?(left|right)|_?[LRAB]|_?\d+|_(original|modified))$", "", pid)
+
+
+def split_for(group: str) -> str:
+    """Fixed train/val assignment by source photo group (a hash of the group name; recorded in the manifest)."""
+    return "val" if int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 100 < VAL_PERCENT else "train"
 
 
 # --------------------------------------------------------------------------------------- decoding
@@ -206,8 +219,9 @@ def _scan_candidate(
 
     data = cand.read()
     digest = sha256_bytes(data)
+    pid = photo_id(source, cand.path)
     entry: dict[str, Any] = {
-        "id": photo_id(source, cand.path),
+        "id": pid,
         "source": source,
         "package": package,
         "version": version,
@@ -216,7 +230,8 @@ def _scan_candidate(
         "licence": cand.licence,
         "attribution": cand.attribution,
         "kind": "hdr" if is_hdr_path(cand.path) else cand.kind,
-        "split": split_for(digest),
+        "group": photo_group(pid),
+        "split": split_for(photo_group(pid)),
     }
     if entry["kind"] == "hdr":
         entry.update(status="kept", reason="HDR radiance map", decided_by="heuristic")
@@ -262,6 +277,12 @@ def scan(
         log(f"{name} {src.package} {version}: {len(cands)} candidates")
         for cand in cands:
             files.append(_scan_candidate(name, src.package, version, cand, overrides))
+        for nb in previous.get("not_bundled", []):
+            if nb["source"] == name:
+                files.append({"id": photo_id(name, nb["path"].split(" ")[0]), "source": name, "package": src.package,
+                              "version": version, "path": nb["path"], "sha256": "", "licence": "", "attribution": "",
+                              "kind": "photo", "group": "", "split": "", "status": "rejected",
+                              "reason": nb["reason"], "decided_by": "override"})
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "description": "Real-photo corpus of exposure-cli: every candidate file, kept or rejected, with why.",

@@ -1,0 +1,243 @@
+"""``ExposureDataset``: training pairs (image, residual map) as torch tensors.
+
+Two sources behind one interface:
+
+* :meth:`ExposureDataset.from_corpus` — simulated on the fly from the corpus's well-exposed photos and
+  HDR crops (:mod:`.simulator`), random crops, scales and horizontal flips;
+* :meth:`ExposureDataset.from_iea40k` — the real IEA40K layout (:mod:`.iea40k`), random crops.
+
+Item ``i`` is a pure function of ``(seed, i)`` — a resumed training run sees the same stream, and
+DataLoader workers need no shared random state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .simulator import Sample, SimulatorConfig, simulate_photo, simulate_radiance
+
+#: Share of corpus samples drawn from HDR crops (when the corpus has any for the split).
+HDR_FRACTION = 0.15
+
+
+def item_rng(seed: int, index: int) -> np.random.Generator:
+    """The random generator of item ``index`` under ``seed`` (independent streams per item)."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
+
+
+def _to_item(image: np.ndarray, residual: np.ndarray) -> dict[str, torch.Tensor]:
+    img = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+    res = torch.from_numpy(np.ascontiguousarray(residual[None], dtype=np.float32))
+    return {"image": img, "residual": res}
+
+
+def random_window(h: int, w: int, crop: int, rng: np.random.Generator,
+                  max_zoom_out: float = 3.0) -> tuple[int, int, int]:
+    """A square window (y, x, size) to be resized to ``crop``: scale log-uniform between "native
+    pixels" (size = crop) and "most of the frame" (size = short side, at most ``max_zoom_out``·crop)."""
+    short = min(h, w)
+    lo = min(crop, short)
+    hi = max(lo, min(short, int(crop * max_zoom_out)))
+    size = int(round(np.exp(rng.uniform(np.log(lo), np.log(hi))))) if hi > lo else lo
+    size = max(1, min(size, short))
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    return y, x, size
+
+
+def _resize(arr: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if arr.shape[0] == size and arr.shape[1] == size:
+        return arr
+    interp = cv2.INTER_AREA if arr.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(arr, (size, size), interpolation=interp)
+
+
+@dataclass
+class _Photo:
+    id: str
+    rgb: np.ndarray  # uint8 H×W×3
+
+
+@dataclass
+class _HDRCrop:
+    id: str
+    radiance: np.ndarray  # float16 H×W×3, metered
+    ideal: np.ndarray  # uint8 H×W×3
+
+
+class ExposureDataset(Dataset):
+    """A map-style dataset of ``{"image": 3×H×W float32 [0, 1], "residual": 1×H×W float32 [-1, 1]}``.
+
+    Build it with :meth:`from_corpus` or :meth:`from_iea40k`.
+    """
+
+    def __init__(self, length: int, make: Callable[[int], Sample], describe: str) -> None:
+        self._length = int(length)
+        self._make = make
+        self.describe = describe
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.sample(index)
+        return _to_item(sample.observed, sample.residual)
+
+    def sample(self, index: int) -> Sample:
+        """Item ``index`` as numpy arrays with its ideal and simulation parameters (for sheets, debugging)."""
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError(index)
+        return self._make(index)
+
+    def __repr__(self) -> str:
+        return f"ExposureDataset({self.describe}, len={self._length})"
+
+    # ------------------------------------------------------------------------------- corpus
+
+    @classmethod
+    def from_corpus(
+        cls,
+        corpus_dir: str | Path,
+        split: str = "train",
+        crop: int = 256,
+        seed: int = 0,
+        samples_per_epoch: int = 10_000,
+        config: SimulatorConfig | None = None,
+        hdr_fraction: float = HDR_FRACTION,
+        flip: bool = True,
+    ) -> "ExposureDataset":
+        """Simulated exposure errors on the corpus's photos of ``split`` (``train`` or ``val``).
+
+        Args:
+            corpus_dir: Folder written by ``exposure data build``.
+            split: ``train`` or ``val`` (fixed per source photo in the manifest).
+            crop: Output size (square).
+            seed: Stream seed; item ``i`` depends only on (seed, i).
+            samples_per_epoch: Dataset length.
+            config: Simulator settings (default: :class:`SimulatorConfig`).
+            hdr_fraction: Share of items made from HDR crops (if the split has any).
+            flip: Random horizontal flips (never vertical: skies stay on top).
+        """
+        import cv2
+
+        from .corpus import load_index
+
+        corpus_dir = Path(corpus_dir)
+        index = load_index(corpus_dir)
+        photos = []
+        for p in index["photos"]:
+            if p["split"] != split:
+                continue
+            bgr = cv2.imread(str(corpus_dir / p["path"]), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise FileNotFoundError(f"corpus photo missing: {corpus_dir / p['path']} (rebuild the corpus)")
+            photos.append(_Photo(p["id"], cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+        hdrs = []
+        for c in index.get("hdr", []):
+            if c["split"] != split:
+                continue
+            rad = np.load(corpus_dir / c["radiance"], allow_pickle=False)
+            ideal = cv2.cvtColor(cv2.imread(str(corpus_dir / c["ideal"]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            hdrs.append(_HDRCrop(c["id"], rad, ideal))
+        if not photos and not hdrs:
+            raise ValueError(f"{corpus_dir}: no photos in split {split!r}")
+        cfg = config or SimulatorConfig()
+        p_hdr = hdr_fraction if hdrs and photos else (1.0 if hdrs else 0.0)
+
+        def make(i: int) -> Sample:
+            rng = item_rng(seed, i)
+            if rng.random() < p_hdr:
+                src = hdrs[int(rng.integers(len(hdrs)))]
+                y, x, s = random_window(*src.ideal.shape[:2], crop, rng)
+                rad = _resize(src.radiance[y : y + s, x : x + s].astype(np.float32), crop)
+                ideal = _resize(src.ideal[y : y + s, x : x + s], crop).astype(np.float32) / 255.0
+                if flip and rng.random() < 0.5:
+                    rad, ideal = rad[:, ::-1], ideal[:, ::-1]
+                sample = simulate_radiance(np.ascontiguousarray(rad), np.ascontiguousarray(ideal), rng, cfg)
+                sample.params["source_id"] = src.id
+                return sample
+            photo = photos[int(rng.integers(len(photos)))]
+            y, x, s = random_window(*photo.rgb.shape[:2], crop, rng)
+            ideal = _resize(photo.rgb[y : y + s, x : x + s], crop).astype(np.float32) / 255.0
+            if flip and rng.random() < 0.5:
+                ideal = ideal[:, ::-1]
+            sample = simulate_photo(np.ascontiguousarray(ideal), rng, cfg)
+            sample.params["source_id"] = photo.id
+            return sample
+
+        ds = cls(samples_per_epoch, make, f"corpus={corpus_dir}, split={split}, crop={crop}, seed={seed}, "
+                                           f"photos={len(photos)}, hdr_crops={len(hdrs)}")
+        ds.photo_ids = [p.id for p in photos]  # type: ignore[attr-defined]
+        ds.hdr_ids = [h.id for h in hdrs]  # type: ignore[attr-defined]
+        return ds
+
+    # ------------------------------------------------------------------------------- IEA40K
+
+    @classmethod
+    def from_iea40k(
+        cls,
+        root: str | Path,
+        split: str = "train",
+        crop: int | None = 256,
+        seed: int = 0,
+        samples_per_epoch: int | None = None,
+        csv_path: str | Path | None = None,
+        flip: bool = True,
+    ) -> "ExposureDataset":
+        """Real labelled images in the IEA40K layout (:mod:`.iea40k`).
+
+        Args:
+            root: Dataset folder (``Input/``, ``pixel label/``, ``<split>*.csv``).
+            split: Which CSV to read.
+            crop: Random square crop size (images smaller than it are scaled up); ``None`` = whole images
+                (batch size 1 unless all images share a size).
+            seed: Crop/flip seed; item ``i`` depends only on (seed, i).
+            samples_per_epoch: Dataset length (default: number of records; items cycle over records).
+            csv_path: Explicit CSV instead of looking one up by ``split``.
+            flip: Random horizontal flips.
+        """
+        from .iea40k import read_records
+
+        records = read_records(Path(root), split, Path(csv_path) if csv_path else None)
+        if not records:
+            raise ValueError(f"{root}: split {split!r} has no records")
+
+        def make(i: int) -> Sample:
+            rec = records[i % len(records)]
+            img, res = rec.load_image(), rec.load_residual()
+            if res.shape != img.shape[:2]:
+                import cv2
+
+                res = cv2.resize(res, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+            if crop is not None:
+                rng = item_rng(seed, i)
+                y, x, s = random_window(*img.shape[:2], crop, rng, max_zoom_out=1.0)
+                img, res = _resize(img[y : y + s, x : x + s], crop), _resize(res[y : y + s, x : x + s], crop)
+                if flip and rng.random() < 0.5:
+                    img, res = img[:, ::-1], res[:, ::-1]
+            img, res = np.ascontiguousarray(img), np.ascontiguousarray(res)
+            return Sample(img, res, img, np.zeros(res.shape, np.float32),
+                          {"kind": "iea40k", "img_id": rec.img_id, "score": rec.score})
+
+        ds = cls(samples_per_epoch or len(records), make, f"iea40k={root}, split={split}, crop={crop}")
+        ds.records = records  # type: ignore[attr-defined]
+        return ds
+
+
+def describe_item(item: dict[str, Any]) -> str:
+    """One-line summary of an item (shapes and residual range), for logs."""
+    r = item["residual"]
+    return f"image {tuple(item['image'].shape)} residual {tuple(r.shape)} [{float(r.min()):.2f}, {float(r.max()):.2f}]"
+
+
+__all__ = ["ExposureDataset", "HDR_FRACTION", "describe_item", "item_rng", "random_window"]
