@@ -1,0 +1,126 @@
+"""``exposure train``: train the EAT-IEA model on our corpus or an IEA40K-layout folder."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+class DataFormatChoice(str, enum.Enum):
+    auto = "auto"
+    corpus = "corpus"
+    iea40k = "iea40k"
+
+
+def _usage_error(message: str) -> None:
+    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
+def train_command(
+    data: Path = typer.Option(..., "--data", help="Corpus folder (from `exposure data build`) or an IEA40K-layout folder."),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder: log, metrics, checkpoint, best weights. Re-running resumes."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Also write the best weights + card here whenever they improve (e.g. weights/)."),
+    model: str = typer.Option("eat_iea", "--model", help="Architecture name (eat_iea, eat_iea_no_dwt, eat_iea_no_structure, eat_iea_no_schedule, eat_iea_test)."),
+    data_format: DataFormatChoice = typer.Option(DataFormatChoice.auto, "--data-format", help="Layout of --data; auto detects it."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", min=0.01, help="Training-time budget in minutes."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Step budget (with --minutes, whichever ends first)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Crops per step [default: 16 on CPU, 64 on CUDA]."),
+    crop: int = typer.Option(256, "--crop", min=64, help="Training crop size in pixels."),
+    lr: float = typer.Option(2e-3, "--lr", min=0.0, help="Peak learning rate (AdamW, warm-up + cosine)."),
+    explore_share: float = typer.Option(0.3, "--explore-share", min=0.0, max=1.0, help="Share of training with the EAT exploration schedule."),
+    samples_per_epoch: int = typer.Option(4096, "--samples-per-epoch", min=1, help="Simulated crops per epoch (corpus data)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of init, data order and simulation."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads [default: torch's choice]."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Data-loading worker processes [default: 1 on CPU, 8 on CUDA]."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA (ignored on CPU)."),
+    checkpoint_every: float = typer.Option(180.0, "--checkpoint-every", min=1.0, help="Seconds between checkpoints."),
+    validate_every: float = typer.Option(300.0, "--validate-every", min=1.0, help="Seconds between validations."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (only on a terminal)."),
+) -> None:
+    """Train the EAT-IEA model; resumable (re-run the same command to continue).
+
+    The run folder keeps train.log, metrics.jsonl, checkpoint.pt and best/ (model.safetensors +
+    card.json). Give --minutes and/or --steps as the budget.
+
+    Examples:
+
+        exposure train --data corpus/ --minutes 60 --threads 2 --out runs/main --export weights/
+
+        exposure train --data /datasets/IEA40K --device cuda --batch-size 64 --minutes 30 --out runs/gpu
+
+        exposure train --data corpus/ --model eat_iea_no_dwt --minutes 10 --out runs/ablation_no_dwt
+    """
+    from ..models import MODELS
+    from ..registry import RegistryError
+    from ..training import TrainConfig, train
+    from ..training.sources import DataFormat, open_datasets
+
+    if minutes is None and steps is None:
+        _usage_error("give a budget: --minutes and/or --steps")
+    try:
+        MODELS.get(model)
+    except RegistryError as exc:
+        _usage_error(str(exc))
+    device = device.lower()
+    if not (device in {"cpu", "cuda", "auto"} or (device.startswith("cuda:") and device[5:].isdigit())):
+        _usage_error(f"--device {device!r}: use cpu, cuda, cuda:N or auto")
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        _usage_error(f"--device {device}: this torch build sees no CUDA GPU")
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    config = TrainConfig(
+        architecture=model,
+        steps=steps,
+        minutes=minutes,
+        batch_size=batch_size or (64 if on_gpu else 16),
+        crop=crop,
+        lr=lr,
+        explore_share=explore_share,
+        seed=seed,
+        device=device,
+        amp=amp,
+        threads=threads,
+        workers=workers if workers is not None else (8 if on_gpu else 1),
+        checkpoint_every_s=checkpoint_every,
+        validate_every_s=validate_every,
+    )
+    try:
+        train_set, val_set, data_info = open_datasets(
+            data, DataFormat(data_format.value), crop=crop, seed=seed, samples_per_epoch=samples_per_epoch
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        _usage_error(str(exc))
+    callback = None
+    bar = None
+    if progress and sys.stderr.isatty():
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                       TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), transient=False)
+        task = bar.add_task("train", total=1.0, loss=float("nan"))
+        bar.start()
+
+        def callback(step: int, fraction: float, metrics: dict[str, float]) -> None:
+            bar.update(task, completed=fraction, loss=metrics["loss"])
+
+    try:
+        result = train(config, train_set, out, val_dataset=val_set, card_extra=data_info, export_dir=export,
+                       progress_callback=callback)
+    finally:
+        if bar is not None:
+            bar.stop()
+    best = "n/a" if result.best_val_mae is None else f"{result.best_val_mae:.4f}"
+    typer.echo(f"trained {result.steps} steps in {result.elapsed_s / 60:.1f} min; best validation MAE {best}; "
+               f"weights in {result.best_dir}" + (f" and {export}" if export else ""))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``exposure train`` to `app`."""
+    app.command("train")(train_command)

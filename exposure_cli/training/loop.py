@@ -1,0 +1,467 @@
+"""The training loop: resumable, time- or step-budgeted, CPU or CUDA (bf16 autocast), exports weights.
+
+One run lives in one folder (``out``): ``train.log`` (human-readable), ``metrics.jsonl`` (one JSON line per
+log interval and per validation), ``checkpoint.pt`` (latest state, written atomically every
+``checkpoint_every_s`` seconds and at the end) and ``best/`` (the best-by-validation weights + card, the
+shippable pair). Restarting the same command resumes from ``checkpoint.pt`` where it stopped: step count,
+elapsed training time, model, optimiser and RNG states are all restored, so a time-budgeted run keeps its
+schedule.
+
+Schedules run on *progress* in [0, 1] = max(step / steps, elapsed / budget): learning rate (linear
+warm-up then cosine decay) and the EAT explore/exploit schedule (exploration strength decays linearly to 0
+over the first ``explore_share`` of progress, offsets are free afterwards).
+
+Checkpoints hold only tensors, numbers and strings, are written with ``torch.save`` and read back with
+``torch.load(weights_only=True)`` (no arbitrary unpickling); exported weights are safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+log = logging.getLogger("exposure_cli.training")
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in checkpoints and in the exported weights card).
+
+    Attributes:
+        architecture: Registered model name (exposure_cli.models).
+        model_config: Overrides of the architecture's config.
+        steps: Step budget (None = only the time budget counts).
+        minutes: Wall-clock training budget in minutes (None = only steps count).
+        batch_size: Crops per optimisation step.
+        crop: Training crop size (pixels).
+        lr: Peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_share: Share of progress spent warming the learning rate up.
+        explore_share: Share of progress with the EAT exploration schedule active.
+        explore_strength: Initial exploration strength (damp/amplify factor), decays to 0 over the share.
+        mean_weight: Weight of the per-image mean-residual term of the loss (sign/ordering of exposure).
+        gradient_weight: Weight of the map-gradient term (edges of the map where the label has them).
+        seed: Seed of model init, data order and augmentation.
+        device: "cpu", "cuda", "cuda:N" or "auto".
+        amp: Autocast bf16 on CUDA (ignored on CPU).
+        threads: torch CPU threads (None = torch default).
+        workers: DataLoader worker processes.
+        log_every_s: Seconds between log lines.
+        checkpoint_every_s: Seconds between checkpoints.
+        validate_every_s: Seconds between validations (also at the end).
+        val_batches: Validation batches per validation.
+        grad_clip: Gradient-norm clip.
+    """
+
+    architecture: str = "eat_iea"
+    model_config: dict[str, Any] = field(default_factory=dict)
+    steps: int | None = None
+    minutes: float | None = None
+    batch_size: int = 16
+    crop: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_share: float = 0.03
+    explore_share: float = 0.3
+    explore_strength: float = 0.5
+    mean_weight: float = 1.0
+    gradient_weight: float = 0.5
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True
+    threads: int | None = None
+    workers: int = 0
+    log_every_s: float = 30.0
+    checkpoint_every_s: float = 180.0
+    validate_every_s: float = 300.0
+    val_batches: int = 8
+    grad_clip: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or budget-stopped) run reports."""
+
+    steps: int
+    elapsed_s: float
+    last_loss: float
+    best_val_mae: float | None
+    best_dir: Path | None
+    history: list[dict[str, Any]]
+
+
+def exposure_loss(pred, target, mean_weight: float = 1.0, gradient_weight: float = 0.5):
+    """L1 per pixel + L1 of the per-image mean residual + L1 of the map's finite-difference gradients.
+
+    The mean term makes the *overall* verdict (how over or under the photo is) count as much as the pixels,
+    which is what holistic scores, EV-sweep ordering and the ROC bars measure; the gradient term asks map
+    edges to sit where the label's edges are.
+    """
+    l1 = (pred - target).abs().mean()
+    mean_term = (pred.mean(dim=(1, 2, 3)) - target.mean(dim=(1, 2, 3))).abs().mean()
+    loss = l1 + mean_weight * mean_term
+    if gradient_weight:
+        dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
+        dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
+        grad_term = (dx(pred) - dx(target)).abs().mean() + (dy(pred) - dy(target)).abs().mean()
+        loss = loss + gradient_weight * grad_term
+    return loss, {"l1": float(l1.detach()), "mean": float(mean_term.detach())}
+
+
+def progress_of(step: int, elapsed_s: float, config: TrainConfig) -> float:
+    """Training progress in [0, 1] from whichever budget (steps or minutes) is further along."""
+    parts = []
+    if config.steps:
+        parts.append(step / config.steps)
+    if config.minutes:
+        parts.append(elapsed_s / (config.minutes * 60.0))
+    return min(1.0, max(parts)) if parts else 0.0
+
+
+def learning_rate(progress: float, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak."""
+    if progress < config.warmup_share:
+        return config.lr * max(progress / max(config.warmup_share, 1e-9), 0.02)
+    span = (progress - config.warmup_share) / max(1.0 - config.warmup_share, 1e-9)
+    return config.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(span, 1.0))))
+
+
+def explore_strength(progress: float, config: TrainConfig) -> float:
+    """Exploration strength: decays linearly from its start value to 0 over the exploration share."""
+    if config.explore_share <= 0 or progress >= config.explore_share:
+        return 0.0
+    return config.explore_strength * (1.0 - progress / config.explore_share)
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _to_tensor_batch(batch: Any, device: Any):
+    import torch
+
+    images, residuals = batch["image"], batch["residual"]
+    if not torch.is_tensor(images):
+        images = torch.as_tensor(images)
+    if not torch.is_tensor(residuals):
+        residuals = torch.as_tensor(residuals)
+    if residuals.dim() == 3:
+        residuals = residuals.unsqueeze(1)
+    return images.to(device, torch.float32, non_blocking=True), residuals.to(device, torch.float32, non_blocking=True)
+
+
+def _endless(loader_factory: Callable[[int], Iterable[Any]], start_epoch: int) -> Iterator[tuple[int, Any]]:
+    epoch = start_epoch
+    while True:
+        empty = True
+        for batch in loader_factory(epoch):
+            empty = False
+            yield epoch, batch
+        if empty:
+            raise RuntimeError("training dataset yielded no batches")
+        epoch += 1
+
+
+def _make_loader(dataset: Any, config: TrainConfig, epoch: int, shuffle: bool, seed_offset: int = 0):
+    import torch
+    from torch.utils.data import DataLoader, IterableDataset
+
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    generator = torch.Generator()
+    generator.manual_seed(config.seed * 1_000_003 + epoch + seed_offset)
+    iterable = isinstance(dataset, IterableDataset)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=shuffle and not iterable,
+        drop_last=not iterable and len(dataset) >= config.batch_size,
+        num_workers=config.workers,
+        generator=generator,
+        persistent_workers=False,
+        worker_init_fn=_worker_init,
+    )
+
+
+def _worker_init(worker_id: int) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    seed = torch.initial_seed() % (2**32)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but this torch build sees no CUDA GPU")
+    return device
+
+
+def evaluate_mae(model, batches: list[Any], device: str, amp_dtype=None) -> dict[str, float]:
+    """Validation MAE of the maps and of the per-image mean residual over fixed batches."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    total_abs, total_px, mean_abs, n_images = 0.0, 0, 0.0, 0
+    with torch.inference_mode():
+        for batch in batches:
+            images, target = _to_tensor_batch(batch, device)
+            with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+                pred = model(images)
+            pred = pred.float()
+            total_abs += float((pred - target).abs().sum())
+            total_px += target.numel()
+            mean_abs += float((pred.mean(dim=(1, 2, 3)) - target.mean(dim=(1, 2, 3))).abs().sum())
+            n_images += target.shape[0]
+    model.train(was_training)
+    return {"val_mae": total_abs / max(total_px, 1), "val_mean_abs_err": mean_abs / max(n_images, 1)}
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    config: TrainConfig,
+    train_dataset: Any,
+    out_dir: str | os.PathLike,
+    val_dataset: Any | None = None,
+    card_extra: dict[str, Any] | None = None,
+    export_dir: str | os.PathLike | None = None,
+    progress_callback: Callable[[int, float, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train (or resume) a model.
+
+    Args:
+        config: The run's settings; must set `steps`, `minutes` or both.
+        train_dataset: Map-style or iterable torch dataset of ``{"image": 3×H×W, "residual": 1×H×W}``.
+        out_dir: Run folder (log, metrics, checkpoint, best weights). An existing checkpoint is resumed.
+        val_dataset: Optional validation dataset (same item format); selects the best weights.
+        card_extra: Extra fields for the weights card (data manifest hash, data source, …).
+        export_dir: Also copy the best weights + card here every time they improve (e.g. ``weights/``).
+        progress_callback: Called as ``(step, progress, metrics)`` after each step (progress bars).
+
+    Returns:
+        A :class:`TrainResult` summary.
+    """
+    import torch
+
+    from ..analyzers.eat import save_weights
+    from ..models import create_model, model_config
+
+    if not config.steps and not config.minutes:
+        raise ValueError("set a step budget (steps) or a time budget (minutes), or both")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _attach_file_log(out / "train.log")
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    device = _resolve_device(config.device)
+    amp_dtype = torch.bfloat16 if (config.amp and device.startswith("cuda")) else None
+    _seed_everything(config.seed)
+
+    full_config = {**model_config(config.architecture), **config.model_config}
+    model = create_model(config.architecture, full_config).to(device)
+    if device.startswith("cuda"):
+        model = model.to(memory_format=torch.channels_last)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
+
+    step, elapsed, epoch, best_mae, history = 0, 0.0, 0, None, []
+    checkpoint_path = out / CHECKPOINT_FILE
+    if checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if state.get("architecture") != config.architecture:
+            raise ValueError(
+                f"{checkpoint_path} holds a {state.get('architecture')!r} run, not {config.architecture!r}; "
+                "use another --out folder"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed, epoch = int(state["step"]), float(state["elapsed_s"]), int(state["epoch"])
+        best_mae = state.get("best_val_mae")
+        torch.set_rng_state(state["torch_rng"])
+        history = json.loads(state.get("history_json", "[]"))
+        log.info("resumed %s at step %d (%.1f min trained)", checkpoint_path, step, elapsed / 60)
+    else:
+        log.info("new run in %s: %s", out, json.dumps(config.to_dict(), sort_keys=True))
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model %s: %d parameters, device %s, amp %s", config.architecture, n_params, device, amp_dtype)
+
+    val_batches: list[Any] = []
+    if val_dataset is not None:
+        val_config = TrainConfig(**{**config.to_dict(), "workers": 0})
+        for i, batch in enumerate(_make_loader(val_dataset, val_config, 0, shuffle=False, seed_offset=7)):
+            if i >= config.val_batches:
+                break
+            val_batches.append(batch)
+
+    def card(metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "architecture": config.architecture,
+            "config": full_config,
+            "parameters": n_params,
+            "working_long_side": 512,
+            "input": "RGB float [0,1], any size (padded to a multiple of 32)",
+            "output": "r = grey(ideal) - grey(observed) in [-1,1]; r<0 over-exposed, r>0 under-exposed",
+            "training": {**config.to_dict(), "steps_done": step, "minutes_done": round(elapsed / 60, 2)},
+            "validation": metrics,
+            **(card_extra or {}),
+        }
+
+    def save_checkpoint() -> None:
+        _atomic_torch_save(
+            {
+                "architecture": config.architecture,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "elapsed_s": elapsed,
+                "epoch": epoch,
+                "best_val_mae": best_mae,
+                "torch_rng": torch.get_rng_state(),
+                "history_json": json.dumps(history),
+            },
+            checkpoint_path,
+        )
+
+    def validate() -> None:
+        nonlocal best_mae
+        if not val_batches:
+            return
+        metrics = evaluate_mae(model, val_batches, device, amp_dtype)
+        record = {"step": step, "minutes": round(elapsed / 60, 2), **metrics}
+        history.append(record)
+        _append_metrics(out, {"kind": "val", **record})
+        improved = best_mae is None or metrics["val_mae"] < best_mae
+        log.info("validation step %d: MAE %.4f, mean-residual error %.4f%s", step, metrics["val_mae"],
+                 metrics["val_mean_abs_err"], "  (best so far)" if improved else "")
+        if improved:
+            best_mae = metrics["val_mae"]
+            save_weights(model, out / "best", card(record))
+            if export_dir is not None:
+                save_weights(model, export_dir, card(record))
+
+    model.train()
+    data = _endless(lambda e: _make_loader(train_dataset, config, e, shuffle=True), epoch)
+    last_log = last_ckpt = last_val = time.monotonic()
+    window: list[float] = []
+    window_parts: dict[str, float] = {"l1": 0.0, "mean": 0.0}
+    last_loss = float("nan")
+    progress = progress_of(step, elapsed, config)
+    try:
+        while progress < 1.0:
+            tick = time.perf_counter()
+            epoch, batch = next(data)
+            images, target = _to_tensor_batch(batch, device)
+            if device.startswith("cuda"):
+                images = images.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(progress, config)
+            if hasattr(model, "set_explore"):
+                model.set_explore(explore_strength(progress, config))
+            with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+                pred = model(images)
+            loss, parts = exposure_loss(pred.float(), target, config.mean_weight, config.gradient_weight)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            elapsed += time.perf_counter() - tick
+            progress = progress_of(step, elapsed, config)
+            last_loss = float(loss.detach())
+            window.append(last_loss)
+            for key in window_parts:
+                window_parts[key] += parts[key]
+            if progress_callback is not None:
+                progress_callback(step, progress, {"loss": last_loss})
+            now = time.monotonic()
+            if now - last_log >= config.log_every_s or progress >= 1.0:
+                record = {
+                    "kind": "train", "step": step, "epoch": epoch, "minutes": round(elapsed / 60, 2),
+                    "progress": round(progress, 4), "loss": sum(window) / len(window),
+                    "l1": window_parts["l1"] / len(window), "mean_err": window_parts["mean"] / len(window),
+                    "lr": optimizer.param_groups[0]["lr"], "explore": explore_strength(progress, config),
+                    "steps_per_s": len(window) / max(now - last_log, 1e-9),
+                }
+                _append_metrics(out, record)
+                log.info("step %d (%.0f%%) loss %.4f l1 %.4f mean-err %.4f lr %.2e explore %.2f %.2f steps/s",
+                         step, 100 * progress, record["loss"], record["l1"], record["mean_err"], record["lr"],
+                         record["explore"], record["steps_per_s"])
+                window, window_parts, last_log = [], {k: 0.0 for k in window_parts}, now
+            if now - last_val >= config.validate_every_s:
+                validate()
+                last_val = time.monotonic()
+            if now - last_ckpt >= config.checkpoint_every_s:
+                save_checkpoint()
+                last_ckpt = time.monotonic()
+    finally:
+        save_checkpoint()
+    validate()
+    if not val_batches:
+        # Without validation data the last weights are the best we know.
+        save_weights(model, out / "best", card({"step": step}))
+        if export_dir is not None:
+            save_weights(model, export_dir, card({"step": step}))
+    save_checkpoint()
+    log.info("finished: %d steps, %.1f min, best validation MAE %s", step, elapsed / 60, best_mae)
+    return TrainResult(step, elapsed, last_loss, best_mae, out / "best", history)
+
+
+def _append_metrics(out: Path, record: dict[str, Any]) -> None:
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _attach_file_log(path: Path) -> None:
+    """Log to the run's train.log (once per path) and to stderr when nothing else is configured."""
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path.resolve():
+            return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers):
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(stream)
+
+
+__all__ = ["TrainConfig", "TrainResult", "exposure_loss", "explore_strength", "learning_rate", "train"]

@@ -1,0 +1,88 @@
+"""Where training data comes from: our simulated corpus or a folder in the IEA40K layout.
+
+Both go through :class:`exposure_cli.data.dataset.ExposureDataset`; this module only picks the
+constructor, detects the layout of a ``--data`` folder and records what the data was (for the weights
+card), so the trainer never needs to know which kind it got.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from pathlib import Path
+from typing import Any
+
+
+class DataFormat(str, enum.Enum):
+    """Layout of a ``--data`` folder."""
+
+    auto = "auto"
+    corpus = "corpus"
+    iea40k = "iea40k"
+
+
+def detect_format(root: Path) -> DataFormat:
+    """A corpus has ``index.json`` (written by ``exposure data build``); anything else is read as IEA40K."""
+    if (root / "index.json").is_file():
+        return DataFormat.corpus
+    if any(root.rglob("*.npy")) or any(root.rglob("*.csv")):
+        return DataFormat.iea40k
+    raise ValueError(
+        f"{root} is neither a corpus (no index.json; build one with `exposure data build`) nor an IEA40K-layout "
+        "folder (no .npy residual maps or CSV files)"
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def describe_data(root: Path, fmt: DataFormat) -> dict[str, Any]:
+    """What the weights card records about the training data (source, layout, manifest hashes)."""
+    info: dict[str, Any] = {"data_format": fmt.value, "data_path": str(root)}
+    if fmt is DataFormat.corpus:
+        info["corpus_index_sha256"] = _sha256(root / "index.json")
+        try:
+            from ..data.corpus import DEFAULT_MANIFEST
+
+            if Path(DEFAULT_MANIFEST).is_file():
+                info["corpus_manifest_sha256"] = _sha256(Path(DEFAULT_MANIFEST))
+        except ImportError:  # pragma: no cover - data package without a manifest
+            pass
+    return info
+
+
+def open_datasets(
+    root: str | Path,
+    fmt: DataFormat = DataFormat.auto,
+    crop: int = 256,
+    seed: int = 0,
+    samples_per_epoch: int = 2048,
+    val_samples: int = 256,
+) -> tuple[Any, Any | None, dict[str, Any]]:
+    """Training dataset, validation dataset (None if the data has no validation split), data description."""
+    from ..data.dataset import ExposureDataset
+
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"training data folder {root} does not exist")
+    if fmt is DataFormat.auto:
+        fmt = detect_format(root)
+    if fmt is DataFormat.corpus:
+        train = ExposureDataset.from_corpus(root, split="train", crop=crop, seed=seed, samples_per_epoch=samples_per_epoch)
+        try:
+            val = ExposureDataset.from_corpus(root, split="val", crop=crop, seed=seed + 1, samples_per_epoch=val_samples)
+        except (ValueError, FileNotFoundError, KeyError):
+            val = None
+    else:
+        train = ExposureDataset.from_iea40k(root, split="train", crop=crop)
+        try:
+            val = ExposureDataset.from_iea40k(root, split="val", crop=crop)
+            if len(val) == 0:
+                val = None
+        except (ValueError, FileNotFoundError, KeyError):
+            val = None
+    return train, val, describe_data(root, fmt)
+
+
+__all__ = ["DataFormat", "describe_data", "detect_format", "open_datasets"]

@@ -1,0 +1,115 @@
+"""The training loop: it learns, checkpoints, resumes, exports loadable weights; schedules behave."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from exposure_cli.analyzers import create_analyzer  # noqa: E402
+from exposure_cli.analyzers.eat import CARD_FILE, WEIGHTS_FILE, verify_weights  # noqa: E402
+from exposure_cli.color import grey, linear_to_srgb, srgb_to_linear  # noqa: E402
+from exposure_cli.models import create_model  # noqa: E402
+from exposure_cli.training import TrainConfig, exposure_loss, explore_strength, learning_rate, train  # noqa: E402
+from exposure_cli.training.loop import evaluate_mae  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+class GlobalShiftDataset(torch.utils.data.Dataset):
+    """Smooth random colour fields shown at a random global exposure (a test stand-in, not a simulator)."""
+
+    def __init__(self, n: int, size: int = 64, seed: int = 0) -> None:
+        self.n, self.size, self.seed = n, size, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        import cv2
+
+        rng = np.random.default_rng(self.seed * 10_000 + index)
+        coarse = rng.uniform(0.15, 0.75, (4, 4, 3)).astype(np.float32)
+        ideal = cv2.resize(coarse, (self.size, self.size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+        ev = rng.choice([-2.0, -1.0, 0.0, 1.0, 2.0])
+        observed = linear_to_srgb(srgb_to_linear(ideal) * 2.0**ev)
+        residual = np.clip(grey(ideal) - grey(observed), -1, 1)
+        return {
+            "image": torch.from_numpy(observed).permute(2, 0, 1).contiguous(),
+            "residual": torch.from_numpy(residual)[None],
+        }
+
+
+def _config(**overrides) -> TrainConfig:
+    values = dict(architecture="eat_iea_test", steps=60, batch_size=8, lr=5e-3, seed=0, threads=1,
+                  log_every_s=0.0, checkpoint_every_s=3600, validate_every_s=3600, val_batches=2)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_short_training_lowers_the_loss_and_exports_loadable_weights(tmp_path):
+    train_set, val_set = GlobalShiftDataset(64, seed=0), GlobalShiftDataset(16, seed=1)
+    val_batches = list(torch.utils.data.DataLoader(val_set, batch_size=8))
+    torch.manual_seed(0)
+    untrained = create_model("eat_iea_test")  # same seed → same init as the run
+    before = evaluate_mae(untrained, val_batches, "cpu")["val_mae"]
+
+    export = tmp_path / "export"
+    result = train(_config(), train_set, tmp_path / "run", val_dataset=val_set, export_dir=export,
+                   card_extra={"data_format": "test"})
+    assert result.steps == 60
+    assert result.best_val_mae is not None and result.best_val_mae < 0.8 * before
+
+    card = json.loads((export / CARD_FILE).read_text())
+    assert card["architecture"] == "eat_iea_test" and card["data_format"] == "test"
+    assert card["validation"]["val_mae"] == pytest.approx(result.best_val_mae)
+    assert card["training"]["steps_done"] == 60
+    verify_weights(export / WEIGHTS_FILE)
+    analyzer = create_analyzer("eat", weights=export, device="cpu", working_long_side=64)
+    dark = linear_to_srgb(srgb_to_linear(np.full((48, 80, 3), 0.45, np.float32)) * 0.25)
+    assert analyzer.analyze(dark).shape == (48, 80)
+
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "val" for r in lines) and any(r["kind"] == "train" for r in lines)
+    assert "finished" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    data = GlobalShiftDataset(16)
+    first = train(_config(steps=4), data, tmp_path / "run")
+    assert first.steps == 4 and (tmp_path / "run" / "checkpoint.pt").is_file()
+    second = train(_config(steps=7), data, tmp_path / "run")
+    assert second.steps == 7  # 3 more steps, not 7 new ones
+    assert "resumed" in (tmp_path / "run" / "train.log").read_text()
+    with pytest.raises(ValueError, match="holds a 'eat_iea_test' run"):
+        train(_config(steps=9, architecture="eat_iea_no_dwt"), data, tmp_path / "run")
+
+
+def test_a_budget_is_required(tmp_path):
+    with pytest.raises(ValueError, match="budget"):
+        train(_config(steps=None, minutes=None), GlobalShiftDataset(4), tmp_path / "run")
+
+
+def test_schedules():
+    cfg = TrainConfig(steps=100, explore_share=0.3, explore_strength=0.5, warmup_share=0.1, lr=1e-3)
+    assert explore_strength(0.0, cfg) == pytest.approx(0.5)
+    assert 0 < explore_strength(0.15, cfg) < 0.5
+    assert explore_strength(0.3, cfg) == 0.0 and explore_strength(0.9, cfg) == 0.0
+    assert learning_rate(0.05, cfg) < learning_rate(0.1, cfg) == pytest.approx(1e-3)
+    assert learning_rate(1.0, cfg) == pytest.approx(5e-5)
+    no_explore = TrainConfig(steps=10, explore_share=0.0)
+    assert explore_strength(0.0, no_explore) == 0.0
+
+
+def test_loss_values_the_overall_verdict():
+    target = torch.zeros(2, 1, 8, 8)
+    noise = torch.zeros(2, 1, 8, 8)
+    noise[..., ::2, :] = 0.2
+    noise[..., 1::2, :] = -0.2  # zero-mean error
+    shift = torch.full((2, 1, 8, 8), 0.2)  # same per-pixel error, wrong overall verdict
+    loss_noise, _ = exposure_loss(noise, target, mean_weight=1.0, gradient_weight=0.0)
+    loss_shift, parts = exposure_loss(shift, target, mean_weight=1.0, gradient_weight=0.0)
+    assert parts["l1"] == pytest.approx(0.2) and loss_shift > loss_noise
