@@ -1,0 +1,138 @@
+"""``exposure rescore``: apply rule sets to an existing report, without the photos or the model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+
+def read_any_report(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """(DataFrame, metadata) of a report file or scan folder, via the report writers."""
+    from ..report.writers import read_report
+
+    return read_report(path)
+
+
+def report_file(report: Path) -> Path:
+    """The report file itself (a scan folder holds report.parquet, .csv or .jsonl)."""
+    from ..report.schema import REPORT_FILENAMES
+
+    if report.is_dir():
+        found = [report / n for n in REPORT_FILENAMES.values() if (report / n).exists()]
+        return found[0] if found else report / "report.parquet"
+    return report
+
+
+def default_output(report: Path) -> Path:
+    """Where a rescored report goes when ``--out`` is not given: beside the input, never over it."""
+    source = report_file(report)
+    return source.with_name(f"{source.stem}.rescored{source.suffix}")
+
+
+def rescore_report(
+    report: str | Path,
+    specs: List[str],
+    out: str | Path | None = None,
+) -> tuple[Path, Any, dict[str, Any], float]:
+    """Score a report under the rule sets ``specs`` and write it to ``out``.
+
+    Returns:
+        (output path, the new DataFrame, its metadata, seconds spent scoring).
+    """
+    from ..report.writers import write_report
+    from ..rules import load_rule_sets, score_dataframe, thresholds_from_metadata
+
+    report = Path(report)
+    df, metadata = read_any_report(report)
+    rule_sets = load_rule_sets(specs)
+    started = time.perf_counter()
+    scored = score_dataframe(rule_sets, df, thresholds_from_metadata(metadata))
+    seconds = time.perf_counter() - started
+    target = Path(out) if out else default_output(report)
+    source = report_file(report)
+    if target.exists() and source.exists() and target.resolve() == source.resolve():
+        raise ValueError(f"refusing to overwrite the input report {report}; pass another --out")
+    new_meta = dict(metadata)
+    names = [str(n) for n in new_meta.get("rule_sets") or []]
+    new_meta["rule_sets"] = names + [rs.name for rs in rule_sets if rs.name not in names]
+    new_meta["rescored"] = {
+        "from": str(report),
+        "rule_sets": [rs.name for rs in rule_sets],
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    fmt = target.suffix.lstrip(".").lower() or "parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_report(scored, target, fmt, new_meta)
+    return target, scored, new_meta, seconds
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "rescore",
+        epilog=(
+            "Examples:\n\n"
+            "  exposure rescore audit/ --rules portrait\n\n"
+            "  exposure rescore audit/report.parquet --rules ./acme.toml --rules night --out acme.parquet\n\n"
+            "  exposure rescore audit/ --rules landscape-strict --fail-under landscape-strict=60"
+        ),
+    )
+    def rescore_command(
+        report: Path = typer.Argument(..., help="A report (file or scan folder)."),
+        rules: List[str] = typer.Option(..., "--rules", "-r", help="Rule set (preset, plugin or TOML file); repeatable."),
+        out: Optional[Path] = typer.Option(
+            None, "--out", "-o", help="New report (.parquet, .csv, .jsonl). Default: REPORT.rescored.<ext> beside it."
+        ),
+        fail_under: List[str] = typer.Option(
+            [], "--fail-under", help="NAME=SCORE: exit 1 if any photo scores below SCORE under rule set NAME."
+        ),
+    ) -> None:
+        """Re-score an existing report with new rule sets, from its stored statistics and histograms.
+
+        Photos and the model are not needed: rule sets with other pixel thresholds are answered from the
+        per-region histograms of the residual. Existing columns of other rule sets are kept; columns of a
+        rule set with the same name are replaced.
+        """
+        from ..registry import RegistryError
+        from ..rules import RuleError, below_threshold, parse_fail_under, score_columns
+
+        try:
+            limits = [parse_fail_under(spec) for spec in fail_under]
+        except RuleError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if not report.exists():
+            typer.echo(f"Error: no report at {report}", err=True)
+            raise typer.Exit(2)
+        try:
+            target, df, _, seconds = rescore_report(report, list(rules), out)
+        except (RegistryError, RuleError, ValueError, FileNotFoundError) as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        rows = len(df)
+        rate = rows / seconds if seconds > 0 else float("inf")
+        typer.echo(f"rescored {rows} photos in {seconds:.2f} s ({rate:,.0f} rows/s) → {target}")
+        status_ok = df["status"].astype(str) != "error" if "status" in df.columns else None
+        for column in [c for c in df.columns if c.startswith("score_")]:
+            name = column[len("score_"):]
+            scores = df[column].astype(float)
+            if status_ok is not None:
+                scores = scores[status_ok]
+            grade_column = score_columns(name)[1]
+            grades = df[grade_column].value_counts().to_dict() if grade_column in df.columns else {}
+            grade_text = ", ".join(f"{g}: {n}" for g, n in sorted(grades.items(), key=lambda kv: str(kv[0])) if str(g))
+            typer.echo(f"  {name}: mean {scores.mean():.1f}, min {scores.min():.1f}  ({grade_text})")
+        failed = False
+        for name, minimum in limits:
+            column = score_columns(name)[0]
+            if column not in df.columns:
+                typer.echo(f"Error: --fail-under names {name!r}, which is not a rule set in the report", err=True)
+                raise typer.Exit(2)
+            below = below_threshold(df[column].to_numpy(dtype=float), minimum)
+            if below.any():
+                failed = True
+                typer.echo(f"FAIL {name}: {int(below.sum())} photos score below {minimum:g}", err=True)
+        if failed:
+            raise typer.Exit(1)

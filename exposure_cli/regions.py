@@ -1,0 +1,253 @@
+"""Region masks for region-aware rules: face, person, main subject, background and sky.
+
+``compute_regions(rgb)`` runs once per photo in the scan. It works on a small copy (long side
+:data:`WORK_SIDE` px) so it costs a few milliseconds whatever the photo size, and returns boolean masks at
+the input size. A region that is not found is ``None`` ("not present in this photo").
+
+How each region is found, and what it cannot do:
+
+* **face** — frontal faces from the LBP face cascade that ships inside scikit-image
+  (``skimage.data.lbp_frontal_face_cascade_filename()``; an OpenCV-format cascade). OpenCV 5's Python
+  wheels no longer contain ``CascadeClassifier``, the Haar cascade files or the HOG people detector, so
+  they cannot be used. Profiles, small faces (under about 1/8 of the long side) and strongly rotated
+  faces are missed. Without scikit-image installed, face and person are ``None`` and
+  :func:`detector_status` says why.
+* **person** — a heuristic, not a detector: each face plus the torso box below it (3 face widths wide,
+  6 face heights tall, clipped to the image). Only people whose face is detected are found.
+* **subject** — the main subject from a spectral-residual saliency map (Hou & Zhang, CVPR 2007) computed
+  in numpy on a 64-px copy, thresholded, the largest salient blobs kept; faces and persons join it.
+* **background** — everything that is not subject (``None`` when there is no subject or it fills the frame).
+* **sky** — only where it is easy to be sure: bright, smooth, bluish or grey pixels connected to the top
+  edge, mostly in the upper part of the frame, covering 3-85 % of it. Skies cut off from the top edge,
+  night skies and textured clouds are not found (``None``) rather than guessed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from .color import grey
+
+#: Long side of the internal working copy.
+WORK_SIDE = 128
+#: Long side of the saliency working copy (spectral residual wants a small image).
+SALIENCY_SIDE = 64
+REGION_NAMES = ("face", "person", "subject", "background", "sky")
+
+
+@functools.lru_cache(maxsize=1)
+def _face_cascade() -> Any:
+    try:
+        from skimage import data
+        from skimage.feature import Cascade
+    except ImportError:
+        return None
+    return Cascade(data.lbp_frontal_face_cascade_filename())
+
+
+def detector_status() -> dict[str, str]:
+    """What each region uses on this installation (for report metadata and ``exposure rules list``)."""
+    face = (
+        "scikit-image LBP frontal-face cascade"
+        if _face_cascade() is not None
+        else "unavailable: install scikit-image for face/person regions"
+    )
+    return {
+        "face": face,
+        "person": "face + torso box heuristic" if _face_cascade() is not None else face,
+        "subject": "spectral-residual saliency",
+        "background": "not subject",
+        "sky": "bright smooth bluish/grey region connected to the top edge",
+    }
+
+
+def detect_faces(grey_small: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Face boxes ``(row, col, height, width)`` in the working copy's pixels."""
+    cascade = _face_cascade()
+    if cascade is None:
+        return []
+    h, w = grey_small.shape
+    side = min(h, w)
+    if side < 20:
+        return []
+    found = cascade.detect_multi_scale(
+        img=np.ascontiguousarray(grey_small, dtype=np.float64),
+        scale_factor=1.25,
+        step_ratio=1,
+        min_size=(16, 16),
+        max_size=(side, side),
+    )
+    return [(int(d["r"]), int(d["c"]), int(d["height"]), int(d["width"])) for d in found]
+
+
+def _person_mask(faces: list[tuple[int, int, int, int]], shape: tuple[int, int]) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    h, w = shape
+    for r, c, fh, fw in faces:
+        mask[max(r, 0) : min(r + fh, h), max(c, 0) : min(c + fw, w)] = True
+        top = r + fh
+        left = int(c - fw)
+        mask[max(top, 0) : min(top + 6 * fh, h), max(left, 0) : min(left + 3 * fw, w)] = True
+    return mask
+
+
+def spectral_residual_saliency(grey_image: np.ndarray) -> np.ndarray:
+    """Saliency map in [0, 1] (Hou & Zhang's spectral residual), same size as the input."""
+    import cv2
+
+    g = np.asarray(grey_image, dtype=np.float32)
+    h, w = g.shape
+    scale = SALIENCY_SIDE / max(h, w)
+    small = cv2.resize(g, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
+    spectrum = np.fft.fft2(small)
+    log_amplitude = np.log(np.abs(spectrum) + 1e-8).astype(np.float32)
+    phase = np.angle(spectrum)
+    residual = log_amplitude - cv2.blur(log_amplitude, (3, 3))
+    saliency = np.abs(np.fft.ifft2(np.exp(residual + 1j * phase))) ** 2
+    saliency = cv2.GaussianBlur(saliency.astype(np.float32), (0, 0), sigmaX=2.5)
+    saliency -= saliency.min()
+    peak = float(saliency.max())
+    if peak > 0:
+        saliency /= peak
+    return cv2.resize(saliency, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def colour_contrast_saliency(rgb_small: np.ndarray) -> np.ndarray:
+    """Frequency-tuned saliency (Achanta et al., CVPR 2009): distance of each blurred Lab pixel from the
+    image's mean colour, in [0, 1]. It fills whole objects where the spectral residual marks their edges."""
+    import cv2
+
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb_small, dtype=np.float32), cv2.COLOR_RGB2Lab)
+    blurred = cv2.GaussianBlur(lab, (0, 0), 1.5)
+    distance = np.sqrt(((blurred - lab.reshape(-1, 3).mean(axis=0)) ** 2).sum(axis=-1))
+    peak = float(distance.max())
+    return (distance / peak).astype(np.float32) if peak > 0 else np.zeros(distance.shape, np.float32)
+
+
+def _centre_prior(shape: tuple[int, int]) -> np.ndarray:
+    h, w = shape
+    y = (np.arange(h, dtype=np.float32) - (h - 1) / 2) / (0.5 * h)
+    x = (np.arange(w, dtype=np.float32) - (w - 1) / 2) / (0.5 * w)
+    return np.exp(-(y[:, None] ** 2 + x[None, :] ** 2) / (2 * 0.6**2)).astype(np.float32)
+
+
+def _subject_mask(saliency: np.ndarray) -> np.ndarray | None:
+    import cv2
+
+    if float(saliency.max()) <= 0.05:
+        return None
+    level, mask = cv2.threshold((saliency * 255).astype(np.uint8), 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if level < 40 or not mask.any():  # a flat saliency map: nothing stands out
+        return None
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+    count, labels, component_stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    areas = component_stats[1:, cv2.CC_STAT_AREA]
+    if areas.size == 0:
+        return None
+    # keep the largest blob and any other blob at least a third of its size
+    keep = np.flatnonzero(areas >= areas.max() / 3.0) + 1
+    subject = np.isin(labels, keep).astype(np.uint8)
+    subject = cv2.morphologyEx(subject, cv2.MORPH_CLOSE, kernel)
+    return subject.astype(bool)
+
+
+def _sky_mask(rgb_small: np.ndarray, grey_small: np.ndarray) -> np.ndarray | None:
+    import cv2
+
+    h, w = grey_small.shape
+    smooth = cv2.GaussianBlur(grey_small, (0, 0), 1.0)
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
+    texture = cv2.blur(np.abs(gx) + np.abs(gy), (5, 5))
+    r, g, b = rgb_small[..., 0], rgb_small[..., 1], rgb_small[..., 2]
+    saturation = rgb_small.max(axis=-1) - rgb_small.min(axis=-1)
+    bluish = (b >= r + 0.03) & (b >= g - 0.02) & (grey_small > 0.35)
+    bright_grey = (saturation < 0.12) & (grey_small > 0.6)
+    candidate = ((bluish | bright_grey) & (texture < 0.12)).astype(np.uint8)
+    if not candidate[0].any():
+        return None
+    count, labels = cv2.connectedComponents(candidate, connectivity=4)
+    top_labels = np.unique(labels[0][candidate[0] > 0])
+    top_labels = top_labels[top_labels > 0]
+    sky = np.isin(labels, top_labels)
+    area = float(sky.mean())
+    if not 0.03 <= area <= 0.85:
+        return None
+    rows = np.nonzero(sky)[0]
+    if float((rows < 0.6 * h).mean()) < 0.9:  # a sky sits in the upper part of the frame
+        return None
+    if int(sky[0].sum()) < 0.5 * w:  # and runs along a good part of the top edge
+        return None
+    return sky
+
+
+def _to_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    import cv2
+
+    if mask is None:
+        return None
+    h, w = shape
+    if mask.shape == (h, w):
+        out = mask.astype(bool)
+    else:
+        out = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return out if out.any() else None
+
+
+def compute_regions(rgb: np.ndarray) -> dict[str, np.ndarray | None]:
+    """Region masks of one photo.
+
+    Args:
+        rgb: H×W×3 float32 RGB in [0, 1].
+
+    Returns:
+        ``face``, ``person``, ``subject``, ``background``, ``sky`` → H×W bool mask, or ``None`` when the
+        region is not present (or cannot be found reliably) in this photo.
+    """
+    import cv2
+
+    image = np.asarray(rgb, dtype=np.float32)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
+    h, w = image.shape[:2]
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image
+    small = np.clip(small, 0.0, 1.0)
+    g = grey(small)
+    small_shape = g.shape
+
+    faces = detect_faces(g)
+    face = np.zeros(small_shape, dtype=bool)
+    for r, c, fh, fw in faces:
+        face[r : r + fh, c : c + fw] = True
+    person = _person_mask(faces, small_shape) if faces else None
+
+    saliency = 0.5 * spectral_residual_saliency(g) + colour_contrast_saliency(small)
+    saliency *= _centre_prior(small_shape)
+    subject = _subject_mask(saliency / max(float(saliency.max()), 1e-6))
+    if person is not None:
+        subject = person.copy() if subject is None else (subject | person)
+    if subject is not None and subject.all():
+        background = None
+    else:
+        background = None if subject is None else ~subject
+
+    sky = _sky_mask(small, g)
+    if sky is not None and subject is not None:
+        sky = sky & ~subject if (sky & ~subject).any() else None
+
+    return {
+        "face": _to_size(face if faces else None, (h, w)),
+        "person": _to_size(person, (h, w)),
+        "subject": _to_size(subject, (h, w)),
+        "background": _to_size(background, (h, w)),
+        "sky": _to_size(sky, (h, w)),
+    }
+
+
+__all__ = ["REGION_NAMES", "compute_regions", "detect_faces", "detector_status", "spectral_residual_saliency"]

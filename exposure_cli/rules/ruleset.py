@@ -1,0 +1,845 @@
+"""Rule sets: the :class:`RuleSet` interface, TOML rule files (score tables and deductions), and scoring.
+
+A rule set turns the metric columns of many photos into three columns: a 0-100 score, a grade label and
+the reasons. TOML rule sets come in two modes (see docs/RULES.md for the full schema):
+
+* **table** (``[[rows]]``): the first row from the top whose ``when`` holds gives the score;
+* **deductions** (``[[deductions]]``): start at ``start`` (100) and subtract ``points`` for every
+  condition that holds, never below ``floor`` (0).
+
+Python plugins subclass :class:`RuleSet` and implement :meth:`RuleSet.score`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..stats import REGIONS, Thresholds
+from . import expr
+from .expr import BOOL, NUM, Env, Names, Node, RuleError
+from .metrics import METRICS, MetricFrame, format_value, metric_types
+
+#: Allowed rule set names: they become column suffixes (``score_<name>``).
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+#: Default grade labels: minimum score → label, best first.
+DEFAULT_GRADES: tuple[tuple[float, str], ...] = ((90.0, "A"), (75.0, "B"), (60.0, "C"), (40.0, "D"), (0.0, "F"))
+
+#: What a condition does when it needs a region the photo does not have.
+MISSING_POLICIES = ("skip", "fail") + tuple(f"use_{r}" for r in REGIONS)
+
+
+@dataclass
+class ScoreResult:
+    """Scores of N photos under one rule set."""
+
+    scores: np.ndarray  # float64, 0-100, NaN = not scored
+    grades: list[str]
+    reasons: list[str]
+
+
+class RuleSet(ABC):
+    """Anything that scores photos from their metrics. Plugins subclass this.
+
+    Attributes:
+        name: Column suffix and lookup name.
+        description: One line for ``exposure rules list``.
+        thresholds: Pixel thresholds the rule set wants (``None`` fields: the scan's).
+        grades: (minimum score, label) pairs, best first.
+    """
+
+    name: str = ""
+    description: str = ""
+    thresholds: Mapping[str, float] = {}
+    grades: Sequence[tuple[float, str]] = DEFAULT_GRADES
+    origin: str = "built-in"
+
+    def effective_thresholds(self, scan: Thresholds) -> Thresholds:
+        """The scan's thresholds with this rule set's overrides applied."""
+        values = scan.as_dict()
+        values.update({k: float(v) for k, v in dict(self.thresholds).items()})
+        return Thresholds(**values)
+
+    @abstractmethod
+    def score(self, frame: MetricFrame) -> ScoreResult:
+        """Score every photo of ``frame`` (already seen through :meth:`effective_thresholds`)."""
+
+    def grade(self, score: float) -> str:
+        if score is None or math.isnan(score):
+            return ""
+        for minimum, label in self.grades:
+            if score >= minimum:
+                return label
+        return self.grades[-1][1] if self.grades else ""
+
+    def explain(self, frame: MetricFrame, index: int) -> list[dict[str, Any]]:
+        """Every condition with its values and whether it fired, for photo ``index``.
+
+        The default, for plugins, returns only the final result.
+        """
+        result = self.score(frame)
+        return [
+            {
+                "rule": "result",
+                "condition": "",
+                "fired": True,
+                "effect": expr.format_number(float(result.scores[index])),
+                "details": [result.reasons[index]],
+            }
+        ]
+
+    def describe(self) -> str:
+        """Human-readable description for ``exposure rules show``."""
+        return f"{self.name}: {self.description}\n(Python rule set from {self.origin})"
+
+
+# ------------------------------------------------------------------------------------------- TOML sets
+
+
+@dataclass
+class Condition:
+    """One row or deduction of a TOML rule set."""
+
+    index: int
+    field: str  # "rows[2]" / "deductions[0]"
+    when: Node
+    when_source: str
+    label: str
+    on_missing: str
+    line: int | None
+    score: float | None = None  # table rows
+    points: Node | None = None  # deductions (number or expression)
+    points_source: str = ""
+    regions: tuple[str, ...] = ()  # regions whose metrics the condition (and its points) read
+
+
+@dataclass
+class _Outcome:
+    fired: np.ndarray
+    missing: dict[str, np.ndarray]
+    memo: dict[int, np.ndarray]
+    points: np.ndarray | None = None
+    fallback: str | None = None
+
+
+class TomlRuleSet(RuleSet):
+    """A rule set read from a TOML file (see :func:`load_rule_file`)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        description: str,
+        mode: str,
+        conditions: list[Condition],
+        thresholds: Mapping[str, float],
+        grades: Sequence[tuple[float, str]],
+        defines: Mapping[str, Node],
+        define_sources: Mapping[str, str],
+        on_missing: str,
+        otherwise_score: float = 0.0,
+        otherwise_label: str = "",
+        start: float = 100.0,
+        floor: float = 0.0,
+        source: str = "",
+        origin: str = "built-in",
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.mode = mode
+        self.conditions = conditions
+        self.thresholds = dict(thresholds)
+        self.grades = tuple(grades)
+        self.defines = dict(defines)
+        self.define_sources = dict(define_sources)
+        self.on_missing = on_missing
+        self.otherwise_score = float(otherwise_score)
+        self.otherwise_label = otherwise_label
+        self.start = float(start)
+        self.floor = float(floor)
+        self.source = source
+        self.origin = origin
+
+    # -- evaluation helpers
+    def _env(self, frame: MetricFrame, condition: Condition) -> tuple[Env, dict[str, np.ndarray], str | None]:
+        missing = {r: ~frame.present(r) for r in condition.regions if r != "global"}
+        policy = condition.on_missing
+        fallback = policy[4:] if policy.startswith("use_") else None
+
+        def lookup(name: str) -> np.ndarray:
+            values = frame.metric(name)
+            region = METRICS[name].region
+            if fallback is None or region is None or region == "global" or region == fallback:
+                return values
+            metric = name.partition(".")[2]
+            substitute = frame.metric(f"{fallback}.{metric}")
+            if fallback != "global":  # a fallback region that is absent too falls back to global
+                substitute = np.where(frame.present(fallback), substitute, frame.metric(f"global.{metric}"))
+            return np.where(frame.present(region), values, substitute)
+
+        env = Env(lookup=lookup, defines=self.defines, present=frame.present, size=frame.size)
+        return env, missing, fallback
+
+    def _evaluate(self, frame: MetricFrame, condition: Condition) -> _Outcome:
+        env, missing, fallback = self._env(frame, condition)
+        memo: dict[int, np.ndarray] = {}
+        with np.errstate(all="ignore"):
+            fired = _eval_memo(condition.when, env, memo)
+            fired = np.broadcast_to(np.asarray(fired, dtype=bool), (frame.size,))
+            points = None
+            if condition.points is not None:
+                points = np.broadcast_to(
+                    np.asarray(_eval_memo(condition.points, env, memo), dtype=np.float64), (frame.size,)
+                )
+        return _Outcome(fired=fired, missing=missing, memo=memo, points=points, fallback=fallback)
+
+    def _any_missing(self, outcome: _Outcome, size: int) -> np.ndarray:
+        result = np.zeros(size, dtype=bool)
+        for mask in outcome.missing.values():
+            result |= mask
+        return result
+
+    # -- scoring
+    def score(self, frame: MetricFrame) -> ScoreResult:
+        outcomes = [self._evaluate(frame, c) for c in self.conditions]
+        if self.mode == "table":
+            return self._score_table(frame, outcomes)
+        return self._score_deductions(frame, outcomes)
+
+    def _score_table(self, frame: MetricFrame, outcomes: list[_Outcome]) -> ScoreResult:
+        n = frame.size
+        chosen = np.full(n, -1, dtype=np.int64)
+        failed = np.zeros(n, dtype=bool)
+        decided = np.zeros(n, dtype=bool)
+        skipped: list[np.ndarray] = []
+        for k, (condition, outcome) in enumerate(zip(self.conditions, outcomes)):
+            missing = self._any_missing(outcome, n)
+            if condition.on_missing == "fail":
+                fail_now = ~decided & missing
+                failed |= fail_now
+                chosen[fail_now] = k
+                decided |= fail_now
+                take = ~decided & outcome.fired
+            elif condition.on_missing == "skip":
+                skipped.append(~decided & missing)
+                take = ~decided & outcome.fired & ~missing
+            else:
+                take = ~decided & outcome.fired
+            if condition.on_missing != "skip":
+                skipped.append(np.zeros(n, dtype=bool))
+            chosen[take] = k
+            decided |= take
+        row_scores = np.array([c.score for c in self.conditions] + [self.otherwise_score], dtype=np.float64)
+        scores = row_scores[np.where(chosen >= 0, chosen, len(self.conditions))]
+        scores = np.where(failed, 0.0, scores)
+        reasons = []
+        for i in range(n):
+            notes = [
+                f"{self.conditions[k].field} skipped: no {', '.join(_missing_at(outcomes[k], i))} found"
+                for k in range(len(self.conditions))
+                if skipped[k][i] and (chosen[i] < 0 or k < chosen[i])
+            ]
+            k = int(chosen[i])
+            if k < 0:
+                text = f"no row matched → {expr.format_number(self.otherwise_score)}"
+                if self.otherwise_label:
+                    text += f" ({self.otherwise_label})"
+            elif failed[i]:
+                condition = self.conditions[k]
+                text = (
+                    f"{condition.field} needs {', '.join(_missing_at(outcomes[k], i))}, which was not found "
+                    f"(on_missing_region = \"fail\") → 0"
+                )
+            else:
+                condition = self.conditions[k]
+                text = self._fired_text(condition, outcomes[k], i) + f" → {expr.format_number(condition.score)}"
+                if condition.label:
+                    text += f" ({condition.label})"
+            reasons.append("; ".join(notes + [text]))
+        return ScoreResult(scores, [self.grade(s) for s in scores], reasons)
+
+    def _score_deductions(self, frame: MetricFrame, outcomes: list[_Outcome]) -> ScoreResult:
+        n = frame.size
+        total = np.zeros(n, dtype=np.float64)
+        failed = np.zeros(n, dtype=bool)
+        applied: list[np.ndarray] = []
+        for condition, outcome in zip(self.conditions, outcomes):
+            missing = self._any_missing(outcome, n)
+            fired = outcome.fired.copy()
+            if condition.on_missing == "fail":
+                failed |= missing
+                fired &= ~missing
+            elif condition.on_missing == "skip":
+                fired &= ~missing
+            points = np.nan_to_num(outcome.points, nan=0.0) if outcome.points is not None else np.zeros(n)
+            total += np.where(fired, points, 0.0)
+            applied.append(fired)
+        scores = np.clip(self.start - total, self.floor, 100.0)
+        scores = np.where(failed, 0.0, scores)
+        reasons = []
+        for i in range(n):
+            parts = []
+            for k, (condition, outcome) in enumerate(zip(self.conditions, outcomes)):
+                missing_here = _missing_at(outcome, i)
+                if failed[i] and missing_here and condition.on_missing == "fail":
+                    parts.append(
+                        f"{condition.field} needs {', '.join(missing_here)}, which was not found "
+                        f"(on_missing_region = \"fail\") → 0"
+                    )
+                elif applied[k][i]:
+                    points = float(outcome.points[i]) if outcome.points is not None else 0.0
+                    sign = "−" if points >= 0 else "+"
+                    text = self._fired_text(condition, outcome, i) + f" → {sign}{expr.format_number(abs(points))}"
+                    if condition.label:
+                        text += f" ({condition.label})"
+                    parts.append(text)
+                elif missing_here and condition.on_missing == "skip":
+                    parts.append(f"{condition.field} skipped: no {', '.join(missing_here)} found")
+            if not any("→" in p for p in parts):
+                parts.append(f"no deduction applies → {expr.format_number(float(scores[i]))}")
+            reasons.append("; ".join(parts))
+        return ScoreResult(scores, [self.grade(s) for s in scores], reasons)
+
+    # -- reasons
+    def _fired_text(self, condition: Condition, outcome: _Outcome, i: int) -> str:
+        leaves = _leaves(condition.when, outcome.memo, i, True, self.defines)
+        texts = [_leaf_text(node, want, outcome.memo, i) for node, want in leaves]
+        texts = [t for t in texts if t]
+        text = " and ".join(texts) if texts else "always"
+        missing = _missing_at(outcome, i)
+        if missing and outcome.fallback:
+            text += f" (no {', '.join(missing)} found: {outcome.fallback} used instead)"
+        return text
+
+    def explain(self, frame: MetricFrame, index: int) -> list[dict[str, Any]]:
+        sub = _single_row(frame, index)
+        result = self.score(sub)
+        lines: list[dict[str, Any]] = []
+        for condition in self.conditions:
+            outcome = self._evaluate(sub, condition)
+            leaves = _all_leaves(condition.when, self.defines)
+            details = []
+            for node in leaves:
+                truth = bool(np.asarray(outcome.memo.get(id(node), False)).reshape(-1)[0])
+                details.append(("✓ " if truth else "✗ ") + _leaf_text(node, True, outcome.memo, 0, plain=True))
+            missing = _missing_at(outcome, 0)
+            if missing:
+                details.append(
+                    f"no {', '.join(missing)} found: on_missing_region = {condition.on_missing!r}"
+                )
+            if self.mode == "table":
+                effect = expr.format_number(condition.score)
+            else:
+                effect = "−" + expr.format_number(float(outcome.points[0])) if outcome.points is not None else ""
+            lines.append(
+                {
+                    "rule": condition.field + (f" ({condition.label})" if condition.label else ""),
+                    "condition": condition.when_source,
+                    "fired": bool(outcome.fired[0]),
+                    "effect": effect,
+                    "details": details,
+                }
+            )
+        lines.append(
+            {
+                "rule": "result",
+                "condition": "",
+                "fired": True,
+                "effect": f"{expr.format_number(float(result.scores[0]))} ({result.grades[0]})",
+                "details": [result.reasons[0]],
+            }
+        )
+        return lines
+
+    def describe(self) -> str:
+        lines = [f"{self.name}: {self.description}", f"mode: {self.mode}   origin: {self.origin}"]
+        if self.thresholds:
+            lines.append("thresholds: " + ", ".join(f"{k} = {v}" for k, v in self.thresholds.items()))
+        else:
+            lines.append("thresholds: the scan's")
+        lines.append(f"on_missing_region: {self.on_missing}")
+        for name, source in self.define_sources.items():
+            lines.append(f"define {name} = {source}")
+        if self.mode == "deductions":
+            lines.append(f"start {expr.format_number(self.start)}, floor {expr.format_number(self.floor)}")
+        for c in self.conditions:
+            effect = (
+                f"{expr.format_number(c.score):>5}" if self.mode == "table" else f"−({c.points_source})"
+            )
+            label = f"  # {c.label}" if c.label else ""
+            lines.append(f"  {effect}  when {c.when_source}{label}")
+        if self.mode == "table":
+            lines.append(f"  {expr.format_number(self.otherwise_score):>5}  otherwise  # {self.otherwise_label}")
+        lines.append("grades: " + ", ".join(f"{label} ≥ {expr.format_number(m)}" for m, label in self.grades))
+        return "\n".join(lines)
+
+
+def _missing_at(outcome: _Outcome, i: int) -> list[str]:
+    return [region for region, mask in outcome.missing.items() if mask[i]]
+
+
+def _single_row(frame: MetricFrame, index: int) -> MetricFrame:
+    columns = {}
+    for key in list(frame._columns.keys()) if hasattr(frame._columns, "keys") else list(frame._columns):
+        column = frame._columns[key]
+        try:
+            value = column.iloc[index]  # pandas
+        except AttributeError:
+            value = column[index]
+        columns[key] = [value]
+    hists = {region: matrix[index : index + 1] for region, matrix in frame._hists.items()}
+    base = MetricFrame(columns, 1, frame.scan_thresholds, hists)
+    return base.with_thresholds(frame.thresholds)
+
+
+def _eval_memo(node: Node, env: Env, memo: dict[int, np.ndarray]):
+    """Evaluate like :func:`expr.evaluate`, remembering every sub-result for the reasons."""
+    if isinstance(node, expr.Name) and node.name in env.defines:
+        value = _eval_memo(env.defines[node.name], env, memo)
+    elif isinstance(node, expr.Unary):
+        inner = _eval_memo(node.operand, env, memo)
+        value = np.logical_not(inner) if node.op == "not" else (-inner if node.op == "-" else inner)
+    elif isinstance(node, expr.Binary):
+        left = _eval_memo(node.left, env, memo)
+        right = _eval_memo(node.right, env, memo)
+        if node.op == "and":
+            value = np.logical_and(left, right)
+        elif node.op == "or":
+            value = np.logical_or(left, right)
+        elif node.op == "+":
+            value = left + right
+        elif node.op == "-":
+            value = left - right
+        elif node.op == "*":
+            value = left * right
+        else:
+            value = np.true_divide(left, right)
+    elif isinstance(node, expr.Compare):
+        value = expr._COMPARE[node.op](_eval_memo(node.left, env, memo), _eval_memo(node.right, env, memo))
+    elif isinstance(node, expr.Call) and node.func != "exists":
+        args = [_eval_memo(a, env, memo) for a in node.args]
+        if node.func == "known":
+            value = np.isfinite(args[0])
+        elif node.func == "abs":
+            value = np.abs(args[0])
+        else:
+            value = args[0]
+            for other in args[1:]:
+                value = np.fmin(value, other) if node.func == "min" else np.fmax(value, other)
+    else:
+        value = expr._eval(node, env)
+    memo[id(node)] = value
+    return value
+
+
+def _at(memo: dict[int, np.ndarray], node: Node, i: int):
+    value = memo.get(id(node))
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    return arr.item() if arr.ndim == 0 else arr[i].item()
+
+
+def _leaves(node: Node, memo, i: int, want: bool, defines: Mapping[str, Node]) -> list[tuple[Node, bool]]:
+    """The comparisons (and exists/known calls) that make ``node`` evaluate to ``want`` for photo ``i``."""
+    if isinstance(node, expr.Name) and node.name in defines:
+        return _leaves(defines[node.name], memo, i, want, defines)
+    if isinstance(node, expr.Unary) and node.op == "not":
+        return _leaves(node.operand, memo, i, not want, defines)
+    if isinstance(node, expr.Binary) and node.op in ("and", "or"):
+        conjunctive = (node.op == "and") == want  # all children matter
+        out: list[tuple[Node, bool]] = []
+        for child in (node.left, node.right):
+            if conjunctive or bool(_at(memo, child, i)) == want:
+                out.extend(_leaves(child, memo, i, want, defines))
+                if not conjunctive:
+                    break  # one witness is enough for "or" holding / "and" failing
+        return out
+    return [(node, want)]
+
+
+def _all_leaves(node: Node, defines: Mapping[str, Node]) -> list[Node]:
+    if isinstance(node, expr.Name) and node.name in defines:
+        return _all_leaves(defines[node.name], defines)
+    if isinstance(node, expr.Unary) and node.op == "not":
+        return _all_leaves(node.operand, defines)
+    if isinstance(node, expr.Binary) and node.op in ("and", "or"):
+        return _all_leaves(node.left, defines) + _all_leaves(node.right, defines)
+    return [node]
+
+
+def _unit_of(node: Node) -> str:
+    if isinstance(node, expr.Name) and node.name in METRICS:
+        return METRICS[node.name].unit
+    if isinstance(node, expr.Call) and node.func == "abs" and node.args:
+        unit = _unit_of(node.args[0])
+        return "r+" if unit == "r" else unit
+    if isinstance(node, expr.Binary) and node.op in ("+", "-"):
+        # a sum or difference of percentages is a percentage; of residuals, just a number
+        units = {_unit_of(node.left), _unit_of(node.right)} - {""}
+        return "%" if units == {"%"} else ""
+    return ""
+
+
+def _side_text(node: Node, value, unit: str) -> str:
+    shown = format_value(value, unit) if unit not in ("r+",) else format_value(value, "")
+    if isinstance(node, expr.Number):
+        return shown
+    if isinstance(node, expr.Name) and node.name in METRICS:
+        return f"{METRICS[node.name].description} {shown}"
+    return f"{expr.to_source(node)} = {shown}"
+
+
+def _leaf_text(node: Node, want: bool, memo, i: int, *, plain: bool = False) -> str:
+    """One comparison as a sentence with its values: 'global over-exposed area 23 % ≥ 20 %'."""
+    if isinstance(node, expr.Compare):
+        unit = _unit_of(node.left) or _unit_of(node.right)
+        op = node.op if want else expr.negate_op(node.op)
+        left = _side_text(node.left, _at(memo, node.left, i), unit)
+        right = _side_text(node.right, _at(memo, node.right, i), unit)
+        return f"{left} {expr.symbol(op)} {right}"
+    if isinstance(node, expr.Call) and node.func == "exists":
+        region = node.args[0].name  # type: ignore[union-attr]
+        holds = bool(_at(memo, node, i))
+        if plain:
+            return f"exists({region}): {'found' if holds else 'not found'}"
+        return f"{region} found" if want else f"no {region} found"
+    if isinstance(node, expr.Call) and node.func == "known":
+        inner = node.args[0]
+        label = METRICS[inner.name].description if isinstance(inner, expr.Name) and inner.name in METRICS else expr.to_source(inner)
+        value = _at(memo, inner, i)
+        if plain:
+            return f"known({expr.to_source(inner)}): {format_value(value, _unit_of(inner))}"
+        return f"{label} known ({format_value(value, _unit_of(inner))})" if want else f"{label} unknown"
+    if isinstance(node, expr.Bool):
+        return "" if not plain else ("true" if node.value else "false")
+    return f"{expr.to_source(node)}" + ("" if want else " is false")
+
+
+# --------------------------------------------------------------------------------------------- loader
+
+_TOP_KEYS = (
+    "name",
+    "description",
+    "schema",
+    "thresholds",
+    "on_missing_region",
+    "define",
+    "grades",
+    "rows",
+    "otherwise",
+    "deductions",
+    "start",
+    "floor",
+)
+_ROW_KEYS = ("score", "when", "label", "on_missing_region")
+_DEDUCTION_KEYS = ("points", "when", "label", "on_missing_region")
+
+
+class _Lines:
+    """Finds the line of a key in TOML text (tomllib does not report positions)."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        # (line number, table name, is array) for every header
+        self.headers: list[tuple[int, str, bool]] = []
+        for number, line in enumerate(self.lines, 1):
+            match = self._HEADER.match(line)
+            if match:
+                self.headers.append((number, match.group(2).strip(), match.group(1) == "[["))
+
+    def _section(self, table: str | None, index: int | None) -> tuple[int, int] | None:
+        if table is None:
+            end = self.headers[0][0] if self.headers else len(self.lines) + 1
+            return 1, end
+        matches = [h for h in self.headers if h[1] == table]
+        if index is not None:
+            matches = [h for h in matches if h[2]]
+            if index >= len(matches):
+                return None
+            start = matches[index][0]
+        elif matches:
+            start = matches[0][0]
+        else:
+            return None
+        later = [h[0] for h in self.headers if h[0] > start]
+        return start, later[0] if later else len(self.lines) + 1
+
+    def find(self, table: str | None, index: int | None = None, key: str | None = None) -> int | None:
+        section = self._section(table, index)
+        if section is None:
+            if table is not None and key is None:
+                return None
+            return self._anywhere(key or table or "")
+        start, end = section
+        if key is None:
+            return start
+        pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+        for number in range(start, end):
+            if pattern.match(self.lines[number - 1]):
+                return number
+        return start if table is not None else self._anywhere(key)
+
+    def _anywhere(self, key: str) -> int | None:
+        pattern = re.compile(rf"(^|[\s{{,])[\"']?{re.escape(key)}[\"']?\s*=")
+        for number, line in enumerate(self.lines, 1):
+            if pattern.search(line):
+                return number
+        return None
+
+
+def load_rule_file(path: str | Path, *, origin: str | None = None) -> TomlRuleSet:
+    """Read and validate a TOML rule file. Raises :class:`RuleError` naming file, field and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuleError(f"cannot read rule file: {exc}", file=str(path)) from None
+    return parse_rule_text(text, file=str(path), origin=origin or f"file {path}")
+
+
+def parse_rule_text(text: str, *, file: str = "<rules>", origin: str = "text") -> TomlRuleSet:
+    """Validate TOML rule-set text (see :func:`load_rule_file`)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = re.search(r"line (\d+)", message)
+        raise RuleError(f"not valid TOML: {message}", file=file, line=int(match.group(1)) if match else None) from None
+    return _build(data, _Lines(text), file, origin)
+
+
+def _build(data: dict[str, Any], lines: _Lines, file: str, origin: str) -> TomlRuleSet:
+    from ..registry import suggest
+
+    def fail(message: str, field: str, line: int | None = None) -> RuleError:
+        return RuleError(message, file=file, field=field, line=line)
+
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise fail(f"unknown key {key!r}{suggest(key, _TOP_KEYS)}", key, lines.find(None, key=key))
+
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise fail(
+            "'name' is required: letters, digits, '-' and '_' (it becomes the column suffix score_<name>)",
+            "name",
+            lines.find(None, key="name"),
+        )
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise fail("'description' must be text", "description", lines.find(None, key="description"))
+    schema = data.get("schema", 1)
+    if schema != 1:
+        raise fail(f"unsupported schema {schema!r}; this version reads schema = 1", "schema", lines.find(None, key="schema"))
+
+    thresholds = _thresholds(data.get("thresholds", {}), lines, fail)
+    on_missing = _policy(data.get("on_missing_region", "skip"), "on_missing_region", lines.find(None, key="on_missing_region"), fail)
+    grades = _grades(data.get("grades"), lines, fail)
+
+    # defines: name → expression; parsed first so conditions can use them
+    raw_defines = data.get("define", {})
+    if not isinstance(raw_defines, dict):
+        raise fail("'define' must be a table of name = \"expression\"", "define", lines.find("define"))
+    define_sources: dict[str, str] = {}
+    defines: dict[str, Node] = {}
+    reserved = set(expr.KEYWORDS) | set(REGIONS) | set(expr.FUNCTIONS) | {"image", "exif"}
+    for key, source in raw_defines.items():
+        field = f"define.{key}"
+        line = lines.find("define", key=key)
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or key in reserved:
+            raise fail(f"{key!r} cannot be defined: use a plain name that is not a region, function or keyword", field, line)
+        if not isinstance(source, str):
+            raise fail("a definition must be an expression in quotes", field, line)
+        defines[key] = _parse(source, field, line, file)
+        define_sources[key] = source
+    names = Names(metrics=metric_types(), defines=defines, regions=REGIONS)
+    for key, node in defines.items():
+        _check(node, names, None, f"define.{key}", lines.find("define", key=key), file)
+
+    has_rows = "rows" in data
+    has_deductions = "deductions" in data
+    if has_rows == has_deductions:
+        raise fail(
+            "a rule set needs either [[rows]] (a score table) or [[deductions]] (start at 100, subtract), not "
+            + ("both" if has_rows else "neither"),
+            "rows" if has_rows else "deductions",
+            lines.find("rows", 0) or lines.find("deductions", 0),
+        )
+    mode = "table" if has_rows else "deductions"
+    entries = data["rows" if has_rows else "deductions"]
+    table = "rows" if has_rows else "deductions"
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise fail(f"'{table}' must be a non-empty list of tables ([[{table}]])", table, lines.find(table, 0))
+    allowed = _ROW_KEYS if has_rows else _DEDUCTION_KEYS
+    conditions: list[Condition] = []
+    for index, entry in enumerate(entries):
+        field = f"{table}[{index}]"
+        header = lines.find(table, index)
+        for key in entry:
+            if key not in allowed:
+                raise fail(f"unknown key {key!r}{suggest(key, allowed)}", f"{field}.{key}", lines.find(table, index, key))
+        when_line = lines.find(table, index, "when") or header
+        when_source = entry.get("when")
+        if not isinstance(when_source, str):
+            raise fail("'when' is required: a condition in quotes, e.g. when = \"global.bad_pct < 5\"", f"{field}.when", when_line)
+        when = _parse(when_source, f"{field}.when", when_line, file)
+        _check(when, names, BOOL, f"{field}.when", when_line, file)
+        label = entry.get("label", "")
+        if not isinstance(label, str):
+            raise fail("'label' must be text", f"{field}.label", lines.find(table, index, "label"))
+        policy = _policy(
+            entry.get("on_missing_region", on_missing), f"{field}.on_missing_region", lines.find(table, index, "on_missing_region"), fail
+        )
+        condition = Condition(index, field, when, when_source, label, policy, when_line)
+        used = set(expr.referenced_names(when, names))
+        if has_rows:
+            score = entry.get("score")
+            line = lines.find(table, index, "score") or header
+            if not _is_number(score) or not 0 <= float(score) <= 100:
+                raise fail("'score' is required: a number from 0 to 100", f"{field}.score", line)
+            condition.score = float(score)
+        else:
+            points = entry.get("points")
+            line = lines.find(table, index, "points") or header
+            if _is_number(points):
+                condition.points = expr.Number(float(points), 0)
+                condition.points_source = expr.format_number(float(points))
+            elif isinstance(points, str):
+                condition.points = _parse(points, f"{field}.points", line, file)
+                _check(condition.points, names, NUM, f"{field}.points", line, file)
+                condition.points_source = points
+                used |= expr.referenced_names(condition.points, names)
+            else:
+                raise fail("'points' is required: a number or a numeric expression in quotes", f"{field}.points", line)
+        condition.regions = tuple(r for r in REGIONS if any(n.startswith(r + ".") for n in used))
+        conditions.append(condition)
+
+    otherwise_score, otherwise_label = 0.0, ""
+    if "otherwise" in data:
+        if not has_rows:
+            raise fail("'otherwise' belongs to score tables ([[rows]])", "otherwise", lines.find(None, key="otherwise"))
+        otherwise = data["otherwise"]
+        line = lines.find("otherwise") or lines.find(None, key="otherwise")
+        if _is_number(otherwise):
+            otherwise_score = float(otherwise)
+        elif isinstance(otherwise, dict):
+            for key in otherwise:
+                if key not in ("score", "label"):
+                    raise fail(f"unknown key {key!r}{suggest(key, ('score', 'label'))}", f"otherwise.{key}", line)
+            otherwise_score = otherwise.get("score", 0.0)
+            otherwise_label = str(otherwise.get("label", ""))
+        else:
+            otherwise_score = None  # type: ignore[assignment]
+        if not _is_number(otherwise_score) or not 0 <= float(otherwise_score) <= 100:
+            raise fail("'otherwise' must be a score from 0 to 100 or {score = …, label = …}", "otherwise", line)
+    start = data.get("start", 100.0)
+    floor = data.get("floor", 0.0)
+    for key, value in (("start", start), ("floor", floor)):
+        if key in data and not has_deductions:
+            raise fail(f"'{key}' belongs to deduction rule sets ([[deductions]])", key, lines.find(None, key=key))
+        if not _is_number(value) or not 0 <= float(value) <= 100:
+            raise fail(f"'{key}' must be a number from 0 to 100", key, lines.find(None, key=key))
+    if float(floor) > float(start):
+        raise fail("'floor' must not exceed 'start'", "floor", lines.find(None, key="floor"))
+
+    return TomlRuleSet(
+        name=name,
+        description=description,
+        mode=mode,
+        conditions=conditions,
+        thresholds=thresholds,
+        grades=grades,
+        defines=defines,
+        define_sources=define_sources,
+        on_missing=on_missing,
+        otherwise_score=float(otherwise_score),
+        otherwise_label=otherwise_label,
+        start=float(start),
+        floor=float(floor),
+        source=file,
+        origin=origin,
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def _parse(source: str, field: str, line: int | None, file: str) -> Node:
+    try:
+        return expr.parse(source)
+    except RuleError as exc:
+        raise exc.located(file=file, field=field, line=line) from None
+
+
+def _check(node: Node, names: Names, expected: str | None, field: str, line: int | None, file: str) -> None:
+    try:
+        expr.check(node, names, expected=expected)
+    except RuleError as exc:
+        raise exc.located(file=file, field=field, line=line) from None
+
+
+def _policy(value: Any, field: str, line: int | None, fail) -> str:
+    if value == "use_global" or value in MISSING_POLICIES:
+        return str(value)
+    from ..registry import suggest
+
+    hint = suggest(str(value), MISSING_POLICIES)
+    raise fail(f"on_missing_region must be one of {', '.join(MISSING_POLICIES)}, not {value!r}{hint}", field, line)
+
+
+def _thresholds(raw: Any, lines: _Lines, fail) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        raise fail("'thresholds' must be a table: [thresholds] over = 0.1 …", "thresholds", lines.find("thresholds"))
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        line = lines.find("thresholds", key=key)
+        if key not in ("over", "under", "severe"):
+            from ..registry import suggest
+
+            raise fail(f"unknown threshold {key!r}{suggest(key, ('over', 'under', 'severe'))}", f"thresholds.{key}", line)
+        if not _is_number(value) or not 0 < float(value) <= 1:
+            raise fail(
+                "a pixel threshold is a residual size in (0, 1] (0.1 ≈ 25 grey levels), not a percentage",
+                f"thresholds.{key}",
+                line,
+            )
+        out[key] = float(value)
+    return out
+
+
+def _grades(raw: Any, lines: _Lines, fail) -> tuple[tuple[float, str], ...]:
+    if raw is None:
+        return DEFAULT_GRADES
+    pairs: list[tuple[float, str]] = []
+    if isinstance(raw, dict):  # [grades] A = 90
+        for label, minimum in raw.items():
+            if not _is_number(minimum):
+                raise fail("each grade is label = minimum score", f"grades.{label}", lines.find("grades", key=label))
+            pairs.append((float(minimum), str(label)))
+    elif isinstance(raw, list):  # [[grades]] min = 90, label = "A"
+        for index, item in enumerate(raw):
+            if not isinstance(item, dict) or not _is_number(item.get("min")) or not isinstance(item.get("label"), str):
+                raise fail("each [[grades]] entry needs min = <score> and label = \"…\"", f"grades[{index}]", lines.find("grades", index))
+            pairs.append((float(item["min"]), item["label"]))
+    else:
+        raise fail("'grades' must be a table (label = minimum score)", "grades", lines.find("grades"))
+    if not pairs:
+        raise fail("'grades' must name at least one grade", "grades", lines.find("grades"))
+    pairs.sort(key=lambda p: -p[0])
+    return tuple(pairs)
