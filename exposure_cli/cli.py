@@ -16,7 +16,7 @@ import typer
 from . import __version__
 
 #: Command modules under exposure_cli.commands, in --help order.
-COMMAND_MODULES = ("scan", "samples", "train")
+COMMAND_MODULES = ("scan", "samples", "train", "rules", "rescore", "report")
 
 app = typer.Typer(
     name="exposure",
