@@ -43,3 +43,32 @@ def test_brightening_never_lowers_over_share(delta, seed):
     before = image_stats(r, {}, Thresholds())["over_pct"]
     after = image_stats(np.clip(r - delta, -1, 1), {}, Thresholds())["over_pct"]
     assert after >= before
+
+
+def test_joint_region_histograms_match_one_region_at_a_time():
+    from exposure_cli.stats import region_stats
+
+    rng = np.random.default_rng(0)
+    r = rng.uniform(-1, 1, (60, 80)).astype(np.float32)
+    masks = {k: rng.random((60, 80)) > 0.5 for k in ("face", "person", "subject", "background", "sky")}
+    row = image_stats(r, masks, Thresholds())
+    for name, mask in masks.items():
+        alone = region_stats(r, mask, Thresholds())
+        for metric in ("area_pct", "over_pct", "under_pct", "severe_bad_pct", "p95_residual", "mean_residual"):
+            assert row[f"{name}_{metric}"] == pytest.approx(alone[metric])
+        assert (row[f"{name}_hist"] == alone["hist"]).all()
+
+
+def test_off_grid_thresholds_are_exact():
+    r = np.array([[-0.1234, -0.1233, 0.1234, 0.1235]], np.float32)
+    row = image_stats(r, {}, Thresholds(over=0.1234, under=0.1235, severe=0.5))
+    assert row["over_pct"] == pytest.approx(25.0)
+    assert row["under_pct"] == pytest.approx(25.0)
+
+
+def test_percentiles_and_means_within_half_a_fine_bin():
+    r = np.random.default_rng(1).normal(0, 0.2, (100, 100)).clip(-1, 1).astype(np.float32)
+    row = image_stats(r, {}, Thresholds())
+    assert row["p50_residual"] == pytest.approx(float(np.median(r)), abs=1e-3)
+    assert row["p95_residual"] == pytest.approx(float(np.percentile(r, 95)), abs=1e-3)
+    assert row["mean_abs_residual"] == pytest.approx(float(np.abs(r).mean()), abs=5e-4)

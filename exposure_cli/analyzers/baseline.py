@@ -52,7 +52,9 @@ def baseline_residual(rgb: np.ndarray) -> np.ndarray:
     g = grey(rgb)
     offset = TARGET_MEAN - float(g.mean())
     global_term = GLOBAL_GAIN * float(np.sign(offset)) * max(abs(offset) - TOLERANCE, 0.0)
-    top = np.maximum(g, np.where(rgb.max(axis=-1) >= 0.995, np.maximum(g, HIGHLIGHT + 0.5 * (1 - HIGHLIGHT)), 0))
+    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    # a channel clipped at 255 counts as at least half-way into the highlight zone
+    top = np.where(brightest >= 0.995, np.maximum(g, HIGHLIGHT + 0.5 * (1 - HIGHLIGHT)), g)
     over = np.clip((top - HIGHLIGHT) / (1.0 - HIGHLIGHT), 0.0, 1.0)
     under = np.clip((SHADOW - g) / SHADOW, 0.0, 1.0)
     r = global_term + under - over

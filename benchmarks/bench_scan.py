@@ -1,0 +1,304 @@
+"""exposure-cli performance suite: everything measured side by side in one run.
+
+Usage:
+    python benchmarks/bench_scan.py                # default sizes (~10 min on 2 cores)
+    python benchmarks/bench_scan.py --quick        # smaller counts, for a smoke run
+    python benchmarks/bench_scan.py --files 100000 # add the 100 000-file folder case
+
+It generates its own inputs (cached under --data), then prints and writes (--json) a table of:
+model time per image (batch 1 and 8), the decode floor (the same files decoded at the same reduced scale,
+by a plain loop and by a pool of the scan's size), end-to-end scan throughput with and without overlays,
+maps and rules, the baseline analyzer as a second reference, peak RSS per case, and how cost grows with
+photo size and with folder size. Each scan case runs in its own process (peak RSS from wait4); times
+exclude interpreter start-up and are measured inside that process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+def _texture(h: int, w: int, seed: int) -> np.ndarray:
+    """A photo-like 8-bit image: a real photo tiled/resized plus fine grain, so JPEG sizes are realistic."""
+    import cv2
+    import skimage.data as skd
+
+    srcs = [skd.astronaut(), skd.coffee(), skd.chelsea(), skd.rocket()]
+    base = srcs[seed % len(srcs)]
+    img = cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    grain = rng.normal(0, 6, (h // 2 + 1, w // 2 + 1, 1)).astype(np.float32)
+    grain = cv2.resize(grain, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
+    gain = rng.uniform(0.6, 1.4)
+    return np.clip(img * gain + grain, 0, 255).astype(np.uint8)
+
+
+def make_jpegs(folder: Path, n: int, w: int, h: int, quality: int = 90, ext: str = ".jpg") -> Path:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = sorted(folder.glob(f"*{ext}"))
+    if len(existing) >= n:
+        return folder
+    for i in range(n):
+        p = folder / f"img_{i:06d}{ext}"
+        if p.exists():
+            continue
+        img = _texture(h, w, i)
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+        ok, buf = cv2.imencode(ext, img[..., ::-1], params)
+        p.write_bytes(buf.tobytes())
+    return folder
+
+
+def make_small_files(folder: Path, n: int) -> Path:
+    """n tiny JPEGs (64×48), all the same bytes with different names: measures walk + writer costs."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if len(list(folder.iterdir())) >= n:
+        return folder
+    ok, buf = cv2.imencode(".jpg", _texture(48, 64, 0)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    data = buf.tobytes()
+    for i in range(n):
+        sub = folder / f"d{i // 1000:03d}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"s{i:06d}.jpg").write_bytes(data)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------ runners
+
+SCAN_SNIPPET = r"""
+import json, sys, time, shutil
+from pathlib import Path
+args = json.loads(sys.argv[1])
+out = Path(args.pop("out")); shutil.rmtree(out, ignore_errors=True)
+paths = args.pop("paths")
+import torch; torch.set_num_threads(args.pop("threads"))
+from exposure_cli.pipeline import scan
+from exposure_cli.analyzers import create_analyzer
+t0 = time.perf_counter()
+analyzer = create_analyzer(args.get("model"), working_long_side=512, batch_size=args.get("batch_size", 8))
+# warm-up on one tiny image so one-off costs (weights, first kernels) are not counted as throughput
+import numpy as np; analyzer.analyze(np.full((64, 64, 3), 0.5, np.float32))
+load = time.perf_counter() - t0
+t1 = time.perf_counter()
+res = scan(paths, analyzer=analyzer, out=out, **args)
+dt = time.perf_counter() - t1
+print(json.dumps({"seconds": dt, "processed": res.processed, "errors": res.errors, "load_seconds": load}))
+"""
+
+DECODE_SNIPPET = r"""
+import json, sys, time
+from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+args = json.loads(sys.argv[1])
+from exposure_cli.decoding import decode_file
+files = sorted(p for p in Path(args["folder"]).iterdir() if p.is_file())
+t0 = time.perf_counter()
+if args["workers"] <= 1:
+    for f in files: decode_file(f, target_long_side=512, analysis_long_side=1024)
+else:
+    with ThreadPoolExecutor(args["workers"]) as pool:
+        list(pool.map(lambda f: decode_file(f, target_long_side=512, analysis_long_side=1024), files))
+print(json.dumps({"seconds": time.perf_counter() - t0, "processed": len(files)}))
+"""
+
+
+def run_child(snippet: str, args: dict) -> dict:
+    """Run a snippet in a fresh process; return its JSON line plus peak RSS (MB) from wait4."""
+    proc = subprocess.Popen([sys.executable, "-c", snippet, json.dumps(args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed ({proc.returncode}): {err.decode()[-2000:]}")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    return result
+
+
+def model_timing(model: str, threads: int, size: int = 512, reps: int = 3) -> dict:
+    """Model-only ms per image at batch 1 and 8 (the analyzer's network on preprocessed tensors)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from exposure_cli.analyzers import create_analyzer
+
+    analyzer = create_analyzer(model, working_long_side=size, device="cpu")
+    out = {}
+    rng = np.random.default_rng(0)
+    for batch in (1, 8):
+        imgs = [rng.uniform(0, 1, (size, size, 3)).astype(np.float32) for _ in range(batch)]
+        analyzer.analyze_batch(imgs)  # warm-up
+        best = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            analyzer.analyze_batch(imgs)
+            best = min(best, time.perf_counter() - t)
+        out[f"batch{batch}_ms_per_image"] = 1000 * best / batch
+    net = getattr(analyzer, "model", None) or getattr(analyzer, "net", None)
+    if net is not None:
+        x = torch.rand(8, 3, size, size).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            net(x)
+            best = float("inf")
+            for _ in range(reps):
+                t = time.perf_counter()
+                net(x)
+                best = min(best, time.perf_counter() - t)
+        out["network_only_batch8_ms_per_image"] = 1000 * best / 8
+    return out
+
+
+# ------------------------------------------------------------------------------------------ main
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("/tmp/exposure-bench"))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--model", default=None, help="analyzer to benchmark (default: the default analyzer)")
+    ap.add_argument("--files", type=int, nargs="*", default=None, help="folder sizes for the linearity case")
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results.json")
+    args = ap.parse_args()
+
+    from exposure_cli.analyzers import DEFAULT_ANALYZER
+
+    model = args.model or DEFAULT_ANALYZER
+    cores = os.cpu_count() or 2
+    threads = cores
+    q = args.quick
+    n12 = 8 if q else 24
+    data = args.data
+    print(f"generating inputs under {data} …", flush=True)
+    d12 = make_jpegs(data / "12mp", n12, 4000, 3000)
+    sizes = {1: make_jpegs(data / "1mp", 16 if q else 32, 1152, 864), 12: d12,
+             24: make_jpegs(data / "24mp", 4 if q else 8, 6000, 4000),
+             48: make_jpegs(data / "48mp", 2 if q else 4, 8000, 6000)}
+    dpng = make_jpegs(data / "png", 4 if q else 8, 2000, 1500, ext=".png")
+    file_counts = args.files if args.files is not None else ([1000] if q else [1000, 10000])
+
+    results: dict = {"machine": {"cpu_count": cores, "platform": platform.platform(),
+                                 "processor": platform.processor() or platform.machine(),
+                                 "python": platform.python_version()},
+                     "model": model, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    import torch
+
+    results["machine"]["torch"] = torch.__version__
+    print("model timing …", flush=True)
+    results["model_timing"] = {model: model_timing(model, threads)}
+    if model != "baseline":
+        results["model_timing"]["baseline"] = model_timing("baseline", threads)
+
+    print("decode floor …", flush=True)
+    floor_loop = run_child(DECODE_SNIPPET, {"folder": str(d12), "workers": 1})
+    floor_pool = run_child(DECODE_SNIPPET, {"folder": str(d12), "workers": max(2, cores)})
+    results["decode_floor_12mp"] = {"loop": floor_loop, "pool": floor_pool}
+
+    def scan_case(name, paths, **kw):
+        kw.setdefault("model", model)
+        args_ = {"paths": [str(p) for p in paths], "out": str(data / "out" / name), "threads": threads, **kw}
+        r = run_child(SCAN_SNIPPET, args_)
+        r["images_per_second"] = r["processed"] / r["seconds"]
+        print(f"  {name:28s} {r['images_per_second']:7.2f} img/s  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+        return r
+
+    print("scan cases (12 MP JPEGs) …", flush=True)
+    cases = {
+        "scan": scan_case("scan", [d12]),
+        "scan_no_regions": scan_case("scan_no_regions", [d12], regions=False),
+        "scan_overlays": scan_case("scan_overlays", [d12], overlays=True),
+        "scan_maps": scan_case("scan_maps", [d12], maps=True),
+    }
+    try:
+        from exposure_cli.rules import load_rule_sets
+
+        load_rule_sets(["default"])
+        cases["scan_rules"] = scan_case("scan_rules", [d12], rules=["default", "portrait", "landscape-strict"])
+        cases["scan_all_outputs"] = scan_case("scan_all_outputs", [d12], overlays=True, maps=True,
+                                              rules=["default", "portrait", "landscape-strict"])
+    except Exception as exc:  # rules not available in this checkout
+        print(f"  (rules cases skipped: {exc})")
+    if model != "baseline":
+        cases["baseline_scan"] = scan_case("baseline_scan", [d12], model="baseline")
+    cases["png_2000x1500"] = scan_case("png_2000x1500", [dpng])
+    results["scan_12mp"] = cases
+
+    print("photo size scaling …", flush=True)
+    results["photo_size"] = {}
+    for mp, folder in sizes.items():
+        r = scan_case(f"size_{mp}mp", [folder])
+        f = run_child(DECODE_SNIPPET, {"folder": str(folder), "workers": max(2, cores)})
+        results["photo_size"][f"{mp}MP"] = {"scan_ms_per_image": 1000 * r["seconds"] / r["processed"],
+                                           "decode_floor_ms_per_image": 1000 * f["seconds"] / f["processed"],
+                                           "peak_rss_mb": r["peak_rss_mb"]}
+
+    print("folder size scaling (tiny files, baseline analyzer) …", flush=True)
+    results["folder_size"] = {}
+    for n in file_counts:
+        folder = make_small_files(data / f"small_{n}", n)
+        r = scan_case(f"files_{n}", [folder], model="baseline")
+        results["folder_size"][str(n)] = {"seconds": r["seconds"], "ms_per_file": 1000 * r["seconds"] / n,
+                                         "peak_rss_mb": r["peak_rss_mb"]}
+
+    floor_s = floor_pool["seconds"] / floor_pool["processed"]
+    base_s = cases["scan"]["seconds"] / cases["scan"]["processed"]
+    results["ratios"] = {
+        "scan_over_decode_floor_pool": base_s / floor_s,
+        "scan_over_decode_floor_loop": base_s / (floor_loop["seconds"] / floor_loop["processed"]),
+        "overlays_over_plain": cases["scan_overlays"]["seconds"] / cases["scan"]["seconds"],
+        "maps_over_plain": cases["scan_maps"]["seconds"] / cases["scan"]["seconds"],
+        "no_regions_over_plain": cases["scan_no_regions"]["seconds"] / cases["scan"]["seconds"],
+    }
+    if "scan_rules" in cases:
+        results["ratios"]["rules_over_plain"] = cases["scan_rules"]["seconds"] / cases["scan"]["seconds"]
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def print_table(r: dict) -> None:
+    m = r["model_timing"]
+    print("\n## exposure-cli benchmark —", r["date"], "—", r["machine"]["processor"], f"{r['machine']['cpu_count']} cores,",
+          "torch", r["machine"]["torch"])
+    print("\n| model | batch 1 ms/img | batch 8 ms/img | network only, batch 8 |\n|---|---|---|---|")
+    for name, t in m.items():
+        print(f"| {name} | {t['batch1_ms_per_image']:.1f} | {t['batch8_ms_per_image']:.1f} | "
+              f"{t.get('network_only_batch8_ms_per_image', float('nan')):.1f} |")
+    fl = r["decode_floor_12mp"]
+    print(f"\nDecode floor, 12 MP JPEG at the scan's reduced scale: loop {1000 * fl['loop']['seconds'] / fl['loop']['processed']:.1f} ms/img, "
+          f"pool {1000 * fl['pool']['seconds'] / fl['pool']['processed']:.1f} ms/img "
+          f"({fl['pool']['processed'] / fl['pool']['seconds']:.1f} img/s)")
+    print("\n| case (12 MP JPEG unless named) | img/s | ms/img | peak RSS MB |\n|---|---|---|---|")
+    for name, c in r["scan_12mp"].items():
+        print(f"| {name} | {c['images_per_second']:.2f} | {1000 * c['seconds'] / c['processed']:.1f} | {c['peak_rss_mb']:.0f} |")
+    print("\n| photo size | scan ms/img | decode floor ms/img | ratio | peak RSS MB |\n|---|---|---|---|---|")
+    for mp, c in r["photo_size"].items():
+        print(f"| {mp} | {c['scan_ms_per_image']:.1f} | {c['decode_floor_ms_per_image']:.1f} | "
+              f"{c['scan_ms_per_image'] / c['decode_floor_ms_per_image']:.2f} | {c['peak_rss_mb']:.0f} |")
+    print("\n| files (64×48 JPEG, baseline) | seconds | ms/file | peak RSS MB |\n|---|---|---|---|")
+    for n, c in r["folder_size"].items():
+        print(f"| {n} | {c['seconds']:.1f} | {c['ms_per_file']:.2f} | {c['peak_rss_mb']:.0f} |")
+    print("\nRatios:", ", ".join(f"{k} = {v:.2f}" for k, v in r["ratios"].items()))
+
+
+if __name__ == "__main__":
+    main()
