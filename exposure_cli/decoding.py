@@ -216,6 +216,9 @@ def decode_bytes(
     if img is None or img.size == 0:
         raise DecodeError(f"corrupt or truncated {fmt.upper()} file (the decoder could not read it)")
     full_w, full_h = size if size is not None else (img.shape[1] * factor, img.shape[0] * factor)
+    # Shrink in the codec's own dtype first: converting a 200 MP image to float32 before resizing
+    # would need several gigabytes per photo (and one per decode thread).
+    img = limit_long_side(img, analysis_long_side)
     rgb, depth = to_rgb_float(img)
     rgb = apply_orientation(rgb, exif.orientation)
     if exif.orientation in (5, 6, 7, 8):

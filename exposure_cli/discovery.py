@@ -7,13 +7,16 @@
 * Hidden files and folders (a leading dot) are skipped unless asked.
 * Symlinks are not followed out of the given roots unless ``follow_symlinks``; a symlinked folder is
   descended only when following; loops are survived by remembering visited (device, inode) pairs.
-* Inputs that cannot be scanned (broken symlink, symlink escaping the roots, unreadable folder) are still
-  yielded, with ``problem`` set, so they become a report row instead of vanishing.
+* Inputs that cannot be scanned (broken symlink, symlink loop, symlink escaping the roots, a FIFO or
+  device named like a photo, unreadable folder) are still yielded, with ``problem`` set, so they become a
+  report row instead of vanishing. A FIFO is never opened (reading it would block forever).
+* A folder named like a photo (``x.jpg/``) is a folder: it is walked, and gets no row of its own.
 * The output folder is never scanned.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import stat
@@ -140,11 +143,9 @@ def discover(
         prefix = [label] if label else []
         if path.is_dir():
             for rel, full, problem in _walk(
-                path, recursive, include_hidden, follow_symlinks, excluded_real, real_roots
+                path, recursive, include_hidden, follow_symlinks, excluded_real, real_roots, extensions
             ):
                 if exclude and _matches(exclude, rel):
-                    continue
-                if problem is None and Path(rel).suffix.lower() not in extensions:
                     continue
                 if include and not _matches(include, rel):
                     continue
@@ -161,12 +162,31 @@ def discover(
             if not os.path.lexists(path):
                 problem = "file not found"
             elif path.is_symlink() and not path.exists():
-                problem = "broken symlink"
+                problem = _broken_link_problem(path)
             elif path.exists() and not path.is_file():
-                problem = "not a regular file"
+                problem = f"not a regular file ({_file_kind(path.stat().st_mode)})"
             if not first_time(path):
                 continue
             yield InputFile(path, unique(safe_key(prefix + [name])), path.parent, problem)
+
+
+def _broken_link_problem(path: Path) -> str:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop (following the link never reaches a file)"
+    return "broken symlink"
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"
 
 
 def _root_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -189,8 +209,12 @@ def _root_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
     return labels
 
 
-def _walk(root, recursive, include_hidden, follow_symlinks, excluded_real, real_roots):
-    """Yield (relative posix path, full path, problem) for files under root, sorted by name."""
+def _walk(root, recursive, include_hidden, follow_symlinks, excluded_real, real_roots, extensions):
+    """Yield (relative posix path, full path, problem) for files under root, sorted by name.
+
+    Only names with one of `extensions` are yielded (a broken link named ``notes.txt`` is no photo);
+    folders that cannot be read are yielded with their problem whatever their name.
+    """
     visited: set[tuple[int, int]] = set()
 
     def visit(folder: Path, rel_parts: list[str]):
@@ -232,18 +256,23 @@ def _walk(root, recursive, include_hidden, follow_symlinks, excluded_real, real_
                     continue
                 yield from visit(full, rel_parts + [entry.name])
                 continue
+            if Path(entry.name).suffix.lower() not in extensions:
+                continue
             problem = None
             if is_link:
                 if not os.path.exists(full):
-                    problem = "broken symlink"
+                    problem = _broken_link_problem(full)
                 elif not follow_symlinks and not _within(full, real_roots):
                     problem = "symlink points outside the scanned folders (use --follow-symlinks to scan it)"
-            else:
+            if problem is None:
                 try:
-                    if not stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
-                        continue  # sockets, fifos, devices
+                    mode = os.stat(full).st_mode
                 except OSError as exc:
                     problem = f"cannot stat: {exc.strerror or exc}"
+                else:
+                    # A FIFO named like a photo would block the reader forever: never open it.
+                    if not stat.S_ISREG(mode):
+                        problem = f"not a regular file ({_file_kind(mode)})"
             yield rel, full, problem
 
     yield from visit(root, [])

@@ -149,8 +149,12 @@ def decode_item(item: InputFile, options: ScanOptions, working_long_side: int) -
 
 
 def output_path(out_dir: Path, kind: str, key: str, suffix: str) -> Path:
-    """``out_dir/kind/key+suffix``, guaranteed to stay inside ``out_dir/kind``."""
-    base = (out_dir / kind).resolve()
+    """``out_dir/kind/key+suffix``, guaranteed to stay inside ``out_dir/kind``.
+
+    Only ``out_dir`` itself may be a symlink: a symlinked ``kind`` folder or sub-folder that leads
+    elsewhere (planted in an output folder) is refused like ``..`` or an absolute key.
+    """
+    base = out_dir.resolve() / kind
     target = (base / (key + suffix)).resolve()
     if base not in target.parents:
         raise ScanError(f"refusing to write outside {base}: {key!r}")
@@ -160,8 +164,13 @@ def output_path(out_dir: Path, kind: str, key: str, suffix: str) -> Path:
 def _atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    writer(tmp)
-    os.replace(tmp, path)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a half-written file on a full disk only takes the space a retry needs
+        raise
 
 
 class BatchProcessor:
@@ -213,7 +222,11 @@ class BatchProcessor:
                 maps = None
             if maps is not None:
                 for d, residual in zip(good, maps):
-                    row, pending = self._row(d, residual, writer_pool)
+                    try:
+                        row, pending = self._row(d, residual, writer_pool)
+                    except Exception as exc:  # statistics/regions on an odd photo fail it, not the scan
+                        error = f"analysis failed: {type(exc).__name__}: {exc}"
+                        row, pending = self.error_rows([Decoded(d.item, error=error)])[0], []
                     rows_by_id[id(d)] = row
                     futures.extend(pending)
         return [rows_by_id[id(d)] for d in batch], futures
@@ -232,13 +245,21 @@ class BatchProcessor:
         row.update(image_stats(residual, masks, self.thresholds))
         pending: list[Future] = []
         if self.out_dir is not None and self.overlays:
-            target = output_path(self.out_dir, "overlays", d.item.key, ".jpg")
-            row["overlay_path"] = target.relative_to(self.out_dir.resolve()).as_posix()
-            pending.append(self._submit(pool, _write_overlay, target, img.rgb, residual, self.thresholds))
+            try:
+                target = output_path(self.out_dir, "overlays", d.item.key, ".jpg")
+            except ScanError as exc:  # the photo keeps its statistics; only the file is refused
+                row["error"] = f"overlay not written: {exc}"
+            else:
+                row["overlay_path"] = target.relative_to(self.out_dir.resolve()).as_posix()
+                pending.append(self._submit(pool, _write_overlay, target, img.rgb, residual, self.thresholds))
         if self.out_dir is not None and self.maps:
-            target = output_path(self.out_dir, "maps", d.item.key, ".npy")
-            row["map_path"] = target.relative_to(self.out_dir.resolve()).as_posix()
-            pending.append(self._submit(pool, _write_map, target, residual))
+            try:
+                target = output_path(self.out_dir, "maps", d.item.key, ".npy")
+            except ScanError as exc:
+                row["error"] = f"map not written: {exc}"
+            else:
+                row["map_path"] = target.relative_to(self.out_dir.resolve()).as_posix()
+                pending.append(self._submit(pool, _write_map, target, residual))
         return self._score(row), [f for f in pending if f is not None]
 
     @staticmethod
@@ -525,6 +546,7 @@ def _scan_to_dir(paths, options, out_dir, analyzer, rule_sets, rule_names, progr
                                options.maps, options.regions)
     if on_total:
         on_total(len(todo))
+    failed = False
     try:
         for rows in _run_local(todo, options, processor):
             try:
@@ -539,13 +561,23 @@ def _scan_to_dir(paths, options, out_dir, analyzer, rule_sets, rule_names, progr
                 progress(result.processed, result.errors, len(rows))
     except KeyboardInterrupt:
         result.interrupted = True
+    except OSError as exc:  # an overlay/map write on a full or read-only disk
+        failed = True
+        raise ScanError(
+            f"cannot write in {out_dir}: {exc.strerror or exc}. {result.processed} rows written so far are "
+            "safe in the journal; fix the problem and re-run with --resume"
+        ) from exc
+    except BaseException:
+        failed = True
+        raise
     finally:
         journal.close()
         result.seconds = time.perf_counter() - start
         try:
             result.report_path = finalize(out_dir, options.format, columns, meta)
         except OSError as exc:
-            if not result.interrupted and sys.exc_info()[0] is None:
+            # Report the failure unless another error is already on its way out (it says more).
+            if not result.interrupted and not failed:
                 raise ScanError(f"cannot write the report in {out_dir}: {exc.strerror or exc}; "
                                 "the journal is intact, re-run with --resume") from exc
     return result
@@ -609,7 +641,7 @@ def _run_local(todo: Sequence[InputFile], options: ScanOptions,
             rows, futures = pending.popleft()
             yield _settle(rows, futures)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as decode_pool, \
+    with _DecodePool(workers, thread_name_prefix="decode") as decode_pool, \
             ThreadPoolExecutor(max(1, workers // 2), thread_name_prefix="write") as write_pool:
         queue: deque[tuple[InputFile, Future]] = deque()
         it = iter(todo)
@@ -629,7 +661,8 @@ def _run_local(todo: Sequence[InputFile], options: ScanOptions,
                 try:
                     decoded = fut.result(timeout=options.file_timeout)
                 except FutureTimeout:
-                    fut.cancel()
+                    if not fut.cancel():
+                        decode_pool.abandoned = True
                     decoded = Decoded(item, error=f"decoding took longer than {options.file_timeout:g} s; skipped")
                 if decoded.image is None:
                     pending.append((processor.error_rows([decoded]), []))
@@ -651,6 +684,19 @@ def _run_local(todo: Sequence[InputFile], options: ScanOptions,
             for _, f in queue:
                 f.cancel()
             raise
+
+
+class _DecodePool(ThreadPoolExecutor):
+    """A decode pool that does not wait, on exit, for decodes abandoned after ``--file-timeout``.
+
+    A thread cannot be killed: a decoder stuck for good would otherwise hang the end of the scan.
+    """
+
+    abandoned = False
+
+    def __exit__(self, *exc_info) -> bool:
+        self.shutdown(wait=not self.abandoned, cancel_futures=True)
+        return False
 
 
 def _settle(rows: list[dict[str, Any]], futures: list[Future]) -> list[dict[str, Any]]:

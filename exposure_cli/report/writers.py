@@ -14,6 +14,7 @@ spreadsheets: histograms become space-separated counts; CSV and JSONL get the me
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -95,8 +96,13 @@ class Journal:
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError:
+                # Only a failed append leaves unflushed text behind, and that append has raised
+                # already; every row that append() returned for is on disk.
+                pass
 
 
 def _ordered_unique_rows(rows_source: Journal) -> list[tuple[str, int]]:
@@ -136,12 +142,19 @@ def finalize(
     tmp = target.with_name(f".{target.name}.tmp")
     order = _ordered_unique_rows(journal) if journal.path.exists() else []
     rows = _iter_by_offsets(journal, order) if order else iter(())
-    write_rows(rows, tmp, fmt, columns, metadata)
-    os.replace(tmp, target)
     meta_path = Path(out_dir) / "report.meta.json"
     meta_tmp = meta_path.with_name(".report.meta.json.tmp")
-    meta_tmp.write_text(json.dumps(dict(metadata), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(meta_tmp, meta_path)
+    try:
+        write_rows(rows, tmp, fmt, columns, metadata)
+        os.replace(tmp, target)
+        meta_tmp.write_text(json.dumps(dict(metadata), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(meta_tmp, meta_path)
+    except BaseException:
+        # On a full disk the previous report (if any) stays in place; leave no half-written temporaries.
+        for leftover in (tmp, meta_tmp):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        raise
     return target
 
 
