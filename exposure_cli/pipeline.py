@@ -31,7 +31,7 @@ import numpy as np
 
 from . import __version__
 from .analyzers import Analyzer, create_analyzer
-from .decoding import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode_file
+from .decoding import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode_bytes, decode_file
 from .discovery import InputFile, discover
 from .exif import EXIF_COLUMNS
 from .report.schema import REPORT_FILENAMES, ReportFormat, base_columns, rule_columns
@@ -73,6 +73,11 @@ class ScanOptions:
     recursive: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     file_timeout: float = 120.0
+    # Engine (see exposure_cli.engines): "local" threads here, or "ray" (Ray Data, local or a cluster).
+    engine: str = "local"
+    ray_address: str | None = None  # None: start a private local Ray instance
+    num_gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    concurrency: int = 0  # Ray workers (actors); 0: one per GPU, else one per 2 CPUs
 
 
 @dataclass
@@ -102,6 +107,9 @@ class ScanResult:
 
 def file_facts(item: InputFile) -> dict[str, Any]:
     """size and mtime (ISO 8601, UTC) of an input, where it can be stat-ed."""
+    listed = getattr(item, "facts", None)
+    if listed is not None:  # objects on remote storage carry them from the listing (engines.uris)
+        return listed()
     try:
         st = item.path.stat()
     except OSError:
@@ -133,12 +141,14 @@ def decode_item(item: InputFile, options: ScanOptions, working_long_side: int) -
     if item.problem:
         return Decoded(item, error=item.problem)
     try:
-        img = decode_file(
-            item.path,
-            target_long_side=working_long_side,
-            analysis_long_side=max(options.analysis_long_side, working_long_side),
-            max_pixels=options.max_pixels,
-        )
+        sizes = dict(target_long_side=working_long_side,
+                     analysis_long_side=max(options.analysis_long_side, working_long_side),
+                     max_pixels=options.max_pixels)
+        read_remote = getattr(item, "read_bytes", None)  # objects on s3:// etc. (engines.uris)
+        if read_remote is not None:
+            img = decode_bytes(read_remote(), suffix=item.path.suffix, **sizes)
+        else:
+            img = decode_file(item.path, **sizes)
         return Decoded(item, image=img)
     except DecodeError as exc:
         return Decoded(item, error=str(exc))
@@ -467,6 +477,7 @@ def scan(
         raise ScanError("--overlays and --maps need an output folder (--out DIR), not a pipe")
     if out_dir is None and options.format == ReportFormat.parquet and options.out == "-":
         raise ScanError("Parquet cannot be streamed to a pipe; use --format csv or --format jsonl with --out -")
+    distributed = _check_engine(options, analyzer)
 
     rule_sets = []
     if options.rules:
@@ -476,7 +487,10 @@ def scan(
     rule_names = [rs.name for rs in rule_sets]
     own_analyzer = analyzer is None
     if analyzer is None:
-        analyzer = create_analyzer(options.model, weights=options.weights, device=options.device,
+        # With a distributed engine the workers load their own models; this one only describes the
+        # analyzer for the report's metadata, so keep it off the GPU the workers need.
+        analyzer = create_analyzer(options.model, weights=options.weights,
+                                   device="cpu" if distributed else options.device,
                                    working_long_side=options.working_long_side,
                                    batch_size=options.batch_size)
     try:
@@ -492,7 +506,37 @@ def scan(
             analyzer.close()
 
 
+def _check_engine(options: ScanOptions, analyzer: Analyzer | None) -> bool:
+    """Fail at once if the chosen engine cannot run here; True for a distributed engine."""
+    if options.engine == "local":
+        return False
+    from .engines import EngineUnavailable, check_engine
+
+    try:
+        check_engine(options.engine, options.ray_address)
+    except EngineUnavailable as exc:
+        raise ScanError(str(exc)) from None
+    if analyzer is not None:
+        raise ScanError(f"engine {options.engine!r} builds the analyzer on every worker from "
+                        "model/weights/device; pass those options instead of an analyzer object")
+    return True
+
+
+def _engine_loop(options: ScanOptions) -> Callable[..., Iterator[list[dict[str, Any]]]]:
+    """The engine's ``(todo, options, processor) -> batches of finished rows`` loop."""
+    if options.engine == "local":
+        return _run_local
+    from .engines.ray_engine import run_ray  # imports Ray; only reached with --engine ray
+
+    return run_ray
+
+
 def _inputs(paths: Sequence[str], options: ScanOptions, out_dir: Path | None) -> list[InputFile]:
+    from .engines.uris import discover_uris, is_uri  # no Ray here: pyarrow filesystems, lazily
+
+    if any(is_uri(p) for p in paths):
+        return list(discover_uris(paths, include=options.include, exclude=options.exclude,
+                                  recursive=options.recursive, include_hidden=options.include_hidden))
     return list(discover(paths, include=options.include, exclude=options.exclude,
                          recursive=options.recursive, include_hidden=options.include_hidden,
                          follow_symlinks=options.follow_symlinks,
@@ -548,7 +592,7 @@ def _scan_to_dir(paths, options, out_dir, analyzer, rule_sets, rule_names, progr
         on_total(len(todo))
     failed = False
     try:
-        for rows in _run_local(todo, options, processor):
+        for rows in _engine_loop(options)(todo, options, processor):
             try:
                 journal.append(rows)
             except OSError as exc:
@@ -594,7 +638,7 @@ def _scan_to_stream(paths, options, analyzer, rule_sets, rule_names, progress, o
     if on_total:
         on_total(len(inputs))
     try:
-        for rows in _run_local(inputs, options, processor):
+        for rows in _engine_loop(options)(inputs, options, processor):
             for r in rows:
                 writer.write(r)
             writer.close()

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from ..engines import Engine
 from ..report.schema import ReportFormat
 
 
@@ -54,7 +55,8 @@ def register(app: typer.Typer) -> None:
             "  exposure scan photos/ more/ one.jpg --out audit/ --overlays --maps\n\n"
             "  exposure scan photos/ --rules portrait --rules ./acme.toml --fail-under portrait=60\n\n"
             "  find . -name '*.jpg' | exposure scan - --out - --format csv > report.csv\n\n"
-            "  exposure scan photos/ --out audit/ --resume"
+            "  exposure scan photos/ --out audit/ --resume\n\n"
+            "  exposure scan s3://bucket/photos/ --out audit/ --engine ray --ray-address auto"
         ),
     )
     def scan_command(
@@ -89,6 +91,10 @@ def register(app: typer.Typer) -> None:
         fail_on_error: bool = typer.Option(False, "--fail-on-error", help="Exit 1 if any file failed."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="List every failed file in the summary."),
+        engine: Engine = typer.Option(Engine.local, "--engine", help="Where the work runs: local threads, or Ray Data (a local Ray, or a cluster with --ray-address; needs the ray extra). See docs/SCALE.md."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --engine ray: the cluster to join ('auto', 'HOST:6379', 'ray://HOST:10001'); default: start a private local Ray."),
+        num_gpus_per_worker: Optional[float] = typer.Option(None, "--num-gpus-per-worker", min=0.0, help="With --engine ray: GPUs per worker (0.5: two workers share a GPU); default 1 when the cluster has GPUs, else 0."),
+        concurrency: int = typer.Option(0, "--concurrency", min=0, help="With --engine ray: number of workers (model copies); 0: one per GPU, else one per 2 CPUs."),
     ) -> None:
         """Scan photos: per-pixel exposure maps, statistics, vendor scores, a report.
 
@@ -100,6 +106,15 @@ def register(app: typer.Typer) -> None:
         from .ui import ScanProgress, make_console, print_summary
 
         limits = _fail_under(fail_under)
+        if engine is not Engine.local:
+            from ..engines import EngineUnavailable, check_engine
+
+            try:
+                check_engine(engine, ray_address)
+            except EngineUnavailable as exc:  # fail before any work, never fall back silently
+                raise typer.BadParameter(str(exc), param_hint="--engine") from None
+        elif ray_address or num_gpus_per_worker is not None or concurrency:
+            raise typer.BadParameter("--ray-address, --num-gpus-per-worker and --concurrency need --engine ray")
         if rules:
             from ..rules import load_rule_sets
 
@@ -130,7 +145,8 @@ def register(app: typer.Typer) -> None:
             rules=rules, overlays=overlays, maps=maps, regions=regions, resume=resume, overwrite=overwrite,
             retry_errors=retry_errors, include=include, exclude=exclude, include_hidden=hidden,
             follow_symlinks=follow_symlinks, recursive=recursive, max_pixels=max_pixels,
-            file_timeout=file_timeout,
+            file_timeout=file_timeout, engine=engine.value, ray_address=ray_address,
+            num_gpus_per_worker=num_gpus_per_worker, concurrency=concurrency,
         )
         console = make_console(stderr=True)
         show = not quiet

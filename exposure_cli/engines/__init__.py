@@ -1,0 +1,95 @@
+"""Scan engines: where :class:`exposure_cli.pipeline.BatchProcessor` (the unit of work) runs.
+
+* ``local`` — threads in this process (:func:`exposure_cli.pipeline.scan`'s own loop); the default and
+  the fastest choice on one machine.
+* ``ray`` — Ray Data on a local or existing Ray cluster (:mod:`exposure_cli.engines.ray_engine`), for
+  many machines and GPUs. Needs the ``ray`` extra.
+
+Both engines feed the same journal and the same report writer, so their reports are identical. This
+package never imports Ray at import time: ``exposure --help`` and the local engine stay fast and work
+without the extra.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from types import ModuleType
+
+
+class Engine(str, Enum):
+    """Scan engines (``exposure scan --engine``)."""
+
+    local = "local"
+    ray = "ray"
+
+
+#: What to install for the Ray engine; quoted in every "missing extra" message.
+RAY_INSTALL_HINT = "pip install 'exposure-cli[ray]'"
+
+
+class EngineUnavailable(RuntimeError):
+    """The chosen engine cannot run here (its extra is not installed); the message says what to install."""
+
+
+def prepare_ray_environment(loopback: bool) -> None:
+    """Environment for a Ray driver; must run before ``import ray`` (Ray reads it at import time).
+
+    Args:
+        loopback: Starting a private local instance: make Ray's node address the loopback one, so its
+            services listen on 127.0.0.1 only instead of every interface. Never for a driver joining
+            an existing cluster, whose nodes must be able to reach it.
+    """
+    # Ray reports usage statistics by default; an audit tool must not phone home.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if loopback:
+        # On Linux this switch only changes the node-IP lookup to "localhost" (it is meant for laptops).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def require_ray(loopback: bool = True) -> ModuleType:
+    """Import Ray and Ray Data, or fail at once with the install command.
+
+    Args:
+        loopback: See :func:`prepare_ray_environment`.
+
+    Returns:
+        The ``ray`` module.
+
+    Raises:
+        EngineUnavailable: Ray or Ray Data is not installed (or is broken).
+    """
+    import warnings
+
+    prepare_ray_environment(loopback)
+    try:
+        with warnings.catch_warnings():
+            # Ray's own imports raise DeprecationWarnings; they are not ours to act on.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import ray
+            import ray.data  # noqa: F401  (the extra is ray[data]; core Ray alone is not enough)
+    except ImportError as exc:
+        raise EngineUnavailable(
+            f"--engine ray needs Ray Data, which is not installed ({exc}). Install the extra: {RAY_INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+def check_engine(engine: str | Engine, ray_address: str | None = None) -> Engine:
+    """Validate an engine name and that it can run here; returns it as an :class:`Engine`.
+
+    Raises:
+        ValueError: Unknown engine name.
+        EngineUnavailable: The engine's extra is missing.
+    """
+    try:
+        chosen = Engine(engine)
+    except ValueError:
+        raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(e.value for e in Engine)}") from None
+    if chosen is Engine.ray:
+        require_ray(loopback=not ray_address)
+    return chosen
+
+
+__all__ = ["Engine", "EngineUnavailable", "RAY_INSTALL_HINT", "check_engine", "prepare_ray_environment",
+           "require_ray"]

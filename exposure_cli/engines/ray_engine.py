@@ -1,0 +1,299 @@
+"""The Ray engine: the scan's unit of work on a Ray cluster through Ray Data.
+
+Shape of a run (``exposure scan … --engine ray``):
+
+1. The driver (this process) does what the local engine does before any photo is touched: discovery
+   (local folders, or ``s3://``/``gs://`` prefixes through :mod:`exposure_cli.engines.uris`), resume
+   bookkeeping, the report metadata. Only the inputs still to do are sent to the cluster.
+2. ``ray.data.from_items(inputs).map_batches(ScanWorker, compute=ActorPoolStrategy(size=N))``: each
+   actor builds the analyzer once (on its GPU when it has one), then for every batch of inputs decodes
+   them in a thread pool (:func:`exposure_cli.pipeline.decode_item`, reading object storage directly on
+   the worker) and runs :class:`exposure_cli.pipeline.BatchProcessor` — the very code the local engine
+   runs — returning one finished row per input (failures included).
+3. The driver streams the rows back (``iter_batches``) into the same journal the local engine fills,
+   and the same ``finalize`` writes the report. So the report's file name, columns, types, sort order,
+   metadata, crash safety, ``--resume`` and de-duplication are the local engine's by construction;
+   ``docs/SCALE.md`` explains why rows come back to the driver rather than ``write_parquet`` parts.
+
+Overlays and maps are written by the workers straight into ``--out``, so on a multi-node cluster that
+folder must be on storage every node mounts (the report itself is written by the driver only).
+
+Ray is imported only when this engine runs; see :func:`exposure_cli.engines.require_ray`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import socket
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from ..discovery import InputFile
+from ..pipeline import BatchProcessor, Decoded, ScanError, ScanOptions, _settle, decode_item
+from ..report.writers import row_to_json
+from . import require_ray
+from .uris import RemoteInput
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------ sizing
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many actors, and what each asks the Ray scheduler for.
+
+    Attributes:
+        actors: Size of the actor pool (model copies).
+        cpus_per_actor: Logical CPUs reserved per actor; fractional on purpose (see :func:`plan_workers`).
+        gpus_per_actor: GPUs per actor (0: CPU inference; 0.5: two actors share a GPU).
+        torch_threads: Intra-op threads per actor, so actors on one node do not oversubscribe it.
+        decode_threads: Decode threads per actor.
+    """
+
+    actors: int
+    cpus_per_actor: float
+    gpus_per_actor: float
+    torch_threads: int
+    decode_threads: int
+
+
+def plan_workers(cluster_cpus: float, cluster_gpus: float, concurrency: int = 0,
+                 num_gpus_per_worker: float | None = None, decode_workers: int = 0) -> WorkerPlan:
+    """Size the actor pool for a cluster.
+
+    * GPUs: by default one per actor when the cluster has any, none otherwise.
+    * Actors: by default one per GPU share, else one per 2 CPUs.
+    * CPUs: each actor reserves a *fraction* of a CPU such that all actors together leave at least a
+      quarter of the cluster (up to one CPU) free. An actor asking for a whole CPU on a 2-CPU machine
+      starves Ray Data's own tasks and the job hangs without an error, so the reservation is kept
+      small; it is a scheduling hint, not a limit (the actor uses ``torch_threads`` threads).
+
+    Raises:
+        ScanError: The request can never be scheduled (more GPUs than the cluster has).
+    """
+    if num_gpus_per_worker is None:
+        gpus = 1.0 if cluster_gpus >= 1 else 0.0
+    else:
+        gpus = float(num_gpus_per_worker)
+    if gpus < 0:
+        raise ScanError("--num-gpus-per-worker must be 0 or more")
+    if gpus > 0 and cluster_gpus < gpus:
+        raise ScanError(f"each worker asks for {gpus:g} GPU(s) but the Ray cluster has {cluster_gpus:g}; "
+                        "use --num-gpus-per-worker 0 for CPU workers")
+    if concurrency and concurrency < 0:
+        raise ScanError("--concurrency must be 1 or more")
+    if concurrency:
+        actors = int(concurrency)
+    elif gpus > 0:
+        actors = max(1, int(math.floor(cluster_gpus / gpus + 1e-9)))
+    else:
+        actors = max(1, int(cluster_cpus // 2))
+    if gpus > 0 and actors * gpus > cluster_gpus + 1e-9:
+        raise ScanError(f"{actors} workers × {gpus:g} GPU(s) need {actors * gpus:g} GPUs; the Ray cluster has "
+                        f"{cluster_gpus:g} (lower --concurrency or --num-gpus-per-worker)")
+    reserve = min(1.0, cluster_cpus / 4)
+    cpus = min(1.0, max(0.01, (cluster_cpus - reserve) / actors))
+    cpus = math.floor(cpus * 100) / 100
+    threads = max(1, int(cluster_cpus // actors))
+    return WorkerPlan(actors=actors, cpus_per_actor=cpus, gpus_per_actor=gpus, torch_threads=threads,
+                      decode_threads=decode_workers or max(2, threads))
+
+
+# ------------------------------------------------------------------------------------------ worker
+
+
+def _item_record(item: InputFile) -> str:
+    """An input as a JSON string (one Arrow string column; no type guessing on mixed None/str)."""
+    rec: dict[str, Any] = {"path": str(item.path), "key": item.key, "root": str(item.root),
+                           "problem": item.problem}
+    if isinstance(item, RemoteInput):
+        rec.update(filesystem_uri=item.filesystem_uri, fs_path=item.fs_path, size=item.size, mtime=item.mtime)
+    return json.dumps(rec)
+
+
+def _item_from_record(text: str) -> InputFile:
+    rec = json.loads(text)
+    common = dict(path=Path(rec["path"]), key=rec["key"], root=Path(rec["root"]), problem=rec["problem"])
+    if "filesystem_uri" in rec:
+        return RemoteInput(**common, filesystem_uri=rec["filesystem_uri"], fs_path=rec["fs_path"],
+                           size=rec["size"], mtime=rec["mtime"])
+    return InputFile(**common)
+
+
+@dataclass
+class WorkerSpec:
+    """Everything an actor needs to rebuild the driver's :class:`BatchProcessor` (sent once per actor)."""
+
+    options: ScanOptions
+    rule_sets: list[Any] = field(default_factory=list)
+    out_dir: str | None = None
+    expected_analyzer: tuple[str, str, str] = ("", "", "")  # name, version, weights sha256
+    torch_threads: int = 1
+    decode_threads: int = 2
+
+
+class ScanWorker:
+    """Ray Data callable class: one analyzer per actor, one batch of inputs in, one row per input out."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        from ..analyzers import create_analyzer
+
+        try:
+            import torch
+
+            torch.set_num_threads(spec.torch_threads)
+        except ImportError:  # pragma: no cover - torch is a hard dependency
+            pass
+        opts = spec.options
+        self.options = opts
+        self.analyzer = create_analyzer(opts.model, weights=opts.weights, device=opts.device,
+                                        working_long_side=opts.working_long_side, batch_size=opts.batch_size)
+        info = self.analyzer.info
+        got = (info.name, info.version, info.weights_sha256 or "")
+        if got != tuple(spec.expected_analyzer):
+            raise RuntimeError(
+                f"worker {socket.gethostname()} loaded analyzer {got}, the driver {tuple(spec.expected_analyzer)}: "
+                "install the same exposure-cli version and weights on every node (or pass --weights on shared storage)"
+            )
+        out_dir = Path(spec.out_dir) if spec.out_dir else None
+        self.processor = BatchProcessor(self.analyzer, opts.thresholds, spec.rule_sets, out_dir, opts.overlays,
+                                        opts.maps, opts.regions)
+        self.decode_pool = ThreadPoolExecutor(spec.decode_threads, thread_name_prefix="decode")
+        self.write_pool = ThreadPoolExecutor(max(1, spec.decode_threads // 2), thread_name_prefix="write")
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
+        items = [_item_from_record(str(text)) for text in batch["item"]]
+        working = self.analyzer.working_long_side
+        futures = [self.decode_pool.submit(decode_item, item, self.options, working) for item in items]
+        decoded: list[Decoded] = []
+        for item, fut in zip(items, futures):
+            try:
+                decoded.append(fut.result(timeout=self.options.file_timeout))
+            except FutureTimeout:
+                fut.cancel()
+                decoded.append(Decoded(item, error=f"decoding took longer than {self.options.file_timeout:g} s; skipped"))
+        rows, pending = self.processor.process(decoded, self.write_pool)
+        rows = _settle(rows, pending)  # overlay/map files on disk before their rows are reported
+        return {"path": [r["path"] for r in rows], "row": [row_to_json(r) for r in rows]}
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def _package_parent() -> str:
+    import exposure_cli
+
+    return str(Path(exposure_cli.__file__).resolve().parent.parent)
+
+
+def local_instance_kwargs(num_cpus: int | None = None) -> dict[str, Any]:
+    """``ray.init`` arguments for a private, quiet, loopback-only local instance (the tests use them too).
+
+    Call :func:`exposure_cli.engines.prepare_ray_environment` (``loopback=True``) before importing Ray.
+    """
+    # Workers of a local instance inherit this environment: make sure they import this very package,
+    # also when it runs from a source checkout rather than an installed wheel.
+    parent = _package_parent()
+    python_path = os.environ.get("PYTHONPATH", "")
+    if parent not in python_path.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (parent, python_path) if p)
+    return dict(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+                logging_level=logging.ERROR, configure_logging=True)
+
+
+def _quiet_ray_data(ray: Any) -> None:
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the CLI draws its own
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    for name in ("ray", "ray.data"):  # Ray's info chatter would interleave with the CLI's progress bar
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _connect(ray: Any, options: ScanOptions) -> bool:
+    """Join the cluster at ``--ray-address``, reuse a running driver, or start a local instance.
+
+    Returns:
+        True when this call connected (and the engine must disconnect at the end).
+    """
+    if ray.is_initialized():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            if options.ray_address:
+                ray.init(address=options.ray_address, logging_level=logging.WARNING, log_to_driver=False)
+            else:
+                ray.init(**local_instance_kwargs())
+        except ConnectionError as exc:
+            raise ScanError(f"cannot reach the Ray cluster at {options.ray_address}: {exc}") from None
+    return True
+
+
+def run_ray(todo: Sequence[InputFile], options: ScanOptions,
+            processor: BatchProcessor) -> Iterator[list[dict[str, Any]]]:
+    """The Ray engine's loop: yields finished rows, batch by batch, like the local engine's loop.
+
+    Args:
+        todo: Inputs still to scan (resume filtering already done by the driver).
+        options: Scan options (``ray_address``, ``num_gpus_per_worker``, ``concurrency`` are read here).
+        processor: The driver's processor; its settings are rebuilt on every actor.
+    """
+    if not todo:
+        return
+    ray = require_ray(loopback=not options.ray_address)
+    connected = _connect(ray, options)
+    try:
+        _quiet_ray_data(ray)
+        resources = ray.cluster_resources()
+        plan = plan_workers(resources.get("CPU", 1.0), resources.get("GPU", 0.0), options.concurrency,
+                            options.num_gpus_per_worker, options.workers)
+        info = processor.analyzer.info
+        spec = WorkerSpec(
+            options=dataclasses.replace(options), rule_sets=list(processor.rule_sets),
+            out_dir=str(processor.out_dir.resolve()) if processor.out_dir is not None else None,
+            expected_analyzer=(info.name, info.version, info.weights_sha256 or ""),
+            torch_threads=plan.torch_threads, decode_threads=plan.decode_threads,
+        )
+        log.info("ray engine: %s", plan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # Enough blocks that every actor gets work, few enough that scheduling stays cheap.
+            blocks = max(1, min(len(todo), max(plan.actors * 4, math.ceil(len(todo) / (options.batch_size * 4)))))
+            ds = ray.data.from_items([{"item": _item_record(item)} for item in todo], override_num_blocks=blocks)
+            ds = ds.map_batches(
+                ScanWorker,
+                fn_constructor_kwargs={"spec": spec},
+                batch_size=options.batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=plan.actors),
+                num_cpus=plan.cpus_per_actor,
+                num_gpus=plan.gpus_per_actor or None,
+            )
+            batches = ds.iter_batches(batch_size=None, batch_format="numpy")
+            try:
+                for batch in batches:
+                    yield [json.loads(text) for text in batch["row"]]
+            except (KeyboardInterrupt, GeneratorExit, ScanError):
+                raise
+            except Exception as exc:  # a worker crash: rows so far are journaled; say how to continue
+                first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                raise ScanError(f"the Ray job failed: {first}. Rows finished so far are kept; "
+                                "fix the cause and re-run with --resume") from exc
+    finally:
+        if connected:
+            ray.shutdown()
+
+
+__all__ = ["ScanWorker", "WorkerPlan", "WorkerSpec", "local_instance_kwargs", "plan_workers", "run_ray"]
