@@ -10,10 +10,64 @@ import typer
 
 
 def read_any_report(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """(DataFrame, metadata) of a report file or scan folder, via the report writers."""
+    """(DataFrame, metadata) of a report file or scan folder.
+
+    Parquet is read with pyarrow directly (histograms stay numpy arrays: 100 000 rows in about a second);
+    CSV and JSONL go through the report writers' reader.
+    """
+    source = report_file(Path(path))
+    if source.suffix.lower() == ".parquet" and source.is_file():
+        table, metadata = _read_parquet(source)
+        return table.to_pandas(), metadata
     from ..report.writers import read_report
 
     return read_report(path)
+
+
+def _read_parquet(path: Path) -> tuple[Any, dict[str, Any]]:
+    import json
+
+    import pyarrow.parquet as pq
+
+    from ..report.writers import META_KEY
+
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    return table, (json.loads(raw) if raw else {})
+
+
+def _rescore_parquet(source: Path, target: Path, rule_sets: list, update_meta) -> tuple[Any, dict[str, Any], float]:
+    """Parquet in, Parquet out, without a round trip through Python rows (the fast path)."""
+    import json
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..report.writers import META_KEY
+    from ..rules import MetricFrame, score_frame, thresholds_from_metadata
+
+    table, metadata = _read_parquet(source)
+    started = time.perf_counter()
+    columns = score_frame(rule_sets, MetricFrame.from_arrow(table, thresholds_from_metadata(metadata)))
+    seconds = time.perf_counter() - started
+    for name, values in columns.items():
+        if name.startswith("score_"):
+            array = pa.array(values, type=pa.float64(), from_pandas=True)  # NaN → null, as the scan writes
+        else:
+            array = pa.array(list(values), type=pa.string())
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, array)
+        else:
+            table = table.append_column(name, array)
+    new_meta = update_meta(metadata)
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[META_KEY] = json.dumps(new_meta).encode("utf-8")
+    table = table.replace_schema_metadata(schema_meta)
+    tmp = target.with_name(f".{target.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, target)
+    return table, new_meta, seconds
 
 
 def report_file(report: Path) -> Path:
@@ -46,25 +100,37 @@ def rescore_report(
     from ..rules import load_rule_sets, score_dataframe, thresholds_from_metadata
 
     report = Path(report)
-    df, metadata = read_any_report(report)
+    source = report_file(report)
+    if not source.is_file():
+        raise FileNotFoundError(f"no report.parquet, report.csv or report.jsonl in {report}")
     rule_sets = load_rule_sets(specs)
+    target = Path(out) if out else default_output(report)
+    if target.exists() and target.resolve() == source.resolve():
+        raise ValueError(f"refusing to overwrite the input report {source}; pass another --out")
+    fmt = target.suffix.lstrip(".").lower() or "parquet"
+    if fmt not in ("parquet", "csv", "jsonl"):
+        raise ValueError(f"--out must end in .parquet, .csv or .jsonl, not {target.name}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def update_meta(metadata: dict[str, Any]) -> dict[str, Any]:
+        new_meta = dict(metadata)
+        names = [str(n) for n in new_meta.get("rule_sets") or []]
+        new_meta["rule_sets"] = names + [rs.name for rs in rule_sets if rs.name not in names]
+        new_meta["rescored"] = {
+            "from": str(source),
+            "rule_sets": [rs.name for rs in rule_sets],
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        return new_meta
+
+    if source.suffix.lower() == ".parquet" and fmt == "parquet":
+        table, new_meta, seconds = _rescore_parquet(source, target, rule_sets, update_meta)
+        return target, table.drop_columns([c for c in table.column_names if c.endswith("hist")]).to_pandas(), new_meta, seconds
+    df, metadata = read_any_report(source)
     started = time.perf_counter()
     scored = score_dataframe(rule_sets, df, thresholds_from_metadata(metadata))
     seconds = time.perf_counter() - started
-    target = Path(out) if out else default_output(report)
-    source = report_file(report)
-    if target.exists() and source.exists() and target.resolve() == source.resolve():
-        raise ValueError(f"refusing to overwrite the input report {report}; pass another --out")
-    new_meta = dict(metadata)
-    names = [str(n) for n in new_meta.get("rule_sets") or []]
-    new_meta["rule_sets"] = names + [rs.name for rs in rule_sets if rs.name not in names]
-    new_meta["rescored"] = {
-        "from": str(report),
-        "rule_sets": [rs.name for rs in rule_sets],
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    fmt = target.suffix.lstrip(".").lower() or "parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    new_meta = update_meta(metadata)
     write_report(scored, target, fmt, new_meta)
     return target, scored, new_meta, seconds
 
@@ -106,6 +172,7 @@ def register(app: typer.Typer) -> None:
         if not report.exists():
             typer.echo(f"Error: no report at {report}", err=True)
             raise typer.Exit(2)
+        started = time.perf_counter()
         try:
             target, df, _, seconds = rescore_report(report, list(rules), out)
         except (RegistryError, RuleError, ValueError, FileNotFoundError) as exc:
@@ -113,7 +180,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         rows = len(df)
         rate = rows / seconds if seconds > 0 else float("inf")
-        typer.echo(f"rescored {rows} photos in {seconds:.2f} s ({rate:,.0f} rows/s) → {target}")
+        total = time.perf_counter() - started
+        typer.echo(
+            f"rescored {rows} photos: scoring {seconds:.2f} s ({rate:,.0f} rows/s), "
+            f"{total:.2f} s with reading and writing → {target}"
+        )
         status_ok = df["status"].astype(str) != "error" if "status" in df.columns else None
         for column in [c for c in df.columns if c.startswith("score_")]:
             name = column[len("score_"):]

@@ -157,7 +157,9 @@ def explain_command(
             if line["rule"] == "result":
                 typer.echo(f"  = {line['effect']}: {line['details'][0]}")
                 continue
-            mark = "FIRED" if line["fired"] else "-    "
+            # USED: this condition set the score (table) or took points off (deductions);
+            # true: it holds but a row above it already decided
+            mark = "USED " if line.get("decisive", line["fired"]) else ("true " if line["fired"] else "-    ")
             typer.echo(f"  {mark} {line['effect']:>6}  {line['rule']}: {line['condition']}")
             for detail in line["details"]:
                 typer.echo(f"                 {detail}")

@@ -195,7 +195,8 @@ h1 { font-size: 17px; margin: 0 0 4px; }
 #controls label { color: #555; }
 input, select { font: inherit; padding: 3px 6px; }
 #main { display: flex; height: calc(100vh - 110px); }
-#table { flex: 1; display: flex; flex-direction: column; min-width: 0; }
+#table { flex: 1; display: flex; flex-direction: column; min-width: 0; overflow-x: auto; }
+#head, #viewport { min-width: calc(100px + 200px + 56px + var(--ncols) * 84px); }
 #head, .row { display: grid; grid-template-columns: var(--cols); align-items: center; }
 #head { background: #eee; border-bottom: 1px solid var(--line); font-weight: 600; }
 #head div { padding: 6px; cursor: pointer; user-select: none; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
@@ -247,11 +248,13 @@ input, select { font: inherit; padding: 3px 6px; }
     over_pct: "over %", under_pct: "under %", bad_pct: "bad %", severe_bad_pct: "severe %",
     mean_residual: "mean r", face_bad_pct: "face bad %", subject_bad_pct: "subject bad %",
     background_bad_pct: "backgr. bad %", sky_bad_pct: "sky bad %" };
-  const shown = ["thumb", "path", "status"].concat(
-    ["bad_pct", "over_pct", "under_pct", "severe_bad_pct", "face_bad_pct", "subject_bad_pct"].filter(c => c in idx));
-  rules.forEach(r => { if (("score_" + r) in idx) shown.push("score_" + r); if (("grade_" + r) in idx) shown.push("grade_" + r); });
-  const widths = shown.map(c => c === "path" ? "minmax(180px, 3fr)" : c === "thumb" ? "100px" : c === "status" ? "60px" : "minmax(64px, 1fr)");
+  // one score column per rule set (the grade shown beside the score), then the main metrics
+  const shown = ["thumb", "path", "status"];
+  rules.forEach(r => { if (("score_" + r) in idx) shown.push("score_" + r); });
+  ["bad_pct", "over_pct", "under_pct", "face_bad_pct", "subject_bad_pct"].filter(c => c in idx).forEach(c => shown.push(c));
+  const widths = shown.map(c => c === "path" ? "minmax(200px, 3fr)" : c === "thumb" ? "100px" : c === "status" ? "56px" : c.startsWith("score_") ? "minmax(96px, 1fr)" : "minmax(72px, 1fr)");
   document.documentElement.style.setProperty("--cols", widths.join(" "));
+  document.documentElement.style.setProperty("--ncols", String(shown.length - 3));
 
   const el = id => document.getElementById(id);
   const text = (tag, value, cls) => { const e = document.createElement(tag); e.textContent = value == null ? "" : String(value); if (cls) e.className = cls; return e; };
@@ -330,7 +333,8 @@ input, select { font: inherit; padding: 3px 6px; }
     const head = el("head");
     head.replaceChildren();
     shown.forEach(c => {
-      const d = text("div", LABELS[c] || c.replace(/^score_/, "score ").replace(/^grade_/, "grade "));
+      const d = text("div", LABELS[c] || c.replace(/^score_/, ""));
+      d.title = c.startsWith("score_") ? "score under rule set " + c.slice(6) + " (click to sort)" : "click to sort";
       if (c === sortCol) d.className = sortDir > 0 ? "sorted-asc" : "sorted-desc";
       if (c !== "thumb") d.addEventListener("click", () => {
         if (sortCol === c) sortDir = -sortDir; else { sortCol = c; sortDir = c.startsWith("score_") || c === "path" ? 1 : -1; }
@@ -364,7 +368,8 @@ input, select { font: inherit; padding: 3px 6px; }
         } else if (c === "status") {
           line.appendChild(text("div", v, v === "error" ? "err" : ""));
         } else if (c.startsWith("score_")) {
-          line.appendChild(text("div", fmt(c, v), "num score " + scoreClass(v)));
+          const g = row[idx["grade_" + c.slice(6)]];
+          line.appendChild(text("div", v == null ? "–" : fmt(c, v) + (g ? " " + g : ""), "num score " + scoreClass(v)));
         } else {
           const cell = text("div", fmt(c, v), typeof v === "number" ? "num" : "");
           if (c === "path") cell.title = String(v);

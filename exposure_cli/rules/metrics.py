@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import stats
 from ..stats import HIST_BINS, REGION_METRICS, REGIONS, Thresholds
+from .expr import format_number
 
 #: Metrics answered from histograms when a rule set's thresholds differ from the scan's.
 SHARE_METRICS = ("over_pct", "under_pct", "bad_pct", "severe_over_pct", "severe_under_pct", "severe_bad_pct")
@@ -97,8 +98,6 @@ def metric_types() -> dict[str, str]:
 
 def format_value(value: float, unit: str) -> str:
     """A metric value as people read it: '23 %', '−0.12 (over)', '1/250 s', 'n/a'."""
-    from .expr import format_number
-
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     value = float(value)
@@ -211,6 +210,11 @@ class MetricFrame:
     def from_dataframe(cls, frame: Any, scan_thresholds: Thresholds) -> "MetricFrame":
         return cls(frame, len(frame), scan_thresholds)
 
+    @classmethod
+    def from_arrow(cls, table: Any, scan_thresholds: Thresholds) -> "MetricFrame":
+        """A frame over a pyarrow Table; columns convert on first use, histograms without Python lists."""
+        return cls(_ArrowColumns(table), table.num_rows, scan_thresholds)
+
     # -- raw access
     def has_column(self, column: str) -> bool:
         return column in self._columns
@@ -228,7 +232,9 @@ class MetricFrame:
     def hist(self, region: str) -> np.ndarray:
         if region not in self._hists:
             column = stats.hist_column(region)
-            if column in self._columns:
+            if isinstance(self._columns, _ArrowColumns) and column in self._columns:
+                self._hists[region] = self._columns.hist_matrix(column)
+            elif column in self._columns:
                 self._hists[region] = _hist_matrix(list(self._columns[column]), self.size)
             else:
                 self._hists[region] = np.zeros((self.size, HIST_BINS))
@@ -291,6 +297,56 @@ class MetricFrame:
         derived._cache = {k: v for k, v in self._cache.items() if not _is_share_key(k)}
         self._derived[thresholds] = derived
         return derived
+
+
+class _ArrowColumns(Mapping[str, Any]):
+    """Read-only column mapping over a pyarrow Table (numbers → float arrays, others → Python lists)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._converted: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._converted:
+            import pyarrow as pa
+
+            if key not in self.table.column_names:
+                raise KeyError(key)
+            column = self.table.column(key)
+            if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+                values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+            else:
+                values = column.to_pylist()
+            self._converted[key] = values
+        return self._converted[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.table.column_names
+
+    def __iter__(self):
+        return iter(self.table.column_names)
+
+    def __len__(self) -> int:
+        return len(self.table.column_names)
+
+    def hist_matrix(self, key: str) -> np.ndarray:
+        """An N×HIST_BINS matrix from a list<int> column without building Python lists (nulls → zeros)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        column = self.table.column(key).combine_chunks()
+        size = len(column)
+        out = np.zeros((size, HIST_BINS), dtype=np.float64)
+        if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+            return _hist_matrix(column.to_pylist(), size)
+        lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+        full = lengths == HIST_BINS
+        if full.all():
+            return column.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(size, HIST_BINS)
+        if full.any():
+            chosen = column.filter(pa.array(full))
+            out[full] = chosen.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, HIST_BINS)
+        return out
 
 
 def _is_share_key(key: str) -> bool:

@@ -124,7 +124,7 @@ class Condition:
 class _Outcome:
     fired: np.ndarray
     missing: dict[str, np.ndarray]
-    memo: dict[int, np.ndarray]
+    memo: "_Memo"
     points: np.ndarray | None = None
     fallback: str | None = None
 
@@ -189,7 +189,7 @@ class TomlRuleSet(RuleSet):
 
     def _evaluate(self, frame: MetricFrame, condition: Condition) -> _Outcome:
         env, missing, fallback = self._env(frame, condition)
-        memo: dict[int, np.ndarray] = {}
+        memo = _Memo()
         with np.errstate(all="ignore"):
             fired = _eval_memo(condition.when, env, memo)
             fired = np.broadcast_to(np.asarray(fired, dtype=bool), (frame.size,))
@@ -322,12 +322,21 @@ class TomlRuleSet(RuleSet):
         sub = _single_row(frame, index)
         result = self.score(sub)
         lines: list[dict[str, Any]] = []
+        decided = False
         for condition in self.conditions:
             outcome = self._evaluate(sub, condition)
+            missing_any = bool(self._any_missing(outcome, 1)[0])
+            fired = bool(outcome.fired[0]) and not (missing_any and condition.on_missing in ("skip", "fail"))
+            if self.mode == "table":
+                # the first row that holds decides; a missing region under "fail" decides too (score 0)
+                decisive = not decided and (fired or (missing_any and condition.on_missing == "fail"))
+                decided = decided or decisive
+            else:
+                decisive = fired
             leaves = _all_leaves(condition.when, self.defines)
             details = []
             for node in leaves:
-                truth = bool(np.asarray(outcome.memo.get(id(node), False)).reshape(-1)[0])
+                truth = bool(outcome.memo.at(node, 0))
                 details.append(("✓ " if truth else "✗ ") + _leaf_text(node, True, outcome.memo, 0, plain=True))
             missing = _missing_at(outcome, 0)
             if missing:
@@ -342,7 +351,8 @@ class TomlRuleSet(RuleSet):
                 {
                     "rule": condition.field + (f" ({condition.label})" if condition.label else ""),
                     "condition": condition.when_source,
-                    "fired": bool(outcome.fired[0]),
+                    "fired": fired,
+                    "decisive": decisive,
                     "effect": effect,
                     "details": details,
                 }
@@ -399,7 +409,7 @@ def _single_row(frame: MetricFrame, index: int) -> MetricFrame:
     return base.with_thresholds(frame.thresholds)
 
 
-def _eval_memo(node: Node, env: Env, memo: dict[int, np.ndarray]):
+def _eval_memo(node: Node, env: Env, memo: "_Memo"):
     """Evaluate like :func:`expr.evaluate`, remembering every sub-result for the reasons."""
     if isinstance(node, expr.Name) and node.name in env.defines:
         value = _eval_memo(env.defines[node.name], env, memo)
@@ -439,12 +449,28 @@ def _eval_memo(node: Node, env: Env, memo: dict[int, np.ndarray]):
     return value
 
 
-def _at(memo: dict[int, np.ndarray], node: Node, i: int):
-    value = memo.get(id(node))
-    if value is None:
-        return None
-    arr = np.asarray(value)
-    return arr.item() if arr.ndim == 0 else arr[i].item()
+class _Memo(dict):
+    """id(node) → value array, plus per-node Python lists for fast per-photo reads when writing reasons."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lists: dict[int, Any] = {}
+
+    def at(self, node: Node, i: int):
+        key = id(node)
+        values = self._lists.get(key)
+        if values is None:
+            raw = self.get(key)
+            if raw is None:
+                return None
+            arr = np.asarray(raw)
+            values = arr.item() if arr.ndim == 0 else arr.tolist()
+            self._lists[key] = values
+        return values[i] if isinstance(values, list) else values
+
+
+def _at(memo: "_Memo", node: Node, i: int):
+    return memo.at(node, i)
 
 
 def _leaves(node: Node, memo, i: int, want: bool, defines: Mapping[str, Node]) -> list[tuple[Node, bool]]:

@@ -1,0 +1,370 @@
+"""TOML rule sets: schema validation with locations, table/deduction semantics, missing regions, thresholds,
+the six presets on constructed residual maps, and the scan-facing helpers (score_row, parse_fail_under)."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exposure_cli import rules, stats
+from exposure_cli.registry import RegistryError
+from exposure_cli.rules import RuleError, load_rule_file, parse_rule_text, score_row
+from exposure_cli.stats import Thresholds
+
+SCAN = Thresholds()
+H = W = 100
+
+
+def box(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    mask = np.zeros((H, W), dtype=bool)
+    mask[r0:r1, c0:c1] = True
+    return mask
+
+
+def row_for(residual: np.ndarray, masks: dict[str, np.ndarray | None], thresholds: Thresholds = SCAN) -> dict:
+    """A report row as the scan builds it: statistics of a residual map + region masks, plus file facts."""
+    row = stats.image_stats(residual, masks, thresholds)
+    row.update(path="photo.jpg", status="ok", error=None, width=W, height=H, exif_iso=200.0)
+    return row
+
+
+def write_rules(tmp_path: Path, text: str, name: str = "acme.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------- validation
+
+
+def test_unknown_metric_error_names_file_field_line_and_suggests(tmp_path):
+    path = write_rules(
+        tmp_path,
+        """
+        name = "acme"
+
+        [[rows]]
+        score = 100
+        when = "global.bad_pct < 2"
+
+        [[rows]]
+        score = 50
+        when = "face.ovr_pct < 10"
+        """,
+    )
+    with pytest.raises(RuleError) as info:
+        load_rule_file(path)
+    error = info.value
+    assert error.file == str(path)
+    assert error.field == "rows[1].when"
+    assert error.line == 9
+    assert "face.over_pct" in error.message
+    assert str(error).startswith(f"{path}:9, rows[1].when")
+
+
+@pytest.mark.parametrize(
+    "body, field, message",
+    [
+        ('name = "x"\ndescripton = "y"\n[[rows]]\nscore = 1\nwhen = "true"\n', "descripton", "did you mean 'description'"),
+        ('name = "x"\n[[rows]]\nscore = 1\nwhn = "true"\n', "rows[0].whn", "did you mean 'when'"),
+        ('name = "x"\n[[rows]]\nscore = 1\n', "rows[0].when", "'when' is required"),
+        ('name = "x"\n[[rows]]\nscore = 120\nwhen = "true"\n', "rows[0].score", "0 to 100"),
+        ('name = "x"\n[[rows]]\nscore = 1\nwhen = "global.bad_pct"\n', "rows[0].when", "expected a condition"),
+        ('name = "x"\n[[deductions]]\nwhen = "true"\npoints = "global.bad_pct > 2"\n', "deductions[0].points", "expected a number"),
+        ('name = "x"\n[[deductions]]\nwhen = "true"\n', "deductions[0].points", "'points' is required"),
+        ('name = "x"\n', "deductions", "neither"),
+        ('name = "x"\n[[rows]]\nscore = 1\nwhen = "true"\n[[deductions]]\nwhen = "true"\npoints = 1\n', "rows", "both"),
+        ('name = "bad name!"\n[[rows]]\nscore = 1\nwhen = "true"\n', "name", "letters, digits"),
+        ('name = "x"\non_missing_region = "use_globl"\n[[rows]]\nscore = 1\nwhen = "true"\n', "on_missing_region", "use_global"),
+        ('name = "x"\n[thresholds]\nover = 10\n[[rows]]\nscore = 1\nwhen = "true"\n', "thresholds.over", "not a percentage"),
+        ('name = "x"\n[define]\nface = "1"\n[[rows]]\nscore = 1\nwhen = "true"\n', "define.face", "cannot be defined"),
+        ('name = "x"\nstart = 90\n[[rows]]\nscore = 1\nwhen = "true"\n', "start", "deduction rule sets"),
+    ],
+)
+def test_schema_errors(tmp_path, body, field, message):
+    path = write_rules(tmp_path, body)
+    with pytest.raises(RuleError) as info:
+        load_rule_file(path)
+    assert info.value.field == field
+    assert message in info.value.message
+    assert info.value.file == str(path)
+
+
+def test_toml_syntax_error_has_a_line(tmp_path):
+    path = write_rules(tmp_path, 'name = "x"\n[[rows]\nscore = 1\n')
+    with pytest.raises(RuleError, match="not valid TOML") as info:
+        load_rule_file(path)
+    assert info.value.line == 2
+
+
+def test_presets_and_registry():
+    assert set(rules.PRESETS) <= set(rules.RULE_SETS.names())
+    for name in rules.PRESETS:
+        rule_set = rules.get_rule_set(name)
+        assert rule_set.name == name  # file name and name key agree
+        assert rule_set.description
+    with pytest.raises(RegistryError, match="did you mean 'portrait'"):
+        rules.load_rule_sets(["portrat"])
+
+
+def test_two_rule_sets_with_one_name_are_an_error(tmp_path):
+    path = write_rules(tmp_path, 'name = "portrait"\n[[rows]]\nscore = 1\nwhen = "true"\n')
+    with pytest.raises(RuleError, match="columns would collide"):
+        rules.load_rule_sets(["portrait", str(path)])
+
+
+def test_parse_fail_under():
+    assert rules.parse_fail_under("portrait=60") == ("portrait", 60.0)
+    assert rules.parse_fail_under(" landscape-strict = 72.5") == ("landscape-strict", 72.5)
+    for bad in ("portrait", "portrait=", "=60", "portrait=abc", "portrait=101"):
+        with pytest.raises(RuleError):
+            rules.parse_fail_under(bad)
+    assert rules.below_threshold([10.0, math.nan, 70.0], 60).tolist() == [True, False, False]
+
+
+# ------------------------------------------------------------------------------------------ semantics
+
+VENDOR_A = """
+name = "vendor-a"
+[[deductions]]
+when = "global.over_pct >= 20"
+points = 10
+"""
+VENDOR_B = VENDOR_A.replace("vendor-a", "vendor-b").replace("points = 10", "points = 30")
+
+
+def test_readme_example_vendor_a_and_b_deductions():
+    residual = np.zeros((H, W), np.float32)
+    residual[:23] = -0.5  # 23 % over-exposed
+    row = row_for(residual, {})
+    result = score_row([parse_rule_text(VENDOR_A), parse_rule_text(VENDOR_B)], row, SCAN)
+    assert result["score_vendor-a"] == 90.0
+    assert result["score_vendor-b"] == 70.0
+    assert result["reasons_vendor-a"] == "global over-exposed area 23 % ≥ 20 % → −10"
+    assert result["reasons_vendor-b"] == "global over-exposed area 23 % ≥ 20 % → −30"
+    clean = score_row([parse_rule_text(VENDOR_A)], row_for(np.zeros((H, W), np.float32), {}), SCAN)
+    assert clean["score_vendor-a"] == 100.0
+    assert clean["reasons_vendor-a"].startswith("no deduction applies")
+
+
+def test_deductions_accumulate_floor_and_expression_points():
+    rule_set = parse_rule_text(
+        """
+        name = "d"
+        floor = 15
+        [[deductions]]
+        when = "global.over_pct > 0"
+        points = "global.over_pct * 2"
+        [[deductions]]
+        when = "global.bad_pct > 10"
+        points = 40
+        """.replace("        ", "")
+    )
+    residual = np.zeros((H, W), np.float32)
+    residual[:5] = -0.5
+    assert score_row([rule_set], row_for(residual, {}), SCAN)["score_d"] == 90.0
+    residual[:30] = -0.5
+    result = score_row([rule_set], row_for(residual, {}), SCAN)
+    assert result["score_d"] == 15.0  # 100 − 60 − 40 = 0, floored at 15
+    assert "→ −60" in result["reasons_d"] and "→ −40" in result["reasons_d"]
+
+
+def test_first_matching_row_wins_and_otherwise():
+    rule_set = parse_rule_text(
+        'name = "t"\n[[rows]]\nscore = 90\nwhen = "global.bad_pct < 50"\nlabel = "fine"\n'
+        '[[rows]]\nscore = 50\nwhen = "global.bad_pct < 80"\n'
+        '[otherwise]\nscore = 5\nlabel = "hopeless"\n'
+    )
+    residual = np.zeros((H, W), np.float32)
+    residual[:10] = 0.5  # 10 % bad: both rows hold, the first wins
+    result = score_row([rule_set], row_for(residual, {}), SCAN)
+    assert result["score_t"] == 90.0
+    assert result["reasons_t"] == "global bad area 10 % < 50 % → 90 (fine)"
+    residual[:] = 0.5
+    result = score_row([rule_set], row_for(residual, {}), SCAN)
+    assert (result["score_t"], result["reasons_t"]) == (5.0, "no row matched → 5 (hopeless)")
+
+
+MISSING = """
+name = "m"
+on_missing_region = "{policy}"
+[[rows]]
+score = 100
+when = "face.bad_pct < 5"
+[[rows]]
+score = 60
+when = "global.bad_pct < 50"
+[otherwise]
+score = 10
+"""
+
+
+@pytest.mark.parametrize(
+    "policy, score, reason",
+    [
+        ("skip", 60.0, "rows[0] skipped: no face found; global bad area 30 % < 50 % → 60"),
+        ("use_global", 60.0, "global bad area 30 % < 50 % → 60"),
+        ("fail", 0.0, 'rows[0] needs face, which was not found (on_missing_region = "fail") → 0'),
+    ],
+)
+def test_missing_region_policies(policy, score, reason):
+    rule_set = parse_rule_text(MISSING.format(policy=policy))
+    residual = np.zeros((H, W), np.float32)
+    residual[:30] = 0.5
+    result = score_row([rule_set], row_for(residual, {"face": None}), SCAN)
+    assert result["score_m"] == score
+    assert result["reasons_m"] == reason
+    # with a well-exposed face present, the policy does not matter
+    present = score_row([rule_set], row_for(residual, {"face": box(50, 70, 40, 60)}), SCAN)
+    assert present["score_m"] == 100.0
+    assert present["reasons_m"] == "face bad area 0 % < 5 % → 100"
+
+
+def test_use_region_fallback_says_so_in_the_reason():
+    rule_set = parse_rule_text(MISSING.format(policy="use_subject").replace("global.bad_pct < 50", "false"))
+    residual = np.zeros((H, W), np.float32)
+    residual[:30] = 0.5
+    result = score_row([rule_set], row_for(residual, {"subject": box(50, 90, 10, 90)}), SCAN)
+    assert result["score_m"] == 100.0
+    assert "(no face found: subject used instead)" in result["reasons_m"]
+
+
+def test_exists_and_image_facts():
+    rule_set = parse_rule_text(
+        'name = "f"\n[[rows]]\nscore = 80\nwhen = "not exists(face) and image.megapixels < 1 and exif.iso <= 200"\n'
+        '[otherwise]\nscore = 20\n'
+    )
+    result = score_row([rule_set], row_for(np.zeros((H, W), np.float32), {}), SCAN)
+    assert result["score_f"] == 80.0
+    assert result["reasons_f"] == "no face found and image size 0.01 MP < 1 MP and ISO 200 ≤ 200 → 80"
+
+
+def test_error_rows_are_not_scored():
+    rule_sets = rules.load_rule_sets(list(rules.PRESETS))
+    result = score_row(rule_sets, {"path": "broken.jpg", "status": "error", "error": "truncated JPEG"}, SCAN)
+    for rule_set in rule_sets:
+        assert math.isnan(result[f"score_{rule_set.name}"])
+        assert result[f"grade_{rule_set.name}"] == ""
+        assert "truncated JPEG" in result[f"reasons_{rule_set.name}"]
+
+
+def test_rule_thresholds_are_answered_from_histograms():
+    residual = np.zeros((H, W), np.float32)
+    residual[:30] = -0.15  # over-exposed at the scan's 0.1, not at 0.2
+    residual[30:40] = -0.25
+    rule_set = parse_rule_text(
+        'name = "p"\n[thresholds]\nover = 0.2\n[[deductions]]\nwhen = "global.over_pct > 0"\npoints = "global.over_pct"\n'
+    )
+    scan_row = row_for(residual, {})
+    assert scan_row["over_pct"] == pytest.approx(40.0)
+    result = score_row([rule_set], scan_row, SCAN)
+    exact = stats.image_stats(residual, {}, Thresholds(over=0.2))["over_pct"]
+    assert exact == pytest.approx(10.0)
+    assert result["score_p"] == pytest.approx(100 - exact)
+
+
+# ------------------------------------------------------------------------------------------- presets
+# Each case builds a residual map and region masks so that one specific row of the preset's table fires.
+
+PERSON = box(20, 100, 30, 70)  # 3200 px; face on top of it
+FACE = box(20, 40, 40, 60)
+PORTRAIT_MASKS = {"face": FACE, "person": PERSON, "subject": PERSON, "background": ~PERSON}
+PRODUCT = box(30, 70, 30, 70)  # 1600 px in the middle
+SUBJECT_MASKS = {"subject": PRODUCT, "background": ~PRODUCT}
+
+
+def _paint(*parts: tuple[np.ndarray, float]) -> np.ndarray:
+    residual = np.zeros((H, W), np.float32)
+    for mask, value in parts:
+        residual[mask] = value
+    return residual
+
+
+PRESET_CASES = [
+    # portrait
+    ("portrait", _paint(), PORTRAIT_MASKS, 100, "face/body well exposed and global bad area < 10 %"),
+    ("portrait", _paint((box(0, 12, 0, 100), -0.5)), PORTRAIT_MASKS, 90, "background bad area up to 20 %"),
+    ("portrait", _paint((box(94, 100, 30, 70), 0.2)), PORTRAIT_MASKS, 80, "slightly bright or dark"),
+    ("portrait", _paint((box(88, 100, 30, 70), 0.2)), PORTRAIT_MASKS, 60, "10 % of face/body bad"),
+    ("portrait", _paint((~PERSON, -0.5)), PORTRAIT_MASKS, 60, "global bad area reaches 40 %"),
+    ("portrait", _paint((box(80, 100, 30, 70), 0.2)), PORTRAIT_MASKS, 40, "20 % of face/body bad"),
+    ("portrait", _paint((box(60, 100, 30, 70), 0.2)), PORTRAIT_MASKS, 20, "more than 30 % of face/body bad"),
+    ("portrait", _paint((PERSON, -0.8)), PORTRAIT_MASKS, 0, "subject invisible or washed out"),
+    # landscape-strict: only the global bad area counts
+    ("landscape-strict", _paint((box(0, 1, 0, 100), 0.5)), {}, 100, "global bad area < 2 %"),
+    ("landscape-strict", _paint((box(0, 3, 0, 100), 0.5)), {}, 80, "global bad area < 5 %"),
+    ("landscape-strict", _paint((box(0, 10, 0, 100), -0.5)), {}, 60, "about 10 % bad"),
+    ("landscape-strict", _paint((box(0, 20, 0, 100), 0.5)), {}, 40, "about 20 % bad"),
+    ("landscape-strict", _paint((box(0, 30, 0, 100), 0.5)), {}, 20, "about 30 % bad"),
+    ("landscape-strict", _paint((box(0, 45, 0, 100), 0.2)), {}, 10, "more than 40 % bad"),
+    ("landscape-strict", _paint((box(0, 60, 0, 100), -0.9)), {}, 0, "mostly clipped"),
+    # street: the subject must read; dark backgrounds are fine, blown ones are not
+    ("street", _paint((box(0, 21, 0, 100), 0.5)), SUBJECT_MASKS, 100, "under-exposed background up to 30 % is fine"),
+    ("street", _paint((box(30, 33, 30, 70), 0.5)), SUBJECT_MASKS, 80, "subject slightly bright or dark"),
+    ("street", _paint((box(30, 35, 30, 70), 0.5), (box(0, 30, 0, 100), 0.5)), SUBJECT_MASKS, 60, "minor clipping"),
+    ("street", _paint((box(0, 25, 0, 100), -0.5)), SUBJECT_MASKS, 40, "subject undermined"),
+    ("street", _paint((box(30, 58, 30, 70), 0.2)), SUBJECT_MASKS, 20, "subject lost"),
+    ("street", _paint((np.ones((H, W), bool), 0.9)), SUBJECT_MASKS, 0, "nothing of the scene survives"),
+    # night: darkness accepted, glare punished, an empty frame is worth nothing
+    ("night", _paint((np.ones((H, W), bool), 0.9)), {}, 0, "all black or all white"),
+    ("night", _paint((box(0, 30, 0, 100), 0.5), (box(30, 32, 0, 100), -0.5)), {}, 100, "under-exposure up to 40 % accepted"),
+    ("night", _paint((box(0, 7, 0, 100), -0.5)), {}, 80, "minor clipping around light sources"),
+    ("night", _paint((box(0, 15, 0, 100), -0.5)), {}, 60, "night brightened into day"),
+    ("night", _paint((box(0, 30, 0, 100), -0.5)), {}, 40, "over-exposed area > 20 %"),
+    ("night", _paint((box(0, 60, 0, 100), -0.2)), {}, 20, "massive blow-out"),
+    # ecommerce: blown white background wanted, the product evenly lit
+    ("ecommerce", _paint((box(0, 30, 0, 100), -0.6)), SUBJECT_MASKS, 100, "product well and evenly exposed"),
+    ("ecommerce", _paint((box(30, 31, 30, 70), 0.2), (box(31, 32, 30, 50), 0.2)), SUBJECT_MASKS, 80, "minor shadows"),
+    ("ecommerce", _paint((box(30, 33, 30, 70), -0.2)), SUBJECT_MASKS, 60, "10 % of product"),
+    ("ecommerce", _paint((box(30, 36, 30, 70), -0.2)), SUBJECT_MASKS, 40, "20 % of product over-exposed"),
+    ("ecommerce", _paint((box(30, 42, 30, 70), 0.2)), SUBJECT_MASKS, 20, "20 % of product under-exposed"),
+    ("ecommerce", _paint((PRODUCT, -0.9)), SUBJECT_MASKS, 0, "product unrecognisable"),
+]
+
+
+@pytest.mark.parametrize(
+    "preset, residual, masks, score, label",
+    PRESET_CASES,
+    ids=[f"{c[0]}-{c[3]}-{i}" for i, c in enumerate(PRESET_CASES)],
+)
+def test_preset_rows_fire_on_constructed_maps(preset, residual, masks, score, label):
+    rule_set = rules.get_rule_set(preset)
+    result = score_row([rule_set], row_for(residual, masks), SCAN)
+    assert result[f"score_{preset}"] == score, result[f"reasons_{preset}"]
+    assert label in result[f"reasons_{preset}"]
+    assert result[f"grade_{preset}"] == rule_set.grade(score)
+
+
+def test_every_preset_row_is_covered_by_a_case():
+    for preset in ("portrait", "landscape-strict", "street", "night", "ecommerce"):
+        rule_set = rules.get_rule_set(preset)
+        covered = {case[3] for case in PRESET_CASES if case[0] == preset}
+        expected = {c.score for c in rule_set.conditions} | {rule_set.otherwise_score}
+        assert covered == expected, preset
+
+
+def test_default_preset_is_continuous_and_explained():
+    rule_set = rules.get_rule_set("default")
+    assert score_row([rule_set], row_for(_paint(), {}), SCAN)["score_default"] == 100.0
+    residual = _paint((box(0, 20, 0, 100), -0.2))  # 20 % over, not severe; mean shift 0.04 (< 0.05)
+    result = score_row([rule_set], row_for(residual, {}), SCAN)
+    assert result["score_default"] == pytest.approx(100 - 20 * 0.8)
+    assert result["grade_default"] == "B"
+    assert result["reasons_default"] == "global bad area 20 % ≥ 2 % → −16 (badly exposed area)"
+    worse = score_row([rule_set], row_for(_paint((np.ones((H, W), bool), -0.9)), {}), SCAN)
+    assert worse["score_default"] == 0.0
+
+
+def test_explain_lists_every_condition_with_values():
+    rule_set = rules.get_rule_set("landscape-strict")
+    frame = rules.MetricFrame.from_rows([row_for(_paint((box(0, 20, 0, 100), 0.5)), {})], SCAN)
+    lines = rule_set.explain(frame, 0)
+    assert len(lines) == len(rule_set.conditions) + 1
+    decisive = [line for line in lines if line.get("decisive")]
+    assert [line["effect"] for line in decisive] == ["40"]
+    assert lines[0]["details"] == ["✗ global bad area 20 % < 2 %"]
+    assert lines[-1]["effect"] == "40 (D)"
