@@ -36,8 +36,9 @@ DEFAULT_MANIFEST = Path(__file__).with_name("manifest.json")
 #: Automatic photo heuristic thresholds (see :func:`classify`).
 MIN_SIDE = 192
 GREY_CHROMA_P99 = 6.0 / 255.0
-MAX_FLAT_SHARE = 0.25
-MAX_TOP_COLOUR_SHARE = 0.45
+MAX_FLAT_SHARE = 0.5
+MAX_TOP16_SHARE = 0.25
+MAX_TOP1_SHARE = 0.15
 #: Share of validation photos (by a hash of the file's sha256, so the split never depends on order).
 VAL_PERCENT = 20
 
@@ -132,6 +133,50 @@ def resize_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------- heuristic
 
 
+def dhash(rgb: np.ndarray) -> str:
+    """64-bit difference hash of the whole frame (finds the same photo reused at another size)."""
+    import cv2
+
+    g = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (g[:, 1:] > g[:, :-1]).ravel()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+
+
+def merge_duplicate_groups(files: list[dict[str, Any]], max_distance: int = 6) -> int:
+    """Put kept photos whose dHashes differ in at most ``max_distance`` bits into one group (and split).
+
+    Returns how many photos changed group. Keeps the split "by source photo" honest when a package
+    reuses one photo in several places.
+    """
+    photos = [f for f in files if f.get("status") == "kept" and f.get("features", {}).get("dhash")]
+    parent = list(range(len(photos)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    hashes = [int(f["features"]["dhash"], 16) for f in photos]
+    for i in range(len(photos)):
+        for j in range(i + 1, len(photos)):
+            if bin(hashes[i] ^ hashes[j]).count("1") <= max_distance:
+                parent[find(i)] = find(j)
+    clusters: dict[int, list[dict[str, Any]]] = {}
+    for i, f in enumerate(photos):
+        clusters.setdefault(find(i), []).append(f)
+    changed = 0
+    for members in clusters.values():
+        group = min(m["group"] for m in members)
+        for m in members:
+            if m["group"] != group:
+                m["group"] = group
+                changed += 1
+            if "split" not in (m.get("pinned") or ()):
+                m["split"] = split_for(group)
+    return changed
+
+
 def photo_features(rgb: np.ndarray) -> dict[str, float]:
     """Cheap statistics that separate photographs from artwork, screenshots and grey images.
 
@@ -145,16 +190,20 @@ def photo_features(rgb: np.ndarray) -> dict[str, float]:
     same_right = (c[:-1, 1:] == c[:-1, :-1]).all(-1)
     same_down = (c[1:, :-1] == c[:-1, :-1]).all(-1)
     flat = float((same_right & same_down).mean())
-    q = (c >> 3).astype(np.int32)
-    codes = (q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]
-    counts = np.bincount(codes.ravel(), minlength=1 << 15)
-    top = float(np.sort(counts)[-16:].sum() / codes.size)
+    codes = (c[..., 0].astype(np.int32) << 16) | (c[..., 1].astype(np.int32) << 8) | c[..., 2]
+    values, counts = np.unique(codes.ravel(), return_counts=True)
+    order = np.argsort(counts)
+    top1 = int(values[order[-1]])
+    top1_rgb = ((top1 >> 16) & 255, (top1 >> 8) & 255, top1 & 255)
     return {
+        "dhash": dhash(rgb),
         "min_side": float(min(h, w)),
         "chroma_p99": float(np.quantile(chroma, 0.99)),
         "flat_share": round(flat, 4),
-        "top16_colour_share": round(top, 4),
-        "colours_5bit": float(np.count_nonzero(counts)),
+        "top16_share": round(float(counts[order[-16:]].sum() / codes.size), 4),
+        "top1_share": round(float(counts[order[-1]] / codes.size), 4),
+        "top1_extreme": float(min(top1_rgb) >= 245 or max(top1_rgb) <= 10),
+        "colours_per_pixel": round(float(len(values) / codes.size), 4),
     }
 
 
@@ -164,18 +213,27 @@ def classify(features: dict[str, float]) -> tuple[str, str]:
     * ``tiny``: shorter side under ``MIN_SIDE`` px;
     * ``grey-only``: 99 % of pixels have chroma under ``GREY_CHROMA_P99`` (a grey photo has no colour
       cast to learn and our residual is defined on colour photos);
-    * ``illustration``: more than ``MAX_FLAT_SHARE`` of pixels sit in exactly flat 2×2 blocks, or the 16
-      commonest colours (5 bits per channel) cover more than ``MAX_TOP_COLOUR_SHARE`` of the image —
-      drawn and rendered images have large flat fills and few colours; photographs have sensor noise.
+    * ``cut-out``: one exact pure white or black colour covers more than ``MAX_TOP1_SHARE`` of the frame
+      (objects pasted on a flat background: that background was never exposed by a camera);
+    * ``illustration``: the 16 commonest exact colours cover more than ``MAX_TOP16_SHARE`` of the image,
+      or one colour covers more than ``MAX_TOP1_SHARE``, or large exactly flat 2×2 areas
+      (``MAX_FLAT_SHARE``) come with few colours — drawn and rendered images are made of fills;
+      photographs, even with smooth skies, spread over many slightly different colours.
 
-    Manual overrides in the manifest (``decided_by: "override"``) correct what this misses (e.g. a
-    smooth-gradient digital artwork, a photo with a large clipped sky).
+    Smooth-gradient digital artwork passes this test; the manual overrides in the manifest
+    (``decided_by: "override"``, after looking at contact sheets) correct such cases.
     """
     if features["min_side"] < MIN_SIDE:
         return "rejected", "tiny"
     if features["chroma_p99"] < GREY_CHROMA_P99:
         return "rejected", "grey-only"
-    if features["flat_share"] > MAX_FLAT_SHARE or features["top16_colour_share"] > MAX_TOP_COLOUR_SHARE:
+    if features["top1_share"] > MAX_TOP1_SHARE and features["top1_extreme"]:
+        return "rejected", "cut-out"
+    if (
+        features["top16_share"] > MAX_TOP16_SHARE
+        or features["top1_share"] > MAX_TOP1_SHARE
+        or (features["flat_share"] > MAX_FLAT_SHARE and features["top16_share"] > MAX_TOP16_SHARE / 2.5)
+    ):
         return "rejected", "illustration"
     return "kept", "photo (heuristic)"
 
@@ -283,11 +341,17 @@ def scan(
                               "version": version, "path": nb["path"], "sha256": "", "licence": "", "attribution": "",
                               "kind": "photo", "group": "", "split": "", "status": "rejected",
                               "reason": nb["reason"], "decided_by": "override"})
+    merged = merge_duplicate_groups(files)
+    log(f"near-duplicate photos merged into shared groups: {merged}")
+    for f in files:
+        ov = overrides.get(f["id"], {})
+        if "split" in ov:
+            f["split"] = ov["split"]
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "description": "Real-photo corpus of exposure-cli: every candidate file, kept or rejected, with why.",
         "heuristic": {"min_side": MIN_SIDE, "grey_chroma_p99": GREY_CHROMA_P99, "max_flat_share": MAX_FLAT_SHARE,
-                      "max_top16_colour_share": MAX_TOP_COLOUR_SHARE, "val_percent": VAL_PERCENT},
+                      "max_top16_share": MAX_TOP16_SHARE, "max_top1_share": MAX_TOP1_SHARE, "val_percent": VAL_PERCENT},
         "overrides": overrides,
         "not_bundled": previous.get("not_bundled", []),
         "files": files,

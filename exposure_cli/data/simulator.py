@@ -270,6 +270,29 @@ def random_ev_field(
 # --------------------------------------------------------------------------------------- camera
 
 
+_NOISE_BANK: np.ndarray | None = None
+NOISE_BANK_SIZE = 1 << 22
+
+
+def _noise_bank() -> np.ndarray:
+    """A fixed bank of standard normal values; slices at random offsets are much cheaper than fresh draws."""
+    global _NOISE_BANK
+    if _NOISE_BANK is None:
+        _NOISE_BANK = np.random.default_rng(20241128).standard_normal(NOISE_BANK_SIZE, dtype=np.float32)
+    return _NOISE_BANK
+
+
+def standard_noise(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Standard normal noise of ``shape``, deterministic in ``rng`` (a random slice of the bank, random sign)."""
+    n = int(np.prod(shape))
+    bank = _noise_bank()
+    if n > bank.size // 2:
+        return rng.standard_normal(shape, dtype=np.float32)
+    start = int(rng.integers(0, bank.size - n))
+    out = bank[start : start + n].reshape(shape)
+    return -out if rng.random() < 0.5 else out
+
+
 def sensor(
     linear: np.ndarray, rng: np.random.Generator, shot: float, read: float, bits: int = 12
 ) -> np.ndarray:
@@ -277,7 +300,7 @@ def sensor(
     x = np.maximum(linear, 0.0)
     if shot > 0 or read > 0:
         std = np.sqrt(shot * np.minimum(x, 1.0) + read)
-        x = x + std * rng.standard_normal(x.shape, dtype=np.float32)
+        x = x + std * standard_noise(x.shape, rng)
     levels = float(2**bits - 1)
     return (np.round(np.clip(x, 0.0, 1.0) * levels) / levels).astype(np.float32)
 

@@ -7,7 +7,7 @@ candidate is a photograph is decided later (:mod:`.corpus`), by a heuristic plus
 
 from __future__ import annotations
 
-import glob
+import functools
 import json
 import os
 import re
@@ -206,6 +206,117 @@ def _plasma(root: Path) -> list[Candidate]:
     return out
 
 
+def debian_licences(root: Path, package: str) -> list[tuple[list[str], str, str]]:
+    """Stanzas of a machine-readable debian/copyright: (file patterns, licence, copyright holders)."""
+    path = root / "usr/share/doc" / package / "copyright"
+    if not path.exists():
+        return []
+    stanzas = []
+    for block in re.split(r"\n\s*\n", path.read_text(errors="replace")):
+        fields: dict[str, str] = {}
+        key = None
+        for line in block.splitlines():
+            if line[:1] in (" ", "\t") and key:
+                fields[key] += " " + line.strip()
+            elif ":" in line:
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+        if "Files" in fields and "License" in fields:
+            stanzas.append((fields["Files"].split(), fields["License"].split(" ")[0] if fields["License"] else "",
+                            fields.get("Copyright", "")))
+    return stanzas
+
+
+def licence_for(stanzas: list[tuple[list[str], str, str]], upstream_path: str) -> tuple[str, str]:
+    """(licence, copyright) of the last stanza whose pattern matches (Debian's rule), or ('', '')."""
+    import fnmatch
+
+    found = ("", "")
+    for patterns, licence, holders in stanzas:
+        if any(fnmatch.fnmatchcase(upstream_path, pat) for pat in patterns):
+            found = (licence, holders[:120])
+    return found
+
+
+@functools.lru_cache(maxsize=4)
+def _rcc_index(bundle_path: Path):
+    from .rcc import RccBundle
+
+    bundle = RccBundle.open(bundle_path)
+    return bundle, {e.path: e for e in bundle.entries()}
+
+
+def _rcc_reader(bundle_path: Path, entry_path: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        bundle, entries = _rcc_index(bundle_path)
+        if entry_path not in entries:
+            raise SourceError(f"{entry_path} not in {bundle_path}")
+        return bundle.read(entries[entry_path])
+
+    return read
+
+
+def _gcompris(root: Path) -> list[Candidate]:
+    """Raster images inside GCompris's Qt resource bundles (SVG drawings are not photographs)."""
+    from .rcc import RccBundle
+
+    stanzas = debian_licences(root, "gcompris-qt-data")
+    out = []
+    for bundle_path in sorted((root / "usr/share/gcompris-qt/rcc").glob("*.rcc")):
+        bundle = RccBundle.open(bundle_path)
+        for e in bundle.entries():
+            if Path(e.path).suffix.lower() in IMAGE_EXT:
+                upstream = e.path.split("/", 1)[1] if e.path.startswith("gcompris/") else e.path
+                lic, who = licence_for(stanzas, upstream)
+                out.append(Candidate(f"{bundle_path.relative_to(root)}!/{e.path}", _rcc_reader(bundle_path, e.path),
+                                     lic or "GPL-3+ (gcompris-qt-data, see copyright)", who))
+    return out
+
+
+def _lxqt(root: Path) -> list[Candidate]:
+    stanzas = debian_licences(root, "lxqt-themes")
+    out = []
+    for p in sorted((root / "usr/share/lxqt/wallpapers").glob("*")):
+        if p.suffix.lower() in IMAGE_EXT:
+            lic, who = licence_for(stanzas, f"wallpapers/{p.name}")
+            out.append(Candidate(str(p.relative_to(root)), _file_reader(p), lic or "LGPL-2.1+ (lxqt-themes)", who))
+    return out
+
+
+def _tuxpaint(root: Path) -> list[Candidate]:
+    stanzas = debian_licences(root, "tuxpaint-data")
+    out = []
+    for p in sorted((root / "usr/share/tuxpaint/templates").glob("*")):
+        if p.suffix.lower() in IMAGE_EXT:
+            lic, who = licence_for(stanzas, f"templates/{p.name}")
+            out.append(Candidate(str(p.relative_to(root)), _file_reader(p), lic or "GPL-2+ (tuxpaint)", who))
+    return out
+
+
+def _palapeli(root: Path) -> list[Candidate]:
+    out = []
+    for p in sorted((root / "usr/share/palapeli/collection").glob("*")):
+        if p.suffix.lower() not in IMAGE_EXT:
+            continue
+        licence, author = "", ""
+        desktop = p.with_suffix(".desktop")
+        if desktop.exists():
+            text = desktop.read_text(errors="replace")
+            m1 = re.search(r"^X-KDE-PluginInfo-License=(.*)$", text, re.M)
+            m2 = re.search(r"^X-KDE-PluginInfo-Author=(.*)$", text, re.M)
+            licence, author = (m1.group(1).strip() if m1 else ""), (m2.group(1).strip() if m2 else "")
+        out.append(Candidate(str(p.relative_to(root)), _file_reader(p), licence, author))
+    return out
+
+
+def _blender_hdr(root: Path) -> list[Candidate]:
+    world = root / "usr/share/blender/datafiles/studiolights/world"
+    return [
+        Candidate(str(p.relative_to(root)), _file_reader(p), "CC0", "Greg Zaal (HDRI Haven)", kind="hdr")
+        for p in sorted(world.glob("*.exr"))
+    ]
+
+
 SOURCES.register("skimage", Source("skimage", "python", "scikit-image", "BSD-3-Clause", _skimage))
 SOURCES.register("sklearn", Source("sklearn", "python", "scikit-learn", "CC-BY-2.0", _sklearn))
 SOURCES.register("opencv-doc", Source("opencv-doc", "deb", "opencv-doc", "BSD-3-Clause / Apache-2.0", _opencv_doc))
@@ -213,6 +324,11 @@ SOURCES.register(
     "plasma-wallpapers",
     Source("plasma-wallpapers", "deb", "plasma-workspace-wallpapers", "LGPL-3.0 / CC-BY-SA-4.0", _plasma),
 )
+SOURCES.register("gcompris", Source("gcompris", "deb", "gcompris-qt-data", "GPL-3+ / CC-BY-SA", _gcompris))
+SOURCES.register("lxqt-themes", Source("lxqt-themes", "deb", "lxqt-themes", "LGPL-2.1+ / CC-BY-SA", _lxqt))
+SOURCES.register("tuxpaint", Source("tuxpaint", "deb", "tuxpaint-data", "GPL-2+", _tuxpaint))
+SOURCES.register("palapeli", Source("palapeli", "deb", "palapeli-data", "per file (desktop entries)", _palapeli))
+SOURCES.register("blender-hdr", Source("blender-hdr", "deb", "blender-data", "CC0", _blender_hdr))
 
 
 def source_root(source: Source, version: str | None, cache: Path) -> tuple[Path, str]:
