@@ -1,0 +1,136 @@
+"""The engine switch without a running Ray: the missing-extra message, worker sizing, URI inputs.
+
+Nothing here starts Ray (the integration tests are in test_engine_ray.py behind the ``ray`` marker), so
+these run everywhere, with or without the extra.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import photo_like, write_image
+from exposure_cli.cli import app
+from exposure_cli.discovery import discover
+from exposure_cli.engines import RAY_INSTALL_HINT
+from exposure_cli.engines.uris import RemoteInput, discover_uris, is_uri
+from exposure_cli.pipeline import ScanError, scan
+from exposure_cli.report.writers import read_report
+
+runner = CliRunner()
+FAST = ["--model", "baseline", "--no-regions", "-q"]
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Make ``import ray`` fail as it does when the extra is not installed."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+
+
+def test_cli_without_the_extra_fails_at_once_naming_it(no_ray, photo_dir, tmp_path):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["scan", str(photo_dir), "--out", str(out), "--engine", "ray", *FAST],
+                        catch_exceptions=False)
+    assert res.exit_code == 2
+    assert RAY_INSTALL_HINT in " ".join(res.output.split())  # rich may wrap the message
+    assert not out.exists()  # nothing was scanned, no silent fallback to the local engine
+
+
+def test_library_without_the_extra_raises_scan_error(no_ray, photo_dir, tmp_path):
+    with pytest.raises(ScanError, match=r"pip install 'exposure-cli\[ray\]'"):
+        scan([photo_dir], out=tmp_path / "out", model="baseline", engine="ray")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_options_need_the_ray_engine(photo_dir, tmp_path):
+    res = runner.invoke(app, ["scan", str(photo_dir), "--out", str(tmp_path / "o"), "--concurrency", "2", *FAST])
+    assert res.exit_code == 2 and "--engine ray" in res.output
+    res = runner.invoke(app, ["scan", str(photo_dir), "--engine", "spark", *FAST])
+    assert res.exit_code == 2
+
+
+def test_importing_the_cli_and_pipeline_does_not_import_ray():
+    code = ("import sys, exposure_cli.cli, exposure_cli.pipeline, exposure_cli.engines, exposure_cli.engines.uris; "
+            "sys.exit(1 if 'ray' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent).returncode == 0
+
+
+# ------------------------------------------------------------------------------------ worker sizing
+
+
+def test_plan_on_two_cpus_leaves_cpu_for_ray_data():
+    from exposure_cli.engines.ray_engine import plan_workers
+
+    one = plan_workers(2, 0)
+    assert (one.actors, one.gpus_per_actor) == (1, 0.0)
+    two = plan_workers(2, 0, concurrency=2)
+    assert two.actors == 2 and two.actors * two.cpus_per_actor <= 1.5  # half a CPU stays free
+    many = plan_workers(2, 0, concurrency=16)
+    assert many.actors * many.cpus_per_actor <= 1.5 and many.cpus_per_actor > 0
+    assert two.torch_threads == 1 and one.torch_threads == 2
+
+
+def test_plan_uses_gpus_when_present():
+    from exposure_cli.engines.ray_engine import plan_workers
+
+    gpu = plan_workers(64, 4)
+    assert (gpu.actors, gpu.gpus_per_actor) == (4, 1.0) and gpu.torch_threads == 16
+    shared = plan_workers(64, 4, num_gpus_per_worker=0.5)
+    assert (shared.actors, shared.gpus_per_actor) == (8, 0.5)
+    cpu_only = plan_workers(64, 4, num_gpus_per_worker=0)
+    assert cpu_only.gpus_per_actor == 0 and cpu_only.actors == 32
+    with pytest.raises(ScanError, match="has 0"):
+        plan_workers(8, 0, num_gpus_per_worker=1)
+    with pytest.raises(ScanError, match="lower --concurrency"):
+        plan_workers(8, 2, concurrency=3)
+
+
+# ------------------------------------------------------------------------------------ URI inputs
+
+
+def test_is_uri():
+    assert is_uri("s3://bucket/photos") and is_uri("gs://b/k.jpg") and is_uri("file:///tmp/x")
+    assert not is_uri("/tmp/x") and not is_uri("photos/a.jpg") and not is_uri("C:\\photos")
+
+
+def test_file_uri_listing_matches_local_discovery(photo_dir):
+    write_image(photo_dir / ".hidden" / "h.jpg", photo_like(seed=5))
+    (photo_dir / "notes.txt").write_text("not a photo")
+    local = list(discover([photo_dir]))
+    remote = list(discover_uris([photo_dir.as_uri()]))
+    assert [r.key for r in remote] == sorted(f.key for f in local)
+    assert all(isinstance(r, RemoteInput) for r in remote)
+    sizes = {r.key: r.size for r in remote}
+    assert sizes["empty.png"] == 0 and sizes["trip/well.jpg"] == (photo_dir / "trip" / "well.jpg").stat().st_size
+    only = discover_uris([photo_dir.as_uri()], include=["trip/*"], exclude=["*dark*"])
+    assert [r.key for r in only] == ["trip/bright.jpg", "trip/well.jpg"]
+
+
+def test_uri_problems_become_inputs_and_bad_mixes_are_refused(photo_dir, tmp_path):
+    missing = list(discover_uris([(tmp_path / "nope.jpg").as_uri()]))
+    assert len(missing) == 1 and missing[0].problem == "file not found"
+    with pytest.raises(ValueError, match="cannot mix"):
+        list(discover_uris([str(photo_dir), photo_dir.as_uri()]))
+    with pytest.raises(ValueError, match="cannot open"):
+        list(discover_uris(["nosuchscheme://x/y"]))
+
+
+def _cells(column) -> list:
+    return [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in column]
+
+
+def test_local_engine_reads_uris_with_the_same_rows(photo_dir, tmp_path):
+    by_path = scan([photo_dir], out=tmp_path / "a", model="baseline", regions=False)
+    by_uri = scan([photo_dir.as_uri()], out=tmp_path / "b", model="baseline", regions=False)
+    assert (by_path.ok, by_path.errors) == (by_uri.ok, by_uri.errors) == (4, 2)
+    a, _ = read_report(tmp_path / "a")
+    b, meta = read_report(tmp_path / "b")
+    assert list(a["path"]) == list(b["path"])
+    for col in ("status", "error", "size_bytes", "mtime", "width", "format"):
+        assert _cells(a[col]) == _cells(b[col]), col
+    np.testing.assert_allclose(a["mean_residual"].astype(float), b["mean_residual"].astype(float), equal_nan=True)
+    assert meta["roots"] == [photo_dir.as_uri()]
