@@ -266,7 +266,7 @@ def manifest_summary(manifest: dict[str, Any]) -> list[dict[str, Any]]:
             row["kept"] += 1
             row[f["split"]] += 1
         else:
-            row["rejected"][f["reason"]] += 1
+            row["rejected"][f["reason"].split(" (")[0].split(":")[0]] += 1
     return [dict(r, rejected=dict(r["rejected"])) for r in rows.values()]
 
 

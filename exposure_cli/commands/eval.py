@@ -1,0 +1,117 @@
+"""``exposure eval``: score analyzers against labelled residual maps (ours or the IEA40K layout)."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _usage_error(message: str) -> None:
+    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "eval",
+        epilog=(
+            "Examples:\n\n"
+            "  exposure eval corpus/val --model baseline\n\n"
+            "  exposure eval corpus/val --model eat --weights weights/model.safetensors --json-out eval.json\n\n"
+            "  exposure eval /datasets/IEA40K --split test --model eat --format json\n\n"
+            "  exposure eval corpus/val --model eat --model baseline --limit 100"
+        ),
+    )
+    def eval_command(
+        data: Path = typer.Argument(..., help="IEA40K-layout folder (Input/, pixel label/, <split>.csv), e.g. corpus/val."),
+        model: List[str] = typer.Option(["eat"], "--model", help="Analyzer name (repeatable); `baseline` is always added as a comparison row."),
+        weights: Optional[List[str]] = typer.Option(None, "--weights", help="Weights for the --model at the same position (repeatable)."),
+        split: str = typer.Option("val", "--split", help="Which CSV of DATA to read (<split>.csv or the one file matching it)."),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto (for analyzers that use one)."),
+        working_long_side: Optional[int] = typer.Option(None, "--working-long-side", min=32, help="Override the analyzers' working resolution."),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N images (a quick look)."),
+        output: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table: Rich table on stdout; json: JSON on stdout."),
+        json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON result to this file."),
+    ) -> None:
+        """Evaluate exposure maps against labels: MAE, SSIM, PSNR, EV-sweep monotonicity, ROC-AUC.
+
+        Map metrics compare predicted and labelled residual maps per image. On sets with EV sweeps
+        (the validation set `exposure data build` writes) it also reports the share of photos whose mean
+        predicted residual falls strictly as the exposure rises, its Spearman correlation with EV (−1 is
+        perfect), the ROC-AUC of under-exposed (−2 EV) and over-exposed (+2 EV) versions against the
+        originals, and how quiet the model is on the untouched originals (mean |r|, lower is better).
+        The `baseline` heuristic is always evaluated too, as the row to beat; `zero map MAE` is the MAE of
+        predicting "well exposed" everywhere.
+        """
+        from ..analyzers import ANALYZERS
+        from ..evaluation import evaluate
+        from ..registry import RegistryError
+
+        weights = list(weights or [])
+        if len(weights) > len(model):
+            _usage_error("more --weights than --model")
+        for name in model:
+            try:
+                ANALYZERS.get(name)
+            except RegistryError as exc:
+                _usage_error(str(exc))
+        pairs = [(m, weights[i] if i < len(weights) else None) for i, m in enumerate(model)]
+        if not data.exists():
+            _usage_error(f"{data} does not exist")
+        try:
+            if output is OutputFormat.table:
+                from rich.progress import Progress
+
+                with Progress(transient=True) as bar:
+                    tasks: dict[str, int] = {}
+
+                    def progress(name: str, done: int, total: int) -> None:
+                        if name not in tasks:
+                            tasks[name] = bar.add_task(f"eval {name}", total=total)
+                        bar.update(tasks[name], completed=done)
+
+                    result = evaluate(data, pairs, split=split, device=device,
+                                      working_long_side=working_long_side, limit=limit, progress=progress)
+            else:
+                result = evaluate(data, pairs, split=split, device=device, working_long_side=working_long_side,
+                                  limit=limit)
+        except (FileNotFoundError, ValueError) as exc:
+            _usage_error(str(exc))
+        text = json.dumps(result, indent=1)
+        if json_out:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(text + "\n")
+        if output is OutputFormat.json:
+            typer.echo(text)
+            return
+        _print_table(result)
+
+
+def _print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..evaluation import COLUMNS, format_value
+
+    kinds = ", ".join(result.get("kinds") or []) or "plain"
+    zero = result.get("zero_map_mae")
+    title = (f"exposure eval · {result['data']} · split {result['split']} · {result['images']} images ({kinds})"
+             + (f" · zero map MAE {zero:.4f}" if zero is not None else ""))
+    table = Table(title=title)
+    table.add_column("model")
+    for _, header, _ in COLUMNS:
+        table.add_column(header, justify="right")
+    table.add_column("s", justify="right")
+    for r in result["results"]:
+        name = r["model"] + (f" ({Path(r['weights']).name})" if r.get("weights") else "")
+        table.add_row(name, *[format_value(r.get(k), fmt) for k, _, fmt in COLUMNS], f"{r['seconds']:.1f}")
+    Console().print(table)

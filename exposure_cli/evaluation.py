@@ -1,0 +1,298 @@
+"""``exposure eval``: how well an analyzer's residual maps agree with labelled data.
+
+Reads any IEA40K-layout set (:mod:`exposure_cli.data.iea40k`) — the real dataset, or our fixed
+validation set written by ``exposure data build`` — runs analyzers from the registry and reports:
+
+* **map agreement** (every image): MAE, SSIM and PSNR between predicted and labelled maps. Maps live in
+  [−1, 1], so SSIM and PSNR use a data range of 2;
+* **EV sweeps** (rows with ``kind=sweep``/``original`` and an ``ev`` column): per photo, the mean predicted
+  residual at each EV; the share of photos where it falls *strictly* as EV rises (brighter → more "over"),
+  and the mean Spearman ρ between EV and that mean (−1 is perfect);
+* **detection** at ±2 EV: ROC-AUC of "under" (−2 EV) against fine (originals) scored by the mean predicted
+  residual, and of "over" (+2 EV) against fine scored by its negation;
+* **quiet on good photos**: mean |r| predicted on the unmodified originals (label 0).
+
+Metrics that the data cannot support (no sweep columns in a plain IEA40K CSV) are ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .data.iea40k import IEA40KRecord, read_records
+
+#: The comparison row every evaluation includes.
+BASELINE = "baseline"
+#: Sweep EVs whose images count as "under" / "over" in the ROC-AUC.
+AUC_EV = 2.0
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one analyzer on one set (``None`` where the set has no rows for a metric)."""
+
+    model: str
+    weights: str = ""
+    images: int = 0
+    mae: float | None = None
+    ssim: float | None = None
+    psnr: float | None = None
+    sweep_photos: int = 0
+    sweep_monotonic_share: float | None = None
+    sweep_spearman: float | None = None
+    auc_under: float | None = None
+    auc_over: float | None = None
+    originals_mean_abs: float | None = None
+    seconds: float = 0.0
+    per_kind_mae: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------- map metrics
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float:
+    """Mean SSIM (Wang et al. 2004: 11×11 Gaussian window, σ = 1.5, K1 = 0.01, K2 = 0.03)."""
+    import cv2
+
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    return float((num / den).mean())
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float:
+    """PSNR in dB; identical maps give +inf (capped at 100 dB so averages stay finite)."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    if mse <= 1e-10:
+        return 100.0
+    return min(100.0, 10.0 * math.log10(data_range**2 / mse))
+
+
+def rankdata(x: Sequence[float]) -> np.ndarray:
+    """Ranks starting at 1, ties get their average rank."""
+    x = np.asarray(x, np.float64)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), np.float64)
+    sorted_x = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation; NaN when either side is constant."""
+    rx, ry = rankdata(x), rankdata(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    if len(positive) == 0 or len(negative) == 0:
+        return None
+    ranks = rankdata(list(positive) + list(negative))
+    n_pos, n_neg = len(positive), len(negative)
+    u = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+# --------------------------------------------------------------------------------------- evaluation
+
+
+def _ev(rec: IEA40KRecord) -> float | None:
+    v = rec.extra.get("ev", "")
+    try:
+        return float(v) if v not in ("", None) else None
+    except ValueError:
+        return None
+
+
+def _fit_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if pred.shape == shape:
+        return pred
+    import cv2
+
+    return cv2.resize(pred.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def evaluate_analyzer(
+    analyzer: Any,
+    records: list[IEA40KRecord],
+    name: str,
+    weights: str = "",
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Run ``analyzer`` over ``records`` and compute every metric the records support."""
+    t0 = time.perf_counter()
+    maes, ssims, psnrs, means, abs_means = [], [], [], [], []
+    kind_mae: dict[str, list[float]] = {}
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        images = [r.load_image() for r in batch]
+        preds = analyzer.analyze_batch(images)
+        for rec, pred in zip(batch, preds):
+            label = rec.load_residual()
+            pred = _fit_to(np.asarray(pred, np.float32), label.shape)
+            mae = float(np.abs(pred - label).mean())
+            maes.append(mae)
+            ssims.append(ssim(pred, label))
+            psnrs.append(psnr(pred, label))
+            means.append(float(pred.mean()))
+            abs_means.append(float(np.abs(pred).mean()))
+            kind_mae.setdefault(rec.extra.get("kind", "") or "all", []).append(mae)
+        if progress:
+            progress(min(start + batch_size, len(records)), len(records))
+    res = EvalResult(model=name, weights=weights, images=len(records))
+    if records:
+        res.mae, res.ssim, res.psnr = float(np.mean(maes)), float(np.mean(ssims)), float(np.mean(psnrs))
+        res.per_kind_mae = {k: float(np.mean(v)) for k, v in sorted(kind_mae.items())}
+
+    # sweeps: per photo, EV → mean predicted residual (originals count as EV 0 for photos without an EV-0 render)
+    by_photo: dict[str, dict[float, float]] = {}
+    originals, originals_abs, under, over = [], [], [], []
+    for rec, m, m_abs in zip(records, means, abs_means):
+        kind, ev, photo = rec.extra.get("kind", ""), _ev(rec), rec.extra.get("photo", "")
+        if kind == "original":
+            originals.append(m)
+            originals_abs.append(m_abs)
+        if kind in ("sweep", "original") and ev is not None and photo:
+            curve = by_photo.setdefault(photo, {})
+            if kind == "sweep" or ev not in curve:
+                curve[ev] = m
+        if kind == "sweep" and ev == -AUC_EV:
+            under.append(m)
+        if kind == "sweep" and ev == AUC_EV:
+            over.append(m)
+    curves = [c for c in by_photo.values() if len(c) >= 3]
+    if curves:
+        mono, rhos = 0, []
+        for c in curves:
+            evs = sorted(c)
+            vals = [c[e] for e in evs]
+            mono += all(b < a for a, b in zip(vals, vals[1:]))
+            rho = spearman(evs, vals)
+            if not math.isnan(rho):
+                rhos.append(rho)
+        res.sweep_photos = len(curves)
+        res.sweep_monotonic_share = mono / len(curves)
+        res.sweep_spearman = float(np.mean(rhos)) if rhos else None
+    res.auc_under = roc_auc(under, originals)
+    res.auc_over = roc_auc([-m for m in over], [-m for m in originals])
+    res.originals_mean_abs = float(np.mean(originals_abs)) if originals_abs else None
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def evaluate(
+    data: Path,
+    models: Sequence[tuple[str, str | None]],
+    split: str = "val",
+    device: str = "cpu",
+    working_long_side: int | None = None,
+    limit: int | None = None,
+    include_baseline: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate analyzers on an IEA40K-layout set.
+
+    Args:
+        data: The set's folder (e.g. ``corpus/val``), or a corpus folder that contains ``val/``.
+        models: (analyzer name, weights path or None) pairs.
+        split: Which CSV to read.
+        device: Passed to analyzers that use one.
+        working_long_side: Passed to analyzers when given.
+        limit: Evaluate only the first N records (quick looks).
+        include_baseline: Add the ``baseline`` analyzer as a comparison row when it is not listed.
+    """
+    from .analyzers import create_analyzer
+
+    data = Path(data)
+    if not any(data.glob("*.csv")) and (data / "val").is_dir():
+        data = data / "val"
+    records = read_records(data, split)
+    if limit:
+        records = records[:limit]
+    runs = list(models)
+    if include_baseline and BASELINE not in [m for m, _ in runs]:
+        runs.append((BASELINE, None))
+    results = []
+    for name, weights in runs:
+        options: dict[str, Any] = {"device": device}
+        if weights:
+            options["weights"] = str(weights)
+        if working_long_side:
+            options["working_long_side"] = int(working_long_side)
+        analyzer = create_analyzer(name, **options)
+        try:
+            cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
+            results.append(evaluate_analyzer(analyzer, records, name, str(weights or ""), progress=cb))
+        finally:
+            analyzer.close()
+    return {
+        "data": str(data),
+        "split": split,
+        "images": len(records),
+        # the MAE of an all-zero map ("everything well exposed"): the floor any useful model must beat
+        "zero_map_mae": float(np.mean([np.abs(r.load_residual()).mean() for r in records])) if records else None,
+        "kinds": sorted({r.extra.get("kind", "") for r in records} - {""}),
+        "results": [r.to_dict() for r in results],
+    }
+
+
+#: Table columns: (key, header, format, higher is better?)
+COLUMNS = (
+    ("mae", "MAE↓", "{:.4f}"),
+    ("ssim", "SSIM↑", "{:.3f}"),
+    ("psnr", "PSNR↑", "{:.2f}"),
+    ("sweep_monotonic_share", "mono↑", "{:.0%}"),
+    ("sweep_spearman", "ρ(→−1)", "{:+.3f}"),
+    ("auc_under", "AUCu↑", "{:.3f}"),
+    ("auc_over", "AUCo↑", "{:.3f}"),
+    ("originals_mean_abs", "|r|orig↓", "{:.4f}"),
+)
+
+
+def format_value(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return fmt.format(value)
+
+
+__all__ = [
+    "BASELINE",
+    "COLUMNS",
+    "EvalResult",
+    "evaluate",
+    "evaluate_analyzer",
+    "format_value",
+    "psnr",
+    "roc_auc",
+    "spearman",
+    "ssim",
+]
