@@ -16,7 +16,7 @@ import typer
 from . import __version__
 
 #: Command modules under exposure_cli.commands, in --help order.
-COMMAND_MODULES = ("scan", "samples", "train", "rules", "rescore", "report")
+COMMAND_MODULES = ("scan", "samples", "train", "rules", "rescore", "report", "data", "eval")
 
 app = typer.Typer(
     name="exposure",
