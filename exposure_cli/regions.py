@@ -9,7 +9,7 @@ How each region is found, and what it cannot do:
 * **face** — frontal faces from the LBP face cascade that ships inside scikit-image
   (``skimage.data.lbp_frontal_face_cascade_filename()``; an OpenCV-format cascade). OpenCV 5's Python
   wheels no longer contain ``CascadeClassifier``, the Haar cascade files or the HOG people detector, so
-  they cannot be used. Profiles, small faces (under about 1/8 of the long side) and strongly rotated
+  they cannot be used. Profiles, small faces (under about 1/7 of the long side) and strongly rotated
   faces are missed. Without scikit-image installed, face and person are ``None`` and
   :func:`detector_status` says why.
 * **person** — a heuristic, not a detector: each face plus the torso box below it (3 face widths wide,
@@ -32,7 +32,7 @@ import numpy as np
 from .color import grey
 
 #: Long side of the internal working copy.
-WORK_SIDE = 128
+WORK_SIDE = 112
 #: Long side of the saliency working copy (spectral residual wants a small image).
 SALIENCY_SIDE = 64
 REGION_NAMES = ("face", "person", "subject", "background", "sky")
@@ -227,19 +227,23 @@ def compute_regions(rgb: np.ndarray) -> dict[str, np.ndarray | None]:
         face[r : r + fh, c : c + fw] = True
     person = _person_mask(faces, small_shape) if faces else None
 
-    saliency = 0.5 * spectral_residual_saliency(g) + colour_contrast_saliency(small)
-    saliency *= _centre_prior(small_shape)
-    subject = _subject_mask(saliency / max(float(saliency.max()), 1e-6))
+    # the sky is found first: a bright sky is often the most "salient" colour, but never the main subject
+    sky = _sky_mask(small, g)
+    subject = None
+    if float(small.std(axis=(0, 1)).max()) > 0.01:  # a flat frame has nothing that stands out
+        saliency = 0.5 * spectral_residual_saliency(g) + colour_contrast_saliency(small)
+        saliency *= _centre_prior(small_shape)
+        if sky is not None:
+            saliency[sky] = 0.0
+        subject = _subject_mask(saliency / max(float(saliency.max()), 1e-6))
     if person is not None:
         subject = person.copy() if subject is None else (subject | person)
+        if sky is not None:
+            sky = sky & ~person if (sky & ~person).any() else None
     if subject is not None and subject.all():
         background = None
     else:
         background = None if subject is None else ~subject
-
-    sky = _sky_mask(small, g)
-    if sky is not None and subject is not None:
-        sky = sky & ~subject if (sky & ~subject).any() else None
 
     return {
         "face": _to_size(face if faces else None, (h, w)),

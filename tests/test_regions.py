@@ -1,0 +1,109 @@
+"""Region masks: faces on a real photo, a constructed sky and subject, absent regions, speed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from exposure_cli import regions, stats
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def landscape(h: int = 384, w: int = 512, sky_rows: int = 130, seed: int = 0) -> np.ndarray:
+    """Smooth blue sky above, textured green-brown ground below."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.float32)
+    t = np.linspace(0, 1, sky_rows, dtype=np.float32)[:, None]
+    img[:sky_rows] = np.stack([0.35 + 0.25 * t, 0.55 + 0.2 * t, 0.9 + 0.05 * t], axis=-1)
+    ground = rng.uniform(0, 1, (h - sky_rows, w, 1)).astype(np.float32)
+    img[sky_rows:] = np.concatenate([0.2 + 0.3 * ground, 0.3 + 0.4 * ground, 0.1 + 0.2 * ground], axis=-1)
+    return img
+
+
+def test_masks_have_the_input_size_or_are_none():
+    rgb = landscape(300, 410)
+    masks = regions.compute_regions(rgb)
+    assert set(masks) == set(regions.REGION_NAMES)
+    for mask in masks.values():
+        assert mask is None or (mask.dtype == bool and mask.shape == (300, 410) and mask.any())
+    with pytest.raises(ValueError, match="H×W×3"):
+        regions.compute_regions(np.zeros((10, 10), np.float32))
+
+
+def test_sky_is_found_on_top_and_not_below():
+    rgb = landscape()
+    sky = regions.compute_regions(rgb)["sky"]
+    truth = np.zeros(rgb.shape[:2], bool)
+    truth[:130] = True
+    assert sky is not None and iou(sky, truth) > 0.8
+    upside_down = regions.compute_regions(rgb[::-1].copy())["sky"]
+    assert upside_down is None
+
+
+def test_flat_image_has_no_face_subject_or_sky():
+    masks = regions.compute_regions(np.full((200, 300, 3), 0.5, np.float32))
+    assert masks == {name: None for name in regions.REGION_NAMES}
+
+
+def test_salient_object_becomes_the_subject_and_background_is_the_rest():
+    h, w = 300, 400
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.full((h, w, 3), 0.15, np.float32)
+    disc = np.hypot(y - 150, x - 200) < 70
+    rgb[disc] = (0.95, 0.55, 0.1)
+    masks = regions.compute_regions(rgb)
+    assert masks["subject"] is not None and iou(masks["subject"], disc) > 0.6
+    assert np.array_equal(masks["background"], ~masks["subject"])
+
+
+def test_face_person_subject_on_a_real_photo():
+    data = pytest.importorskip("skimage.data")
+    import cv2
+
+    rgb = data.astronaut().astype(np.float32) / 255  # 512×512, one frontal face
+    masks = regions.compute_regions(rgb)
+    face = masks["face"]
+    assert face is not None
+    rows, cols = np.nonzero(face)
+    # the astronaut's face sits around rows 60-200, columns 170-300
+    assert 60 <= rows.mean() <= 200 and 170 <= cols.mean() <= 300
+    assert face.mean() < 0.15
+    assert masks["person"] is not None and (masks["person"] | face).sum() == masks["person"].sum()
+    assert (masks["subject"] | masks["person"]).sum() == masks["subject"].sum()  # persons join the subject
+    # a photo without people has no face
+    coffee = cv2.resize(data.coffee(), (512, 341)).astype(np.float32) / 255
+    assert regions.compute_regions(coffee)["face"] is None
+
+
+def test_stats_from_region_masks():
+    rgb = landscape()
+    masks = regions.compute_regions(rgb)
+    residual = np.zeros(rgb.shape[:2], np.float32)
+    residual[:130] = -0.5  # the sky is blown
+    row = stats.image_stats(residual, masks, stats.Thresholds())
+    assert row["sky_over_pct"] > 90
+    assert row["sky_area_pct"] == pytest.approx(100 * masks["sky"].mean())
+    assert np.isnan(row["face_over_pct"]) and row["face_area_pct"] == 0
+
+
+def test_fast_enough_for_the_scan():
+    """The scan calls this once per photo; the budget is about 15 ms for a 512-px photo (measured numbers:
+    benchmarks/bench_rules.py regions). The bound here is loose because CI shares its cores."""
+    rgb = landscape()
+    regions.compute_regions(rgb)
+    started = time.perf_counter()
+    for _ in range(5):
+        regions.compute_regions(rgb)
+    per_photo = (time.perf_counter() - started) / 5
+    assert per_photo < 0.1, f"{per_photo * 1000:.0f} ms per photo"
+
+
+def test_detector_status_names_what_is_used():
+    status = regions.detector_status()
+    assert set(status) == set(regions.REGION_NAMES)
+    assert "saliency" in status["subject"]
