@@ -406,8 +406,11 @@ def _lock(out_dir: Path):
     import fcntl
 
     state = out_dir / ".exposure"
-    state.mkdir(parents=True, exist_ok=True)
-    fh = open(state / "lock", "a+")
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        fh = open(state / "lock", "a+")
+    except OSError as exc:  # read-only or full disk, no permission: say so, no traceback
+        raise ScanError(f"cannot use the output folder {out_dir}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -498,7 +501,10 @@ def scan(
             return _scan_to_stream(paths, options, analyzer, rule_sets, rule_names, progress, on_total,
                                    stream or sys.stdout)
         _check_inputs_vs_out(paths, out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ScanError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from exc
         with _lock(out_dir):
             return _scan_to_dir(paths, options, out_dir, analyzer, rule_sets, rule_names, progress, on_total)
     finally:

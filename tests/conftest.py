@@ -98,3 +98,165 @@ def photo_dir(tmp_path: Path) -> Path:
     (root / "home" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     (root / "empty.png").write_bytes(b"")
     return root
+
+
+# ------------------------------------------------------------------------------------ long mode / slow
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--long", action="store_true", default=False,
+        help="Run the long reliability loops (many SIGKILLs, long fuzzing); also EXPOSURE_LONG=1.",
+    )
+
+
+def long_mode(config=None) -> bool:
+    """True when the long reliability mode is on (``--long`` or ``EXPOSURE_LONG=1``)."""
+    import os
+
+    if os.environ.get("EXPOSURE_LONG", "").strip() not in ("", "0"):
+        return True
+    return bool(config is not None and config.getoption("--long", default=False))
+
+
+def pytest_collection_modifyitems(config, items):
+    # `slow` tests are the long-mode loops: skipped by default so CI stays fast.
+    if long_mode(config):
+        return
+    skip = pytest.mark.skip(reason="long reliability loop: run with --long or EXPOSURE_LONG=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def long_run(request) -> bool:
+    """Whether the long mode is on, for tests that only scale their loop counts."""
+    return long_mode(request.config)
+
+
+# ----------------------------------------------------------------------------------- hostile corpus
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares `width`×`height` RGB pixels, with no pixel data behind it."""
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk
+            + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF))
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A JPEG whose SOF0 declares `width`×`height` pixels, with no scan data behind it."""
+    return (b"\xff\xd8\xff\xc0\x00\x11\x08" + struct.pack(">HH", height, width) + b"\x03"
+            + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01" + b"\xff\xd9")
+
+
+#: Names that trip up shells, CSV readers and path handling.
+AWKWARD_NAMES = ("with space.jpg", "ünïcødé 写真 🌅.jpg", "new\nline.jpg", "-leading-dash.jpg",
+                 "--help.jpg", "quote'\"<b>&amp;.jpg", "semi;colon,comma.jpg")
+
+
+def build_hostile_corpus(root: Path) -> dict[str, str]:
+    """Write every hostile input into `root`; return {report key: expected status ("ok"/"error")}.
+
+    Status "either" marks inputs whose outcome depends on the codec build (e.g. animated WebP), where the
+    only promise is one row and, on failure, a non-empty error.
+    """
+    import cv2
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    expect: dict[str, str] = {}
+
+    def put(name: str, data: bytes, status: str) -> None:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        expect[name] = status
+
+    def encode(ext: str, arr: np.ndarray, params=None) -> bytes:
+        ok, buf = cv2.imencode(ext, arr, params or [])
+        assert ok
+        return buf.tobytes()
+
+    photo = photo_like(48, 64, seed=7)
+    jpg = encode(".jpg", photo[..., ::-1])
+    png = encode(".png", photo[..., ::-1])
+    put("zero.jpg", b"", "error")
+    put("zero.png", b"", "error")
+    put("truncated.jpg", jpg[:300], "error")
+    put("truncated.png", png[: len(png) // 3], "error")
+    put("random.jpg", np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes(), "error")
+    put("text.png", b"this is a text file, not a picture\n" * 10, "error")
+    put("bomb.png", png_declaring(100_000, 100_000), "error")
+    put("bomb.jpg", jpeg_declaring(65_000, 65_000), "error")
+    put("one_by_one.png", encode(".png", np.full((1, 1, 3), 200, np.uint8)), "ok")
+    put("wide_100000x1.png", encode(".png", np.tile(photo[:1, :, :], (1, 1563, 1))[:, :100_000]), "ok")
+    put("tall_1x20000.png", encode(".png", np.tile(photo[:, :1, :], (417, 1, 1))[:20_000]), "ok")
+    put("sixteen_bit.tiff",
+        encode(".tiff", (photo.astype(np.uint16) * 257)[..., ::-1].copy()), "ok")
+    put("grey.png", encode(".png", photo[..., 0]), "ok")
+    rgba = np.dstack([photo[..., ::-1], np.linspace(0, 255, 64, dtype=np.uint8)[None, :].repeat(48, 0)])
+    put("alpha.png", encode(".png", rgba), "ok")
+    pil = Image.fromarray(photo)
+    buf = __import__("io").BytesIO()
+    pil.convert("P", palette=Image.ADAPTIVE, colors=16).save(buf, format="PNG")
+    put("palette.png", buf.getvalue(), "ok")
+    buf = __import__("io").BytesIO()
+    pil.convert("CMYK").save(buf, format="JPEG")
+    put("cmyk.jpg", buf.getvalue(), "ok")
+    buf = __import__("io").BytesIO()
+    pil.save(buf, format="GIF", save_all=True, append_images=[pil.rotate(90), pil.rotate(180)], loop=0)
+    put("animated.gif", buf.getvalue(), "ok")
+    buf = __import__("io").BytesIO()
+    pil.save(buf, format="WEBP", save_all=True, append_images=[pil.rotate(90)], duration=100)
+    put("animated.webp", buf.getvalue(), "either")
+    for orientation in range(1, 9):
+        name = f"orientation/{orientation}.jpg"
+        jpeg_with_exif(root / name, photo, orientation=orientation)
+        expect[name] = "ok"
+    for name in AWKWARD_NAMES:
+        put(f"names/{name}", jpg, "ok")
+    # A folder named like a photo is a folder: walked, no row of its own; its photos get rows.
+    put("folder.jpg/inside.jpg", jpg, "ok")
+    # Symlinks: dangling, a self-loop, a two-link loop and a folder loop (walked once, no row).
+    import os
+
+    os.symlink(root / "does-not-exist.jpg", root / "dangling.jpg")
+    expect["dangling.jpg"] = "error"
+    os.symlink("self_loop.jpg", root / "self_loop.jpg")
+    expect["self_loop.jpg"] = "error"
+    os.symlink("loop_b.jpg", root / "loop_a.jpg")
+    os.symlink("loop_a.jpg", root / "loop_b.jpg")
+    expect["loop_a.jpg"] = "error"
+    expect["loop_b.jpg"] = "error"
+    os.symlink("..", root / "orientation" / "up")
+    # A FIFO named like a photo must not be opened (opening it would block forever).
+    os.mkfifo(root / "fifo.jpg")
+    expect["fifo.jpg"] = "error"
+    return expect
+
+
+# --------------------------------------------------------------------------- real-process helpers
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for `python -m exposure_cli` subprocesses: this checkout first, one BLAS thread."""
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def exposure_cmd(*args: str) -> list[str]:
+    """The ``exposure`` command line run by the current interpreter."""
+    import sys
+
+    return [sys.executable, "-m", "exposure_cli", *args]
