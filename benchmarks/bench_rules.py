@@ -160,8 +160,10 @@ def bench_html(rows: int, screenshot: Path) -> int:
         print("chromium not found: apt-get install -y chromium")
         return 1
     df, metadata = synthetic_report(rows)
-    df.loc[0, "path"] = "<script>alert(1)</script>.jpg"
     df = score_dataframe(load_rule_sets(list(PRESETS[:3])), df, stats.Thresholds())
+    # the worst photo (first on the page) gets a hostile name: it must show up as text, never run
+    worst = df["score_default"].idxmin()
+    df.loc[worst, "path"] = "<script>alert(1)</script>.jpg"
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "index.html"
         started = time.perf_counter()
@@ -175,9 +177,13 @@ def bench_html(rows: int, screenshot: Path) -> int:
                   f"(includes browser start-up)")
         drawn = dom.count('class="row')
         ready = 'data-ready="1"' in dom
-        print(f"rows in the DOM: {drawn} of {rows} (virtualised); ready flag: {ready}")
-        hostile_as_text = "&lt;script&gt;alert(1)&lt;/script&gt;.jpg" in dom
-        print(f"hostile file name shown as text: {hostile_as_text}")
+        import re
+
+        render = re.search(r'data-render-ms="(\d+)"', dom)
+        print(f"rows in the DOM: {drawn} of {rows} (virtualised); ready flag: {ready}; "
+              f"page ready {render.group(1) if render else '?'} ms after navigation start")
+        hostile_as_text = "&lt;script&gt;alert(1)&lt;/script&gt;.jpg" in dom and "<script>alert(1)" not in dom
+        print(f"hostile file name shown as text (and nowhere as markup): {hostile_as_text}")
         with tempfile.TemporaryDirectory() as profile:
             subprocess.run(chromium_command(binary, profile, f"--screenshot={screenshot}", "--window-size=1400,900",
                                             page.as_uri()), capture_output=True, timeout=120)

@@ -407,6 +407,7 @@ input, select { font: inherit; padding: 3px 6px; }
   fillGrades();
   refresh();
   document.body.dataset.ready = "1";
+  document.body.dataset.renderMs = String(Math.round(performance.now()));  // navigation start → first draw
 })();
 </script>
 </body>
