@@ -38,6 +38,9 @@ import numpy as np
 MAX_EXPRESSION_LENGTH = 2000
 #: Deepest nesting accepted (parentheses, unary minus, not): guards against recursion exhaustion.
 MAX_DEPTH = 60
+#: Most tokens accepted: a flat chain (``1+1+…``, ``a<b<…``) builds a tree as deep as it is long, and the
+#: checker and evaluator recurse over it, so its length is capped too.
+MAX_TOKENS = 256
 
 NUM = "num"
 BOOL = "bool"
@@ -147,6 +150,9 @@ def tokenize(text: str) -> list[Token]:
         kind = match.lastgroup or ""
         if kind != "space":
             tokens.append(Token(kind, match.group(), pos))
+            if len(tokens) > MAX_TOKENS:
+                raise RuleError(f"expression has more than {MAX_TOKENS} tokens; split it into [define] names",
+                                column=pos + 1)
         pos = match.end()
     tokens.append(Token("end", "", len(text)))
     return tokens
