@@ -106,8 +106,8 @@ def _print_table(result: dict) -> None:
     zero = result.get("zero_map_mae")
     title = (f"exposure eval · {result['data']} · split {result['split']} · {result['images']} images ({kinds})"
              + (f" · zero map MAE {zero:.4f}" if zero is not None else ""))
-    table = Table(title=title)
-    table.add_column("model")
+    table = Table(title=title, title_justify="left")
+    table.add_column("model", no_wrap=True)
     for _, header, _ in COLUMNS:
         table.add_column(header, justify="right")
     table.add_column("s", justify="right")

@@ -233,6 +233,9 @@ def luma_mask_field(rgb: np.ndarray, rng: np.random.Generator, config: Simulator
     h, w = rgb.shape[:2]
     g = grey(_small(rgb))
     q = float(np.quantile(g, rng.uniform(0.3, 0.8)))
+    below, above = g[g < q], g[g >= q]
+    if below.size and above.size:  # cut between the two sides' means: a quantile can sit on a flat level
+        q = 0.5 * (float(below.mean()) + float(above.mean()))
     soft = rng.uniform(0.03, 0.12)
     bright = 1.0 / (1.0 + np.exp(-(g - q) / soft))
     mask = bright if rng.random() < 0.5 else 1.0 - bright

@@ -1,0 +1,85 @@
+"""ExposureDataset over a generated corpus: contract, determinism, splits, contact sheet command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from exposure_cli.cli import app
+from exposure_cli.data.dataset import ExposureDataset
+
+from test_data_corpus import make_corpus
+
+
+@pytest.fixture()
+def corpus(tmp_path, monkeypatch):
+    return make_corpus(tmp_path, monkeypatch)
+
+
+def test_items_follow_the_contract(corpus) -> None:
+    ds = ExposureDataset.from_corpus(corpus, split="train", crop=64, seed=0, samples_per_epoch=40)
+    assert len(ds) == 40
+    for i in range(12):
+        item = ds[i]
+        assert set(item) == {"image", "residual"}
+        assert item["image"].shape == (3, 64, 64) and item["image"].dtype == torch.float32
+        assert item["residual"].shape == (1, 64, 64) and item["residual"].dtype == torch.float32
+        assert 0 <= float(item["image"].min()) and float(item["image"].max()) <= 1
+        assert -1 <= float(item["residual"].min()) and float(item["residual"].max()) <= 1
+    with pytest.raises(IndexError):
+        ds[40]
+
+
+def test_stream_is_a_function_of_seed_and_index(corpus) -> None:
+    a = ExposureDataset.from_corpus(corpus, split="train", crop=48, seed=5, samples_per_epoch=100)
+    b = ExposureDataset.from_corpus(corpus, split="train", crop=48, seed=5, samples_per_epoch=100)
+    c = ExposureDataset.from_corpus(corpus, split="train", crop=48, seed=6, samples_per_epoch=100)
+    for i in (0, 17, 99):  # order of access does not matter
+        assert torch.equal(a[i]["image"], b[i]["image"]) and torch.equal(a[i]["residual"], b[i]["residual"])
+    assert not torch.equal(a[3]["image"], c[3]["image"])
+
+
+def test_mix_has_originals_and_both_directions(corpus) -> None:
+    ds = ExposureDataset.from_corpus(corpus, split="train", crop=48, seed=0, samples_per_epoch=200)
+    means = []
+    originals = 0
+    for i in range(200):
+        s = ds.sample(i)
+        originals += bool(s.params.get("original"))
+        means.append(float(s.residual.mean()))
+    assert 0.05 < originals / 200 < 0.25
+    assert min(means) < -0.1 and max(means) > 0.1
+
+
+def test_splits_use_different_photos(corpus) -> None:
+    tr = ExposureDataset.from_corpus(corpus, split="train", crop=48, samples_per_epoch=4)
+    va = ExposureDataset.from_corpus(corpus, split="val", crop=48, samples_per_epoch=4)
+    assert tr.photo_ids and va.photo_ids and not set(tr.photo_ids) & set(va.photo_ids)
+
+
+def test_contact_sheet_command_writes_a_png(corpus, tmp_path) -> None:
+    out = tmp_path / "sheet.png"
+    result = CliRunner().invoke(app, ["data", "contact-sheet", str(corpus), "--out", str(out), "--count", "4",
+                                      "--columns", "4", "--size", "96"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    import cv2
+
+    sheet = cv2.imread(str(out))
+    assert sheet is not None and sheet.shape[1] == 4 * 96
+    # the label tiles are coloured: some clearly red or blue pixels exist
+    b, g, r = [sheet[..., k].astype(int) for k in range(3)]
+    assert ((r - b > 60) | (b - r > 60)).any()
+
+
+def test_summary_command_prints_markdown() -> None:
+    result = CliRunner().invoke(app, ["data", "summary", "--markdown"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "| gcompris | gcompris-qt-data |" in result.output and "**total**" in result.output
+
+
+def test_unknown_source_is_a_usage_error(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["data", "build", str(tmp_path / "c"), "--source", "opencv-dok"])
+    assert result.exit_code == 2
+    assert "opencv-doc" in result.output
