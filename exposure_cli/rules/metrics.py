@@ -157,6 +157,12 @@ def shares_from_hist_matrix(hist: np.ndarray, thresholds: Thresholds) -> dict[st
 
 def _hist_matrix(values: Sequence[Any], size: int) -> np.ndarray:
     """Stack a column of histograms (lists/arrays, None for missing) into an N×HIST_BINS float matrix."""
+    try:  # the common case: every row has a full histogram
+        stacked = np.asarray(list(values), dtype=np.float64)
+        if stacked.shape == (size, HIST_BINS):
+            return stacked
+    except (TypeError, ValueError):
+        pass
     out = np.zeros((size, HIST_BINS), dtype=np.float64)
     for i, value in enumerate(values):
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -194,6 +200,7 @@ class MetricFrame:
         self._hists: dict[str, np.ndarray] = dict(hist_matrices or {})
         self._cache: dict[str, np.ndarray] = {}
         self._shares = dict(_shares or {})  # "region.metric" → recomputed share array
+        self._recompute = False  # True when thresholds differ from the scan's
         self._derived: dict[Thresholds, MetricFrame] = {}
 
     # -- construction
@@ -245,6 +252,9 @@ class MetricFrame:
         """Values of a catalogue metric for every photo (float64, NaN where unknown)."""
         if name in self._shares:
             return self._shares[name]
+        if self._recompute and name.partition(".")[2] in SHARE_METRICS:
+            self._region_shares(name.partition(".")[0])
+            return self._shares[name]
         if name in self._cache:
             return self._cache[name]
         metric = METRICS[name]
@@ -281,22 +291,22 @@ class MetricFrame:
         return ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values]
 
     def with_thresholds(self, thresholds: Thresholds | None) -> "MetricFrame":
-        """The same photos seen through other pixel thresholds (share metrics re-answered from histograms)."""
+        """The same photos seen through other pixel thresholds (share metrics re-answered from histograms,
+        region by region as rules ask for them)."""
         if thresholds is None or thresholds_equal(thresholds, self.thresholds):
             return self
         if thresholds in self._derived:
             return self._derived[thresholds]
-        shares: dict[str, np.ndarray] = {}
-        for region in REGIONS:
-            values = shares_from_hist_matrix(self.hist(region), thresholds)
-            for metric, array in values.items():
-                shares[f"{region}.{metric}"] = array
-        derived = MetricFrame(
-            self._columns, self.size, self.scan_thresholds, self._hists, _shares=shares, thresholds=thresholds
-        )
+        derived = MetricFrame(self._columns, self.size, self.scan_thresholds, self._hists, thresholds=thresholds)
         derived._cache = {k: v for k, v in self._cache.items() if not _is_share_key(k)}
+        derived._recompute = True
         self._derived[thresholds] = derived
         return derived
+
+    def _region_shares(self, region: str) -> None:
+        values = shares_from_hist_matrix(self.hist(region), self.thresholds)
+        for metric, array in values.items():
+            self._shares[f"{region}.{metric}"] = array
 
 
 class _ArrowColumns(Mapping[str, Any]):

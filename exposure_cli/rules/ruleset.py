@@ -281,7 +281,8 @@ class TomlRuleSet(RuleSet):
             points = np.nan_to_num(outcome.points, nan=0.0) if outcome.points is not None else np.zeros(n)
             total += np.where(fired, points, 0.0)
             applied.append(fired)
-        scores = np.clip(self.start - total, self.floor, 100.0)
+        # rounded to 1e-6 so that 100 − 18.4 − 30 − 11.5 reads 40.1, not 40.099999999999994
+        scores = np.round(np.clip(self.start - total, self.floor, 100.0), 6)
         scores = np.where(failed, 0.0, scores)
         reasons = []
         for i in range(n):
