@@ -101,7 +101,8 @@ load = time.perf_counter() - t0
 t1 = time.perf_counter()
 res = scan(paths, analyzer=analyzer, out=out, **args)
 dt = time.perf_counter() - t1
-print(json.dumps({"seconds": dt, "processed": res.processed, "errors": res.errors, "load_seconds": load}))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"seconds": dt, "processed": res.processed, "errors": res.errors, "load_seconds": load, "peak_rss_mb": int(hwm) / 1024}))
 """
 
 DECODE_SNIPPET = r"""
@@ -117,23 +118,19 @@ if args["workers"] <= 1:
 else:
     with ThreadPoolExecutor(args["workers"]) as pool:
         list(pool.map(lambda f: decode_file(f, target_long_side=512, analysis_long_side=1024), files))
-print(json.dumps({"seconds": time.perf_counter() - t0, "processed": len(files)}))
+dt = time.perf_counter() - t0
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"seconds": dt, "processed": len(files), "peak_rss_mb": int(hwm) / 1024}))
 """
 
 
 def run_child(snippet: str, args: dict) -> dict:
-    """Run a snippet in a fresh process; return its JSON line plus peak RSS (MB) from wait4."""
-    proc = subprocess.Popen([sys.executable, "-c", snippet, json.dumps(args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    """Run a snippet in a fresh process; return its JSON line (it reports its own peak RSS, VmHWM)."""
+    proc = subprocess.run([sys.executable, "-c", snippet, json.dumps(args)], capture_output=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if proc.returncode != 0:
-        raise RuntimeError(f"child failed ({proc.returncode}): {err.decode()[-2000:]}")
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
-    return result
+        raise RuntimeError(f"child failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
 
 
 def model_timing(model: str, threads: int, size: int = 512, reps: int = 3) -> dict:
