@@ -159,3 +159,15 @@ def test_registry_fails_loudly():
     with pytest.raises(TypeError, match="unknown EAT-IEA config keys"):
         create_model("eat_iea_test", config={"widths_typo": 3})
     assert "eat_iea_test" in MODELS
+
+
+def test_mixed_precision_forward_and_backward():
+    # The CUDA training/inference path uses bf16 autocast; CPU autocast exercises the same op coverage.
+    torch.manual_seed(0)
+    model = create_model("eat_iea_test").train()
+    model.set_explore(0.3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = model(torch.rand(2, 3, 64, 48))
+    assert y.shape == (2, 1, 64, 48) and torch.isfinite(y.float()).all()
+    y.float().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

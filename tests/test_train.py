@@ -113,3 +113,52 @@ def test_loss_values_the_overall_verdict():
     loss_noise, _ = exposure_loss(noise, target, mean_weight=1.0, gradient_weight=0.0)
     loss_shift, parts = exposure_loss(shift, target, mean_weight=1.0, gradient_weight=0.0)
     assert parts["l1"] == pytest.approx(0.2) and loss_shift > loss_noise
+
+
+def _write_iea40k(root, n_train: int = 6, n_val: int = 2) -> None:
+    from exposure_cli.data.iea40k import IEA40KWriter
+
+    for split, n, offset in (("train", n_train, 0), ("val", n_val, 100)):
+        writer = IEA40KWriter(root, split)
+        data = GlobalShiftDataset(n, size=48, seed=offset)
+        for i in range(n):
+            item = data[i]
+            writer.add(f"{split}_{i:03d}", item["image"].permute(1, 2, 0).numpy(), item["residual"][0].numpy(),
+                       ref_id=f"ref_{i}", score=5.0)
+        writer.close()
+
+
+def test_train_command_on_an_iea40k_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from exposure_cli.cli import app
+
+    _write_iea40k(tmp_path / "iea")
+    out, export = tmp_path / "run", tmp_path / "weights"
+    args = ["train", "--data", str(tmp_path / "iea"), "--model", "eat_iea_test", "--steps", "3", "--batch-size", "2",
+            "--crop", "64", "--workers", "0", "--threads", "1", "--out", str(out), "--export", str(export)]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "trained 3 steps" in result.output
+    card = json.loads((export / CARD_FILE).read_text())
+    assert card["data_format"] == "iea40k" and card["training"]["crop"] == 64
+    verify_weights(export / WEIGHTS_FILE)
+    # Same command again with a larger budget resumes the run.
+    result = CliRunner().invoke(app, [*args[:6], "5", *args[7:]], catch_exceptions=False)
+    assert "trained 5 steps" in result.output
+
+
+def test_train_command_usage_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from exposure_cli.cli import app
+
+    runner = CliRunner()
+    no_budget = runner.invoke(app, ["train", "--data", str(tmp_path)])
+    assert no_budget.exit_code == 2 and "budget" in no_budget.output
+    bad_model = runner.invoke(app, ["train", "--data", str(tmp_path), "--steps", "1", "--model", "eat_ie"])
+    assert bad_model.exit_code == 2 and "eat_iea" in bad_model.output
+    bad_device = runner.invoke(app, ["train", "--data", str(tmp_path), "--steps", "1", "--device", "gpu0"])
+    assert bad_device.exit_code == 2 and "--device" in bad_device.output
+    empty = runner.invoke(app, ["train", "--data", str(tmp_path), "--steps", "1"])
+    assert empty.exit_code == 2 and "neither a corpus" in empty.output

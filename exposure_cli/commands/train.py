@@ -33,7 +33,7 @@ def train_command(
     crop: int = typer.Option(256, "--crop", min=64, help="Training crop size in pixels."),
     lr: float = typer.Option(2e-3, "--lr", min=0.0, help="Peak learning rate (AdamW, warm-up + cosine)."),
     explore_share: float = typer.Option(0.3, "--explore-share", min=0.0, max=1.0, help="Share of training with the EAT exploration schedule."),
-    samples_per_epoch: int = typer.Option(4096, "--samples-per-epoch", min=1, help="Simulated crops per epoch (corpus data)."),
+    samples_per_epoch: int = typer.Option(1_000_000, "--samples-per-epoch", min=1, help="Simulated crops per epoch (corpus data; every index is a different simulation, so keep it large)."),
     seed: int = typer.Option(0, "--seed", help="Seed of init, data order and simulation."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads [default: torch's choice]."),

@@ -376,7 +376,9 @@ def train(
                 save_weights(model, export_dir, card(record))
 
     model.train()
-    data = _endless(lambda e: _make_loader(train_dataset, config, e, shuffle=True), epoch)
+    # The sample order depends on the step a (resumed) run starts from, so a resume sees new samples.
+    start_step = step
+    data = _endless(lambda e: _make_loader(train_dataset, config, e, shuffle=True, seed_offset=7919 * start_step), epoch)
     last_log = last_ckpt = last_val = time.monotonic()
     window: list[float] = []
     window_parts: dict[str, float] = {"l1": 0.0, "mean": 0.0}

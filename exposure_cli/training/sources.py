@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 
+#: Seed of the validation stream, fixed so runs with different training seeds are compared on the same crops.
+VAL_SEED = 10_001
+
+
 class DataFormat(str, enum.Enum):
     """Layout of a ``--data`` folder."""
 
@@ -71,7 +75,7 @@ def open_datasets(
     if fmt is DataFormat.corpus:
         train = ExposureDataset.from_corpus(root, split="train", crop=crop, seed=seed, samples_per_epoch=samples_per_epoch)
         try:
-            val = ExposureDataset.from_corpus(root, split="val", crop=crop, seed=seed + 1, samples_per_epoch=val_samples)
+            val = ExposureDataset.from_corpus(root, split="val", crop=crop, seed=VAL_SEED, samples_per_epoch=val_samples)
         except (ValueError, FileNotFoundError, KeyError):
             val = None
     else:
