@@ -368,3 +368,46 @@ def test_explain_lists_every_condition_with_values():
     assert [line["effect"] for line in decisive] == ["40"]
     assert lines[0]["details"] == ["✗ global bad area 20 % < 2 %"]
     assert lines[-1]["effect"] == "40 (D)"
+
+
+# -------------------------------------------------------------------------------------------- properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TOML_PIECES = st.sampled_from(
+    ['name = "x"\n', "[[rows]]\n", "[[deductions]]\n", "score = 50\n", "points = 3\n", 'points = "1 +"\n',
+     'when = "global.bad_pct < 5"\n', 'when = "face.bda < 1"\n', "when = 3\n", "[thresholds]\n", "over = 2\n",
+     "over = 0.2\n", "[define]\n", 'a = "a"\n', 'b = "global.over_pct"\n', "[otherwise]\n", "score = 'x'\n",
+     "[grades]\n", "A = 90\n", 'on_missing_region = "use_sky"\n', "= =\n", "[[\n", '"\\u0000"\n', "start = 200\n"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_TOML_PIECES, max_size=14).map("".join))
+def test_random_rule_files_load_or_raise_rule_error_only(text):
+    try:
+        rule_set = parse_rule_text(text)
+    except RuleError:
+        return
+    frame = rules.MetricFrame.from_rows([row_for(np.zeros((10, 10), np.float32), {})], SCAN)
+    result = rules.score_frame([rule_set], frame)
+    score = result[f"score_{rule_set.name}"][0]
+    assert 0.0 <= score <= 100.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0, 100), st.floats(0, 100), st.floats(0, 1))
+def test_more_bad_area_never_raises_a_global_preset_score(bad, extra, severe_share):
+    def row(bad_pct: float) -> dict:
+        values = {"bad_pct": bad_pct, "over_pct": bad_pct / 2, "under_pct": bad_pct / 2,
+                  "severe_bad_pct": bad_pct * severe_share, "severe_over_pct": bad_pct * severe_share / 2,
+                  "severe_under_pct": bad_pct * severe_share / 2, "mean_residual": 0.0, "area_pct": 100.0}
+        return {**values, "path": "p.jpg", "status": "ok"}
+
+    worse = min(100.0, bad + extra)
+    for preset in ("landscape-strict", "default"):
+        rule_set = rules.get_rule_set(preset)
+        low = score_row([rule_set], row(bad), SCAN)[f"score_{preset}"]
+        high = score_row([rule_set], row(worse), SCAN)[f"score_{preset}"]
+        assert high <= low + 1e-9, (preset, bad, worse)
