@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -114,7 +115,7 @@ def test_page_renders_in_headless_chromium(tmp_path):
         dom = subprocess.run(
             [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-             "--window-size=1400,900", "--dump-dom", page.as_uri()],
+             "--window-size=1400,900", "--dump-dom", page.as_uri() + "#photo=" + quote(HOSTILE)],
             capture_output=True, text=True, timeout=120,
         ).stdout
     assert 'data-ready="1"' in dom, "the page's script did not finish"
@@ -123,3 +124,5 @@ def test_page_renders_in_headless_chromium(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.jpg" in dom
     assert "<script>alert(1)" not in dom
     assert "2000 photos" in dom
+    assert "<h2>&lt;script&gt;alert(1)&lt;/script&gt;.jpg</h2>" in dom  # the #photo= deep link opened its details
+    assert 'class="row selected"' in dom

@@ -376,11 +376,17 @@ input, select { font: inherit; padding: 3px 6px; }
           line.appendChild(cell);
         }
       });
-      line.addEventListener("click", () => { selected = k; showDetail(k); draw(true); });
+      line.dataset.k = String(k);
+      line.addEventListener("click", () => select(k));
       spacer.appendChild(line);
       pool.set(p, line);
     }
     for (const [p, line] of pool) if (!keep.has(p)) { line.remove(); pool.delete(p); }
+  }
+  function select(k) {
+    selected = k;
+    showDetail(k);
+    for (const line of pool.values()) line.classList.toggle("selected", line.dataset.k === String(k));
   }
   function showDetail(k) {
     const row = rows[k], d = el("detail");
@@ -406,6 +412,17 @@ input, select { font: inherit; padding: 3px 6px; }
   ruleSel.addEventListener("change", () => { fillGrades(); sortCol = "score_" + ruleSel.value; sortDir = 1; refresh(); });
   fillGrades();
   refresh();
+  // deep link: page.html#photo=<report path> opens that photo's details
+  const wanted = location.hash.startsWith("#photo=") ? decodeURIComponent(location.hash.slice(7)) : null;
+  if (wanted != null) {
+    const k = rows.findIndex(r => r[idx.path] === wanted);
+    if (k >= 0) {
+      const p = view.indexOf(k);
+      if (p >= 0) el("viewport").scrollTop = Math.max(0, p * ROW - 2 * ROW);
+      draw(false);
+      select(k);
+    }
+  }
   document.body.dataset.ready = "1";
   document.body.dataset.renderMs = String(Math.round(performance.now()));  // navigation start → first draw
 })();
