@@ -214,32 +214,61 @@ class BatchProcessor:
         rows = [error_row(d.item, d.error or "unknown error", self.analyzer_columns) for d in decoded]
         return [self._score(r) for r in rows]
 
+    def _analyze(self, good: Sequence[Decoded]) -> tuple[list[np.ndarray] | None, str | None]:
+        if not good:
+            return [], None
+        try:
+            return self.analyzer.analyze_batch([d.image.rgb for d in good]), None
+        except Exception as exc:  # a model failure fails these photos, not the scan
+            return None, f"analyzer failed: {exc}"
+
+    def _safe_row(self, d: Decoded, residual: np.ndarray, pool) -> tuple[dict[str, Any], list[Future]]:
+        try:
+            return self._row(d, residual, pool)
+        except Exception as exc:  # statistics/regions on an odd photo fail it, not the scan
+            error = f"analysis failed: {type(exc).__name__}: {exc}"
+            return self.error_rows([Decoded(d.item, error=error)])[0], []
+
     def process(self, batch: Sequence[Decoded],
                 writer_pool: ThreadPoolExecutor | None = None) -> tuple[list[dict[str, Any]], list[Future]]:
         """Rows for a batch of decode outcomes, plus futures of pending file writes (if a pool is given)."""
         good = [d for d in batch if d.image is not None]
         rows_by_id: dict[int, dict[str, Any]] = {}
         futures: list[Future] = []
+        maps, failure = self._analyze(good)
         for d in batch:
             if d.image is None:
                 rows_by_id[id(d)] = self.error_rows([d])[0]
-        if good:
-            try:
-                maps = self.analyzer.analyze_batch([d.image.rgb for d in good])
-            except Exception as exc:  # a model failure fails these photos, not the scan
-                for d in good:
-                    rows_by_id[id(d)] = self.error_rows([Decoded(d.item, error=f"analyzer failed: {exc}")])[0]
-                maps = None
-            if maps is not None:
-                for d, residual in zip(good, maps):
-                    try:
-                        row, pending = self._row(d, residual, writer_pool)
-                    except Exception as exc:  # statistics/regions on an odd photo fail it, not the scan
-                        error = f"analysis failed: {type(exc).__name__}: {exc}"
-                        row, pending = self.error_rows([Decoded(d.item, error=error)])[0], []
-                    rows_by_id[id(d)] = row
-                    futures.extend(pending)
+            elif failure is not None:
+                rows_by_id[id(d)] = self.error_rows([Decoded(d.item, error=failure)])[0]
+        for d, residual in zip(good, maps or []):
+            row, pending = self._safe_row(d, residual, writer_pool)
+            rows_by_id[id(d)] = row
+            futures.extend(pending)
         return [rows_by_id[id(d)] for d in batch], futures
+
+    def submit(self, batch: Sequence[Decoded], pool: ThreadPoolExecutor) -> list[Future]:
+        """Like :meth:`process`, but everything after the model runs in `pool`.
+
+        The model runs here (it is batched and multi-threaded itself); regions, statistics, rules and
+        the overlay/map files of each photo run in `pool`, overlapping with the next batch's model.
+        Returns one future per input, in order, each resolving to the finished row (files on disk).
+        """
+        good = [d for d in batch if d.image is not None]
+        maps, failure = self._analyze(good)
+        residuals = {id(d): m for d, m in zip(good, maps or [])}
+        out: list[Future] = []
+        for d in batch:
+            if id(d) in residuals:
+                out.append(pool.submit(self._finish, d, residuals[id(d)]))
+            else:
+                error = d.error if d.image is None else failure
+                out.append(_done(self.error_rows([Decoded(d.item, error=error)])[0]))
+        return out
+
+    def _finish(self, d: Decoded, residual: np.ndarray) -> dict[str, Any]:
+        row, futures = self._safe_row(d, residual, _INLINE)
+        return _settle([row], futures)[0]
 
     def _row(self, d: Decoded, residual: np.ndarray, pool: ThreadPoolExecutor | None):
         img = d.image
@@ -324,6 +353,28 @@ def _write_map(target: Path, residual: np.ndarray) -> None:
             np.save(fh, residual.astype(np.float16), allow_pickle=False)
 
     _atomic_write(target, write)
+
+
+def _done(value: Any) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+class _InlineExecutor:
+    """Runs a submitted call at once and returns its completed future (errors captured, not raised)."""
+
+    @staticmethod
+    def submit(fn, *args) -> Future:
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future, like a pool would
+            f.set_exception(exc)
+        return f
+
+
+_INLINE = _InlineExecutor()
 
 
 # -------------------------------------------------------------------------------------------- batching
@@ -679,20 +730,25 @@ def _account(result: ScanResult, rows: Sequence[Mapping[str, Any]], rule_sets: S
 
 def _run_local(todo: Sequence[InputFile], options: ScanOptions,
                processor: BatchProcessor) -> Iterator[list[dict[str, Any]]]:
-    """The local engine: yields finished rows (files on disk) batch by batch."""
+    """The local engine: yields finished rows (files on disk) batch by batch, in submission order.
+
+    Three stages overlap: a decode pool (OpenCV releases the GIL), the model on this thread, and a
+    finishing pool (regions, statistics, rules, overlays, maps). Queues are bounded: at most `window`
+    decodes in flight, at most a few batches waiting to be finished.
+    """
     workers = options.workers or _default_workers()
     working = processor.analyzer.working_long_side
     batcher = Batcher(options.batch_size, working)
     window = max(2 * workers, 2 * options.batch_size)
-    pending: deque[tuple[list[dict[str, Any]], list[Future]]] = deque()
+    pending: deque[list[Future]] = deque()
+    max_pending = 3
 
     def ready() -> Iterator[list[dict[str, Any]]]:
-        while pending and all(f.done() for f in pending[0][1]):
-            rows, futures = pending.popleft()
-            yield _settle(rows, futures)
+        while pending and all(f.done() for f in pending[0]):
+            yield [f.result() for f in pending.popleft()]
 
     with _DecodePool(workers, thread_name_prefix="decode") as decode_pool, \
-            ThreadPoolExecutor(max(1, workers // 2), thread_name_prefix="write") as write_pool:
+            ThreadPoolExecutor(workers, thread_name_prefix="finish") as finish_pool:
         queue: deque[tuple[InputFile, Future]] = deque()
         it = iter(todo)
         exhausted = False
@@ -715,24 +771,24 @@ def _run_local(todo: Sequence[InputFile], options: ScanOptions,
                         decode_pool.abandoned = True
                     decoded = Decoded(item, error=f"decoding took longer than {options.file_timeout:g} s; skipped")
                 if decoded.image is None:
-                    pending.append((processor.error_rows([decoded]), []))
+                    pending.append([_done(processor.error_rows([decoded])[0])])
                 else:
                     batch = batcher.add(decoded)
                     if batch:
-                        pending.append(processor.process(batch, write_pool))
+                        pending.append(processor.submit(batch, finish_pool))
                 yield from ready()
-                # Bound the writer backlog: wait for the oldest batch's files before going on.
-                while len(pending) > 4:
-                    rows, futures = pending.popleft()
-                    yield _settle(rows, futures)
+                while len(pending) > max_pending:  # bound the finishing backlog
+                    yield [f.result() for f in pending.popleft()]
             for batch in batcher.drain():
-                pending.append(processor.process(batch, write_pool))
+                pending.append(processor.submit(batch, finish_pool))
             while pending:
-                rows, futures = pending.popleft()
-                yield _settle(rows, futures)
+                yield [f.result() for f in pending.popleft()]
         except BaseException:
             for _, f in queue:
                 f.cancel()
+            for futures in pending:
+                for f in futures:
+                    f.cancel()
             raise
 
 
