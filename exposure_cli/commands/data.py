@@ -22,6 +22,7 @@ class Split(str, Enum):
 
 class SheetKind(str, Enum):
     samples = "samples"
+    val = "val"
     kept = "kept"
     hdr = "hdr"
 
@@ -91,6 +92,10 @@ def build_command(
         typer.echo(f"manifest written: {target}")
     try:
         report = build(out, loaded, long_side=long_side, sources=sources, strict=strict, log=typer.echo)
+    except ImportError as exc:  # an optional reader (OpenEXR for HDR maps) is missing
+        typer.secho(f"{exc} (or leave the HDR source out: --source ... without blender-hdr)", err=True,
+                    fg=typer.colors.RED)
+        raise typer.Exit(1) from None
     except ManifestMismatch as exc:
         typer.secho(str(exc), err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
@@ -112,8 +117,8 @@ def build_command(
 )
 def contact_sheet_command(
     corpus: Path = typer.Argument(..., help="Corpus folder (from `exposure data build`)."),
-    out: Path = typer.Option(..., "--out", help="PNG to write."),
-    kind: SheetKind = typer.Option(SheetKind.samples, "--kind", help="samples: simulated training items with their label maps; kept: the kept photos; hdr: the fused ideals of the HDR crops."),
+    out: Path = typer.Option(..., "--out", help="Image to write (.png, or .jpg for a smaller file)."),
+    kind: SheetKind = typer.Option(SheetKind.samples, "--kind", help="samples: simulated training items with their label maps; val: the fixed validation set (originals, EV sweeps) with labels; kept: the kept photos; hdr: the fused ideals of the HDR crops."),
     split: Split = typer.Option(Split.train, "--split", help="Which split to draw from."),
     count: int = typer.Option(24, "--count", min=1, max=400, help="How many items."),
     seed: int = typer.Option(0, "--seed", help="Dataset seed (samples)."),
@@ -137,12 +142,19 @@ def contact_sheet_command(
         index = load_index(corpus)
     except FileNotFoundError as exc:
         _usage_error(str(exc))
-    if kind is SheetKind.samples:
+    if kind in (SheetKind.samples, SheetKind.val):
         from ..data.dataset import ExposureDataset
 
-        ds = ExposureDataset.from_corpus(corpus, split=split.value, crop=256, seed=seed,
-                                         samples_per_epoch=start + count)
-        sheet = dataset_sheet(ds, range(start, start + count), cols=columns - columns % 2 or 2, size=size)
+        if kind is SheetKind.samples:
+            ds = ExposureDataset.from_corpus(corpus, split=split.value, crop=256, seed=seed,
+                                             samples_per_epoch=start + count)
+        else:
+            try:
+                ds = ExposureDataset.from_iea40k(corpus / "val", split="val", crop=None)
+            except FileNotFoundError as exc:
+                _usage_error(f"{exc} (build it with `exposure data build {corpus}`)")
+        stop = min(start + count, len(ds))
+        sheet = dataset_sheet(ds, range(start, stop), cols=columns - columns % 2 or 2, size=size)
     else:
         items = [p for p in index["photos"] if p["split"] == split.value]
         if kind is SheetKind.hdr:

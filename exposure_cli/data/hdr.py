@@ -104,7 +104,12 @@ def mertens_ideal(radiance: np.ndarray, bracket: Sequence[float] = BRACKET_EV) -
     import cv2
 
     stack = [render_single(radiance, ev) for ev in bracket]
-    fused = cv2.createMergeMertens().process(stack)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # OpenCV's parallel float sums differ by a grey level between runs otherwise
+    try:
+        fused = cv2.createMergeMertens().process(stack)
+    finally:
+        cv2.setNumThreads(threads)
     return np.clip(fused, 0.0, 1.0).astype(np.float32)
 
 

@@ -60,9 +60,11 @@ def _pad(tile: np.ndarray, size: int) -> np.ndarray:
 
 
 def write_png(path, rgb_u8: np.ndarray) -> None:
+    """Write an RGB uint8 sheet; the suffix picks the format (.png lossless, .jpg quality 90)."""
     import cv2
 
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb_u8, cv2.COLOR_RGB2BGR)):
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if str(path).lower().endswith((".jpg", ".jpeg")) else []
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb_u8, cv2.COLOR_RGB2BGR), params):
         raise OSError(f"could not write {path}")
 
 
@@ -72,7 +74,7 @@ __all__ = ["fit", "grid", "residual_to_rgb", "write_png"]
 def sample_caption(params: dict, residual: np.ndarray) -> str:
     """Two short lines: what was simulated, and the label's over/under shares."""
     if params.get("kind") == "iea40k":
-        head = f"{params.get('img_id', '')}"
+        head = str(params.get("img_id", "")).rsplit(".", 1)[0].split("__")[-1][-20:]
     elif params.get("original"):
         head = "original (0 EV)"
     else:
