@@ -411,3 +411,12 @@ def test_more_bad_area_never_raises_a_global_preset_score(bad, extra, severe_sha
         low = score_row([rule_set], row(bad), SCAN)[f"score_{preset}"]
         high = score_row([rule_set], row(worse), SCAN)[f"score_{preset}"]
         assert high <= low + 1e-9, (preset, bad, worse)
+
+
+def test_absent_fallback_region_falls_back_to_global_and_says_so():
+    rule_set = parse_rule_text(MISSING.format(policy="use_subject").replace("global.bad_pct < 50", "false"))
+    residual = np.zeros((H, W), np.float32)
+    residual[:3] = 0.5  # 3 % bad overall
+    result = score_row([rule_set], row_for(residual, {}), SCAN)
+    assert result["score_m"] == 100.0
+    assert result["reasons_m"] == "face bad area 3 % < 5 % (no face, subject found: global used instead) → 100"

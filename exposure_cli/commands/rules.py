@@ -140,7 +140,8 @@ def explain_command(
     try:
         rule_sets = load_rule_sets(specs)
     except (RegistryError, RuleError) as exc:
-        raise _usage_error(str(exc)) from None
+        hint = "" if rules else " (the report names its rule sets, not their files: pass --rules FILE.toml)"
+        raise _usage_error(f"{exc}{hint}") from None
     index = _find_photo(df, photo)
     row = df.iloc[index]
     typer.echo(f"{row['path']}")

@@ -80,7 +80,8 @@ def get_rule_set(name: str) -> RuleSet:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return spec.endswith(".toml") or "/" in spec or "\\" in spec or Path(spec).is_file()
+    # a name never contains a path separator or ends in .toml; a file called "portrait" stays the preset
+    return spec.lower().endswith(".toml") or "/" in spec or "\\" in spec
 
 
 def load_rule_set(spec: str) -> RuleSet:

@@ -127,6 +127,7 @@ class _Outcome:
     memo: "_Memo"
     points: np.ndarray | None = None
     fallback: str | None = None
+    fallback_present: np.ndarray | None = None
 
 
 class TomlRuleSet(RuleSet):
@@ -198,7 +199,9 @@ class TomlRuleSet(RuleSet):
                 points = np.broadcast_to(
                     np.asarray(_eval_memo(condition.points, env, memo), dtype=np.float64), (frame.size,)
                 )
-        return _Outcome(fired=fired, missing=missing, memo=memo, points=points, fallback=fallback)
+        fallback_present = frame.present(fallback) if fallback else None
+        return _Outcome(fired=fired, missing=missing, memo=memo, points=points, fallback=fallback,
+                        fallback_present=fallback_present)
 
     def _any_missing(self, outcome: _Outcome, size: int) -> np.ndarray:
         result = np.zeros(size, dtype=bool)
@@ -316,7 +319,10 @@ class TomlRuleSet(RuleSet):
         text = " and ".join(texts) if texts else "always"
         missing = _missing_at(outcome, i)
         if missing and outcome.fallback:
-            text += f" (no {', '.join(missing)} found: {outcome.fallback} used instead)"
+            used = outcome.fallback
+            if used != "global" and not outcome.fallback_present[i]:
+                missing, used = missing + [used], "global"  # the fallback is absent too
+            text += f" (no {', '.join(missing)} found: {used} used instead)"
         return text
 
     def explain(self, frame: MetricFrame, index: int) -> list[dict[str, Any]]:
