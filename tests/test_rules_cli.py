@@ -96,3 +96,20 @@ def test_every_command_has_help_with_examples(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0
     assert "Examples:" in result.output
+
+
+def test_docs_describe_every_preset_metric_and_policy():
+    from pathlib import Path
+
+    from exposure_cli.rules.ruleset import MISSING_POLICIES
+    from exposure_cli.stats import REGION_METRICS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "RULES.md").read_text(encoding="utf-8")
+    for preset in rules.PRESETS:
+        assert f"| `{preset}` |" in text, preset
+    for metric in REGION_METRICS:
+        assert f"`{metric}`" in text, metric
+    for policy in MISSING_POLICIES:
+        assert f"`{policy}`" in text, policy
+    for command in ("rules explain", "rules validate", "rescore", "report"):
+        assert f"exposure {command}" in text, command

@@ -314,7 +314,13 @@ class TomlRuleSet(RuleSet):
     # -- reasons
     def _fired_text(self, condition: Condition, outcome: _Outcome, i: int) -> str:
         leaves = _leaves(condition.when, outcome.memo, i, True, self.defines)
-        texts = [_leaf_text(node, want, outcome.memo, i) for node, want in leaves]
+        texts = []
+        for node, want, define in leaves:
+            text = _leaf_text(node, want, outcome.memo, i)
+            # a comparison of a computed value reads better under the name the rule file gave it
+            if define and text and isinstance(node, expr.Compare) and not isinstance(node.left, expr.Name):
+                text = f"{define}: {text}"
+            texts.append(text)
         texts = [t for t in texts if t]
         text = " and ".join(texts) if texts else "always"
         missing = _missing_at(outcome, i)
@@ -480,22 +486,25 @@ def _at(memo: "_Memo", node: Node, i: int):
     return memo.at(node, i)
 
 
-def _leaves(node: Node, memo, i: int, want: bool, defines: Mapping[str, Node]) -> list[tuple[Node, bool]]:
-    """The comparisons (and exists/known calls) that make ``node`` evaluate to ``want`` for photo ``i``."""
+def _leaves(
+    node: Node, memo, i: int, want: bool, defines: Mapping[str, Node], define: str | None = None
+) -> list[tuple[Node, bool, str | None]]:
+    """The comparisons (and exists/known calls) that make ``node`` evaluate to ``want`` for photo ``i``,
+    each with the name of the definition it came from (if any)."""
     if isinstance(node, expr.Name) and node.name in defines:
-        return _leaves(defines[node.name], memo, i, want, defines)
+        return _leaves(defines[node.name], memo, i, want, defines, node.name)
     if isinstance(node, expr.Unary) and node.op == "not":
-        return _leaves(node.operand, memo, i, not want, defines)
+        return _leaves(node.operand, memo, i, not want, defines, define)
     if isinstance(node, expr.Binary) and node.op in ("and", "or"):
         conjunctive = (node.op == "and") == want  # all children matter
-        out: list[tuple[Node, bool]] = []
+        out: list[tuple[Node, bool, str | None]] = []
         for child in (node.left, node.right):
             if conjunctive or bool(_at(memo, child, i)) == want:
-                out.extend(_leaves(child, memo, i, want, defines))
+                out.extend(_leaves(child, memo, i, want, defines, define))
                 if not conjunctive:
                     break  # one witness is enough for "or" holding / "and" failing
         return out
-    return [(node, want)]
+    return [(node, want, define)]
 
 
 def _all_leaves(node: Node, defines: Mapping[str, Node]) -> list[Node]:
