@@ -489,6 +489,11 @@ def _check_inputs_vs_out(paths: Sequence[str], out_dir: Path) -> None:
             continue
         if real.is_file() and real.parent == out_real:
             raise ScanError(f"{p} is inside the output folder {out_dir}; choose another --out")
+        if real.is_dir() and real == out_real:
+            # The report, overlays/ and maps/ would land among the photos, and the next scan would
+            # take its own overlays for photos.
+            raise ScanError(f"the output folder {out_dir} is the scanned folder {p}; choose another --out "
+                            "(a folder inside it is fine)")
 
 
 def scan(

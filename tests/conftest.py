@@ -119,6 +119,14 @@ def long_mode(config=None) -> bool:
     return bool(config is not None and config.getoption("--long", default=False))
 
 
+def pytest_configure(config):
+    # `--long` sets the variable too, so loop counts read at import time (hypothesis settings) follow it.
+    import os
+
+    if config.getoption("--long", default=False):
+        os.environ["EXPOSURE_LONG"] = "1"
+
+
 def pytest_collection_modifyitems(config, items):
     # `slow` tests are the long-mode loops: skipped by default so CI stays fast.
     if long_mode(config):
@@ -127,12 +135,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-@pytest.fixture
-def long_run(request) -> bool:
-    """Whether the long mode is on, for tests that only scale their loop counts."""
-    return long_mode(request.config)
 
 
 # ----------------------------------------------------------------------------------- hostile corpus

@@ -100,6 +100,15 @@ def test_output_folder_inside_the_scanned_tree_through_a_symlink_is_not_scanned(
     assert again.total == 2  # its own overlays, reached through the link, are not inputs
 
 
+def test_output_folder_equal_to_a_scanned_folder_is_refused(tmp_path):
+    photos = _two_photos(tmp_path / "photos")
+    before = sorted(p.relative_to(photos) for p in photos.rglob("*"))
+    with pytest.raises(ScanError, match="is the scanned folder"):
+        scan([photos], out=photos, model="baseline", regions=False, overlays=True)
+    # Before the check, overlays landed among the photos and the next --resume scanned them as photos.
+    assert sorted(p.relative_to(photos) for p in photos.rglob("*")) == before
+
+
 # ------------------------------------------------------------------------------- no pickle, no eval
 
 
