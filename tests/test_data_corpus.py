@@ -142,3 +142,21 @@ def test_shipped_manifest_is_consistent() -> None:
     assert {f["source"] for f in kept} >= {"opencv-doc", "plasma-wallpapers", "gcompris", "skimage", "sklearn",
                                           "tuxpaint", "palapeli", "lxqt-themes", "blender-hdr"}
     assert all(f["reason"] for f in files if f["status"] == "rejected")
+
+
+def test_build_command_reproduces_and_reports_mismatches(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from exposure_cli.cli import app
+
+    make_corpus(tmp_path, monkeypatch)
+    manifest = tmp_path / "manifest.json"
+    ok = CliRunner().invoke(app, ["data", "build", str(tmp_path / "c2"), "--manifest", str(manifest)],
+                            catch_exceptions=False)
+    assert ok.exit_code == 0, ok.output
+    assert "6 kept files" in ok.output and "validation set:" in ok.output
+    assert (tmp_path / "c2" / "val" / "val.csv").exists()
+    write_image(tmp_path / "pkg" / "photo03x.png", photo_like(240, 320, seed=99))
+    bad = CliRunner().invoke(app, ["data", "build", str(tmp_path / "c3"), "--manifest", str(manifest), "--no-val"])
+    assert bad.exit_code == 1
+    assert "photo03x" in bad.output and "differs from manifest" in bad.output

@@ -56,3 +56,16 @@ def test_hdr_sweep_labels_fall_with_ev() -> None:
     ideal = mertens_ideal(rad)
     means = [float(render_ev(ideal, ev, linear=rad)[1].mean()) for ev in (-3, -1, 0, 1, 3)]
     assert all(b < a for a, b in zip(means, means[1:]))
+
+
+def test_reads_openexr_files(tmp_path) -> None:
+    OpenEXR = pytest.importorskip("OpenEXR", reason="HDR maps are read with the optional OpenEXR package")
+    from exposure_cli.data.hdr import read_exr
+
+    rgb = _panorama(16, 32)
+    path = tmp_path / "p.exr"
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with OpenEXR.File(header, {"RGB": rgb}) as f:
+        f.write(str(path))
+    back = read_exr(path.read_bytes())
+    assert back.shape == rgb.shape and np.allclose(back, rgb, rtol=1e-6)
