@@ -420,3 +420,20 @@ def test_absent_fallback_region_falls_back_to_global_and_says_so():
     result = score_row([rule_set], row_for(residual, {}), SCAN)
     assert result["score_m"] == 100.0
     assert result["reasons_m"] == "face bad area 3 % < 5 % (no face, subject found: global used instead) → 100"
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_definition_bombs_and_deep_chains_are_rejected_quickly(reverse):
+    import time
+
+    doubling = [f'd{i} = "d{i - 1} + d{i - 1}"' for i in range(1, 60)]
+    chain = [f'c{i} = "c{i - 1} + 1"' for i in range(1, 3000)]
+    for body, last in ((doubling, "d59"), (chain, "c2999")):
+        lines = ["d0 = \"global.over_pct\"", "c0 = \"global.over_pct\""] + body
+        if reverse:
+            lines = lines[::-1]
+        text = "\n".join(['name = "bomb"', "[define]", *lines, "[[rows]]", "score = 1", f'when = "{last} > 1"'])
+        started = time.perf_counter()
+        with pytest.raises(RuleError, match="too large|too deeply"):
+            parse_rule_text(text)
+        assert time.perf_counter() - started < 2

@@ -42,6 +42,11 @@ MAX_DEPTH = 60
 #: checker and evaluator recurse over it, so its length is capped too.
 MAX_TOKENS = 256
 
+#: Limits on a condition with its definitions expanded: a definition used twice by the next one doubles
+#: the tree (``d2 = "d1 + d1"`` …), so without them a 40-line rule file could take forever to score.
+MAX_EXPANDED_NODES = 5000
+MAX_EXPANDED_DEPTH = 200
+
 NUM = "num"
 BOOL = "bool"
 
@@ -508,6 +513,44 @@ def _unknown_name_message(name: str, names: Names) -> str:
         else:
             hint = suggest(region, list(names.regions) + ["image", "exif"])
     return f"unknown metric {name!r}{hint}"
+
+
+def measure(node: Node, defines: Mapping[str, Node]) -> tuple[int, int]:
+    """(node count, depth) of an expression with its definitions expanded; raises RuleError past the limits.
+
+    Definitions are measured once each, so this is linear in the size of the rule file even when the
+    expansion is huge. Call it after :func:`check` (which rejects cycles).
+    """
+    memo: dict[str, tuple[int, int]] = {}
+
+    def walk(n: Node) -> tuple[int, int]:
+        if isinstance(n, Name) and n.name in defines:
+            if n.name not in memo:
+                memo[n.name] = (0, 0)  # cycle guard; check() has already rejected real cycles
+                memo[n.name] = walk(defines[n.name])
+            return memo[n.name]
+        children: tuple[Node, ...] = ()
+        if isinstance(n, Unary):
+            children = (n.operand,)
+        elif isinstance(n, (Binary, Compare)):
+            children = (n.left, n.right)
+        elif isinstance(n, Call):
+            children = n.args
+        size, depth = 1, 0
+        for child in children:
+            child_size, child_depth = walk(child)
+            size += child_size
+            depth = max(depth, child_depth)
+        return size, depth + 1
+
+    size, depth = walk(node)
+    if size > MAX_EXPANDED_NODES or depth > MAX_EXPANDED_DEPTH:
+        raise RuleError(
+            f"expression is too large with its definitions expanded ({size} elements, {depth} levels deep; "
+            f"at most {MAX_EXPANDED_NODES} and {MAX_EXPANDED_DEPTH})",
+            column=node.pos + 1,
+        )
+    return size, depth
 
 
 def referenced_names(node: Node, names: Names | None = None, *, skip_exists: bool = True) -> set[str]:

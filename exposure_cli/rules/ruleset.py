@@ -831,9 +831,14 @@ def _parse(source: str, field: str, line: int | None, file: str) -> Node:
 
 def _check(node: Node, names: Names, expected: str | None, field: str, line: int | None, file: str) -> None:
     try:
+        expr.measure(node, names.defines)  # first: it bounds how deep check() has to recurse
         expr.check(node, names, expected=expected)
     except RuleError as exc:
         raise exc.located(file=file, field=field, line=line) from None
+    except RecursionError:
+        raise RuleError(
+            "expression is nested too deeply (through its definitions)", file=file, field=field, line=line
+        ) from None
 
 
 def _policy(value: Any, field: str, line: int | None, fail) -> str:
