@@ -129,7 +129,7 @@ def test_rescored_shares_match_pixels_for_thresholds_on_bin_edges():
 def test_rescore_equals_a_real_scan_with_the_same_rules(tmp_path, rule_file):
     import cv2
 
-    from tests.conftest import photo_like, write_image
+    from conftest import photo_like, write_image
 
     photos = tmp_path / "photos"
     for i, gain in enumerate((0.3, 1.0, 3.0, 8.0)):
