@@ -33,6 +33,10 @@ BASELINE = "baseline"
 AUC_EV = 2.0
 
 
+class AnalyzerUnavailable(ValueError):
+    """An analyzer could not be created (e.g. no weights found); the message says why."""
+
+
 @dataclass
 class EvalResult:
     """Metrics of one analyzer on one set (``None`` where the set has no rows for a metric)."""
@@ -248,7 +252,10 @@ def evaluate(
             options["weights"] = str(weights)
         if working_long_side:
             options["working_long_side"] = int(working_long_side)
-        analyzer = create_analyzer(name, **options)
+        try:
+            analyzer = create_analyzer(name, **options)
+        except (OSError, RuntimeError, ValueError) as exc:  # missing/invalid weights, bad options
+            raise AnalyzerUnavailable(f"cannot create analyzer {name!r}: {exc}") from exc
         try:
             cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
             results.append(evaluate_analyzer(analyzer, records, name, str(weights or ""), progress=cb))
@@ -285,6 +292,7 @@ def format_value(value: Any, fmt: str) -> str:
 
 
 __all__ = [
+    "AnalyzerUnavailable",
     "BASELINE",
     "COLUMNS",
     "EvalResult",

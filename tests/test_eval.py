@@ -136,3 +136,15 @@ def test_metric_functions() -> None:
     assert roc_auc([1], [1]) == 0.5
     assert roc_auc([0.2, 0.9], [0.5]) == 0.5
     assert roc_auc([], [1]) is None
+
+
+def test_unavailable_analyzer_is_a_usage_error(labelled_set) -> None:
+    root, _ = labelled_set
+
+    def broken(**_):
+        raise RuntimeError("no weights found; looked at: --weights (not given)")
+
+    if "test-broken" not in ANALYZERS:
+        ANALYZERS.register("test-broken", broken, origin="tests")
+    res = CliRunner().invoke(app, ["eval", str(root), "--model", "test-broken"])
+    assert res.exit_code == 2 and "cannot create analyzer 'test-broken'" in res.output

@@ -97,6 +97,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_table(result: dict) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -106,12 +107,13 @@ def _print_table(result: dict) -> None:
     zero = result.get("zero_map_mae")
     title = (f"exposure eval · {result['data']} · split {result['split']} · {result['images']} images ({kinds})"
              + (f" · zero map MAE {zero:.4f}" if zero is not None else ""))
-    table = Table(title=title, title_justify="left")
+    weights = [f"{r['model']}: {r['weights']}" for r in result["results"] if r.get("weights")]
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=("weights — " + "; ".join(weights)) if weights else None, caption_justify="left")
     table.add_column("model", no_wrap=True)
     for _, header, _ in COLUMNS:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", no_wrap=True)
     table.add_column("s", justify="right")
     for r in result["results"]:
-        name = r["model"] + (f" ({Path(r['weights']).name})" if r.get("weights") else "")
-        table.add_row(name, *[format_value(r.get(k), fmt) for k, _, fmt in COLUMNS], f"{r['seconds']:.1f}")
+        table.add_row(r["model"], *[format_value(r.get(k), fmt) for k, _, fmt in COLUMNS], f"{r['seconds']:.1f}")
     Console().print(table)
