@@ -148,3 +148,14 @@ def test_unavailable_analyzer_is_a_usage_error(labelled_set) -> None:
         ANALYZERS.register("test-broken", broken, origin="tests")
     res = CliRunner().invoke(app, ["eval", str(root), "--model", "test-broken"])
     assert res.exit_code == 2 and "cannot create analyzer 'test-broken'" in res.output
+
+
+def test_plain_iea40k_layout_gives_map_metrics_only(tmp_path) -> None:
+    from test_data_iea40k import _make_iea40k
+
+    labels = _make_iea40k(tmp_path)
+    out = evaluate(tmp_path, [("test-zero", None)], split="train", include_baseline=False)
+    (r,) = out["results"]
+    assert r["mae"] == pytest.approx(float(np.mean([np.abs(v).mean() for v in labels.values()])), rel=1e-6)
+    assert r["sweep_photos"] == 0 and r["sweep_monotonic_share"] is None
+    assert r["auc_under"] is None and r["auc_over"] is None and r["originals_mean_abs"] is None
