@@ -400,6 +400,56 @@ def test_fuzzed_rule_files_raise_only_validation_errors(doc, prefix):
         assert score != score or 0 <= score <= 100
 
 
+CONDITION_VOCAB = ["global.bad_pct", "person.bad_pct", "face.over_pct", "exif.iso", "known(exif.iso)",
+                   "exists(face)", "abs(global.mean_residual)", "min(global.bad_pct, 5)", "0", "2", "1e308", "20%",
+                   "and", "or", "not", "<", ">=", "==", "+", "-", "*", "/", "(", ")"]
+_NUM_ATOMS = st.sampled_from(["global.bad_pct", "person.bad_pct", "face.over_pct", "exif.iso", "global.mean_residual",
+                              "sky.severe_bad_pct", "0", "2", "-1", "1e308", "20%", "0.5"])
+NUM_EXPR = st.recursive(_NUM_ATOMS, lambda n: st.one_of(
+    st.tuples(n, st.sampled_from(["+", "-", "*", "/"]), n).map(" ".join),
+    n.map("abs({})".format), st.tuples(n, n).map(lambda t: f"min({t[0]}, {t[1]})"),
+    st.tuples(n, n).map(lambda t: f"max({t[0]}, {t[1]})"), n.map("-({})".format)), max_leaves=8)
+_BOOL_ATOMS = st.one_of(
+    st.tuples(NUM_EXPR, st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), NUM_EXPR).map(" ".join),
+    st.sampled_from(["exists(face)", "exists(sky)", "known(exif.iso)", "true", "false"]))
+BOOL_EXPR = st.recursive(_BOOL_ATOMS, lambda b: st.one_of(
+    st.tuples(b, st.sampled_from(["and", "or"]), b).map(" ".join), b.map("not ({})".format)), max_leaves=6)
+#: Mostly well-typed expressions (they load and get scored), some token soup (validation errors).
+CONDITIONS = st.one_of(BOOL_EXPR, BOOL_EXPR, BOOL_EXPR, st.lists(st.sampled_from(CONDITION_VOCAB), min_size=1,
+                                                                 max_size=12).map(" ".join))
+POINTS = st.one_of(NUM_EXPR, NUM_EXPR, BOOL_EXPR)
+
+
+@settings(max_examples=FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          derandomize=not long_mode())
+@given(CONDITIONS, POINTS, st.sampled_from(["deductions", "rows"]))
+def test_fuzzed_conditions_in_well_formed_rule_files_score_or_fail_validation(when, points, mode):
+    """Well-formed files with fuzzed conditions: most load, and those score hostile rows (NaN, ±inf, 1e308)."""
+    from hypothesis import event
+
+    from exposure_cli.stats import Thresholds
+
+    body = (f'[[deductions]]\nwhen = {json.dumps(when)}\npoints = {json.dumps(points)}\n'
+            if mode == "deductions" else f'[[rows]]\nscore = 70\nwhen = {json.dumps(when)}\n'
+            '[otherwise]\nscore = 10\n')
+    text = 'name = "f"\n' + ("start = 100\n" if mode == "deductions" else "") + body
+    try:
+        rule_set = parse_rule_text(text, file="fuzz.toml")
+    except RuleError as exc:
+        assert "fuzz.toml" in str(exc)
+        event("validation error")
+        return
+    event("loaded and scored")
+    for value in HOSTILE_ROW_VALUES:
+        row = {"status": "ok", "bad_pct": value, "over_pct": value, "person_bad_pct": value,
+               "face_over_pct": value, "exif_iso": value, "mean_residual": value, "sky_severe_bad_pct": value}
+        with np.errstate(all="ignore"):
+            scored = score_row([rule_set], row, Thresholds())
+        score = scored["score_f"]
+        assert score != score or 0 <= score <= 100, (text, value, score)
+        assert isinstance(scored["reasons_f"], str)
+
+
 # -------------------------------------------------------------------------------------- HTML report
 
 HOSTILE_TEXT = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "\"'><svg onload=alert(1)>",
