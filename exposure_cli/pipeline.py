@@ -443,10 +443,17 @@ def scan_metadata(analyzer: Analyzer, options: ScanOptions, rule_names: Sequence
         "thresholds": options.thresholds.as_dict(),
         "rule_sets": list(rule_names),
         "regions": bool(options.regions),
+        "region_detectors": _region_detectors() if options.regions else {},
         "roots": [str(r) for r in roots],
         "residual_convention": "r = grey(ideal) - grey(observed) in [-1, 1]; r<0 over-exposed, r>0 under-exposed",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _region_detectors() -> dict[str, str]:
+    from .regions import detector_status
+
+    return detector_status()
 
 
 _COMPARED_META = ("analyzer", "thresholds", "rule_sets", "regions")

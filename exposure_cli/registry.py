@@ -32,6 +32,7 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._origins: dict[str, str] = {}
         self._entry_points_loaded = entry_point_group is None
+        self._entry_point_error: Exception | None = None
 
     def register(self, name: str, obj: T | None = None, *, origin: str = "built-in"):
         """Register `obj` under `name`; usable as a decorator when `obj` is omitted."""
@@ -54,11 +55,20 @@ class Registry(Generic[T]):
         return _add(obj)
 
     def _load_entry_points(self) -> None:
+        if self._entry_point_error is not None:
+            # A broken plugin fails every lookup, not just the first one.
+            raise self._entry_point_error
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
         for ep in metadata.entry_points(group=self.entry_point_group):
-            self.register(ep.name, ep.load(), origin=f"plugin {ep.value}")
+            try:
+                self.register(ep.name, ep.load(), origin=f"plugin {ep.value}")
+            except Exception as exc:
+                error = exc if isinstance(exc, RegistryError) else RegistryError(
+                    f"cannot load {self.kind} plugin {ep.name!r} ({ep.value}): {type(exc).__name__}: {exc}")
+                self._entry_point_error = error
+                raise error from (None if error is exc else exc)
 
     def get(self, name: str) -> T:
         self._load_entry_points()

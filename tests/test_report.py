@@ -62,3 +62,10 @@ def test_write_report_preserves_extra_columns(tmp_path):
         back, meta = read_report(out)
         assert list(back.columns) == ["path", "status", "score_x", "grade_x"]
         assert back["score_x"][0] == 42.0 and meta["k"] == 1
+
+
+def test_jsonl_keeps_text_that_looks_like_dates_or_numbers(tmp_path):
+    df = pd.DataFrame({"path": ["2024-01-01.jpg", "123"], "status": ["ok", "ok"], "mtime": ["2024-01-01T00:00:00Z", None]})
+    back, _ = read_report(write_report(df, tmp_path / "r.jsonl", "jsonl", {}))
+    assert list(back["path"]) == ["2024-01-01.jpg", "123"]
+    write_report(back, tmp_path / "again.jsonl", "jsonl", {})  # round-trips without NaT

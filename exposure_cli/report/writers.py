@@ -289,7 +289,8 @@ def read_report(path: str | os.PathLike) -> tuple["pandas.DataFrame", dict[str, 
                 df[c] = [list(map(int, v.split())) if isinstance(v, str) and v else None for v in df[c]]
         return df, meta
     if suffix in (".jsonl", ".json"):
-        df = pd.read_json(path, lines=True, dtype={"path": str})
+        # No type guessing: paths that look like dates or numbers must stay text.
+        df = pd.read_json(path, lines=True, dtype=False)
         return df, meta
     raise ValueError(f"unknown report format: {path.name} (expected .parquet, .csv or .jsonl)")
 
