@@ -266,13 +266,12 @@ def _walk(root, recursive, include_hidden, follow_symlinks, excluded_real, real_
                     problem = "symlink points outside the scanned folders (use --follow-symlinks to scan it)"
             if problem is None:
                 try:
-                    mode = os.stat(full).st_mode
+                    # is_file() comes from the directory entry (no system call for plain files).
+                    if not entry.is_file(follow_symlinks=True):
+                        # A FIFO named like a photo would block the reader forever: never open it.
+                        problem = f"not a regular file ({_file_kind(os.stat(full).st_mode)})"
                 except OSError as exc:
                     problem = f"cannot stat: {exc.strerror or exc}"
-                else:
-                    # A FIFO named like a photo would block the reader forever: never open it.
-                    if not stat.S_ISREG(mode):
-                        problem = f"not a regular file ({_file_kind(mode)})"
             yield rel, full, problem
 
     yield from visit(root, [])

@@ -116,6 +116,16 @@ def test_hostile_corpus_through_the_cli_in_every_format(hostile, tmp_path):
         # Names with newlines, quotes, commas, semicolons and emoji survive every format exactly.
         assert sorted(df["path"]) == sorted(expect), fmt
         assert set(df["status"]) == {"ok", "error"}
+    # Streamed to stdout (no output folder, no journal): the same rows.
+    import io
+
+    import pandas as pd
+
+    res = runner.invoke(app, ["scan", str(root), "--out", "-", "--format", "jsonl", *FAST, "-q"],
+                        catch_exceptions=False)
+    assert res.exit_code == 0
+    streamed = pd.read_json(io.StringIO(res.stdout), lines=True, dtype={"path": str})
+    assert sorted(streamed["path"]) == sorted(expect)
 
 
 def test_awkward_names_passed_explicitly_on_the_command_line(tmp_path, monkeypatch):
