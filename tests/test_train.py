@@ -162,3 +162,41 @@ def test_train_command_usage_errors(tmp_path):
     assert bad_device.exit_code == 2 and "--device" in bad_device.output
     empty = runner.invoke(app, ["train", "--data", str(tmp_path), "--steps", "1"])
     assert empty.exit_code == 2 and "neither a corpus" in empty.output
+
+
+def test_ev_twins_match_a_direct_re_exposure():
+    from exposure_cli.training.twins import make_twins
+
+    rng = np.random.default_rng(3)
+    ideal = np.clip(rng.uniform(0.2, 0.6, (1, 1, 3)) * np.ones((16, 16, 3)), 0, 1).astype(np.float32)
+    ideal_lin = srgb_to_linear(ideal)
+    observed = linear_to_srgb(ideal_lin * 2.0**-1.0)  # one stop under
+    label = grey(ideal) - grey(observed)
+    images = torch.from_numpy(observed).permute(2, 0, 1)[None]
+    residuals = torch.from_numpy(label)[None, None]
+    twins, twin_res, delta = make_twins(images, residuals, (0.75, 0.75), torch.Generator().manual_seed(0))
+    direct = linear_to_srgb(ideal_lin * 2.0 ** (-1.0 + float(delta[0])))
+    np.testing.assert_allclose(twins[0].permute(1, 2, 0).numpy(), direct, atol=1 / 255)
+    np.testing.assert_allclose(twin_res[0, 0].numpy(), grey(ideal) - grey(direct), atol=2 / 255)
+
+
+def test_clipped_crops_are_only_brightened():
+    from exposure_cli.training.twins import make_twins
+
+    images = torch.full((32, 3, 8, 8), 0.4)
+    images[:, :, :2, :] = 1.0  # a blown band
+    _, _, delta = make_twins(images, torch.zeros(32, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    assert (delta > 0).all()
+    _, _, free = make_twins(torch.full((32, 3, 8, 8), 0.4), torch.zeros(32, 1, 8, 8),
+                            generator=torch.Generator().manual_seed(0))
+    assert (free > 0).any() and (free < 0).any()
+
+
+def test_ranking_loss_penalises_only_wrong_or_too_small_gaps():
+    from exposure_cli.training.twins import ranking_loss
+
+    label_a, label_b = torch.full((1, 1, 4, 4), 0.3), torch.full((1, 1, 4, 4), 0.1)  # b is brighter
+    ordered = ranking_loss(torch.full_like(label_a, 0.25), torch.full_like(label_b, 0.05), label_a, label_b)
+    reversed_ = ranking_loss(torch.full_like(label_a, 0.05), torch.full_like(label_b, 0.25), label_a, label_b)
+    too_close = ranking_loss(torch.full_like(label_a, 0.2), torch.full_like(label_b, 0.18), label_a, label_b)
+    assert ordered == 0 and reversed_ > too_close > 0

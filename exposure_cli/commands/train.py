@@ -33,6 +33,9 @@ def train_command(
     crop: int = typer.Option(256, "--crop", min=64, help="Training crop size in pixels."),
     lr: float = typer.Option(2e-3, "--lr", min=0.0, help="Peak learning rate (AdamW, warm-up + cosine)."),
     explore_share: float = typer.Option(0.3, "--explore-share", min=0.0, max=1.0, help="Share of training with the EAT exploration schedule."),
+    twin_share: float = typer.Option(0.5, "--twin-share", min=0.0, max=0.5, help="Share of each batch made of EV twins (same crop, another exposure) ordered by a ranking loss; 0 turns them off."),
+    rank_weight: float = typer.Option(1.0, "--rank-weight", min=0.0, help="Weight of the twins' ranking loss."),
+    max_ev: float = typer.Option(4.0, "--max-ev", min=0.5, max=5.0, help="Corpus training data: global EV shifts drawn in ±max-ev (validation keeps the simulator default)."),
     samples_per_epoch: int = typer.Option(1_000_000, "--samples-per-epoch", min=1, help="Simulated crops per epoch (corpus data; every index is a different simulation, so keep it large)."),
     seed: int = typer.Option(0, "--seed", help="Seed of init, data order and simulation."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
@@ -88,12 +91,16 @@ def train_command(
         amp=amp,
         threads=threads,
         workers=workers if workers is not None else (8 if on_gpu else 1),
+        twin_share=twin_share,
+        rank_weight=rank_weight,
+        simulator={"global_ev": (-max_ev, max_ev)},
         checkpoint_every_s=checkpoint_every,
         validate_every_s=validate_every,
     )
     try:
         train_set, val_set, data_info = open_datasets(
-            data, DataFormat(data_format.value), crop=crop, seed=seed, samples_per_epoch=samples_per_epoch
+            data, DataFormat(data_format.value), crop=crop, seed=seed, samples_per_epoch=samples_per_epoch,
+            simulator=config.simulator,
         )
     except (FileNotFoundError, ValueError) as exc:
         _usage_error(str(exc))

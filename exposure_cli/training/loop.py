@@ -61,6 +61,11 @@ class TrainConfig:
         validate_every_s: Seconds between validations (also at the end).
         val_batches: Validation batches per validation.
         grad_clip: Gradient-norm clip.
+        twin_share: Share of each batch made of EV twins of the other crops (≤ 0.5; see :mod:`.twins`).
+        twin_ev: Range of the twins' extra exposure |δ| in stops.
+        rank_weight: Weight of the twin ranking term.
+        simulator: Overrides of the corpus simulator's config (``SimulatorConfig``), e.g. a global EV range
+            wider than the ±3 EV the evaluation sweeps, so the sweep's ends are not the prior's edges.
     """
 
     architecture: str = "eat_iea"
@@ -86,6 +91,10 @@ class TrainConfig:
     validate_every_s: float = 300.0
     val_batches: int = 8
     grad_clip: float = 1.0
+    twin_share: float = 0.5
+    twin_ev: tuple[float, float] = (0.5, 2.0)
+    rank_weight: float = 1.0
+    simulator: dict[str, Any] = field(default_factory=lambda: {"global_ev": (-4.0, 4.0)})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,7 +189,12 @@ def _endless(loader_factory: Callable[[int], Iterable[Any]], start_epoch: int) -
         epoch += 1
 
 
-def _make_loader(dataset: Any, config: TrainConfig, epoch: int, shuffle: bool, seed_offset: int = 0):
+def _twin_count(config: TrainConfig) -> int:
+    return min(int(round(config.batch_size * config.twin_share)), config.batch_size // 2)
+
+
+def _make_loader(dataset: Any, config: TrainConfig, epoch: int, shuffle: bool, seed_offset: int = 0,
+                 batch_size: int | None = None):
     import torch
     from torch.utils.data import DataLoader, IterableDataset
 
@@ -189,11 +203,12 @@ def _make_loader(dataset: Any, config: TrainConfig, epoch: int, shuffle: bool, s
     generator = torch.Generator()
     generator.manual_seed(config.seed * 1_000_003 + epoch + seed_offset)
     iterable = isinstance(dataset, IterableDataset)
+    batch_size = batch_size or config.batch_size
     return DataLoader(
         dataset,
-        batch_size=config.batch_size,
+        batch_size=batch_size,
         shuffle=shuffle and not iterable,
-        drop_last=not iterable and len(dataset) >= config.batch_size,
+        drop_last=not iterable and len(dataset) >= batch_size,
         num_workers=config.workers,
         generator=generator,
         persistent_workers=False,
@@ -277,6 +292,7 @@ def train(
 
     from ..analyzers.eat import save_weights
     from ..models import create_model, model_config
+    from .twins import make_twins, ranking_loss
 
     if not config.steps and not config.minutes:
         raise ValueError("set a step budget (steps) or a time budget (minutes), or both")
@@ -375,13 +391,17 @@ def train(
             if export_dir is not None:
                 save_weights(model, export_dir, card(record))
 
+    _stop_on_sigterm()
     model.train()
     # The sample order depends on the step a (resumed) run starts from, so a resume sees new samples.
     start_step = step
-    data = _endless(lambda e: _make_loader(train_dataset, config, e, shuffle=True, seed_offset=7919 * start_step), epoch)
+    n_twins = _twin_count(config)
+    data = _endless(lambda e: _make_loader(train_dataset, config, e, shuffle=True, seed_offset=7919 * start_step,
+                                           batch_size=config.batch_size - n_twins), epoch)
+    twin_generator = torch.Generator().manual_seed(config.seed * 1_000_003 + 17 + start_step)
     last_log = last_ckpt = last_val = time.monotonic()
     window: list[float] = []
-    window_parts: dict[str, float] = {"l1": 0.0, "mean": 0.0}
+    window_parts: dict[str, float] = {"l1": 0.0, "mean": 0.0, "rank": 0.0}
     last_loss = float("nan")
     progress = progress_of(step, elapsed, config)
     try:
@@ -389,6 +409,11 @@ def train(
             tick = time.perf_counter()
             epoch, batch = next(data)
             images, target = _to_tensor_batch(batch, device)
+            if n_twins:
+                twins, twin_target, _ = make_twins(images[:n_twins].cpu(), target[:n_twins].cpu(), config.twin_ev,
+                                                   twin_generator)
+                images = torch.cat([images, twins.to(device)])
+                target = torch.cat([target, twin_target.to(device)])
             if device.startswith("cuda"):
                 images = images.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
@@ -397,7 +422,13 @@ def train(
                 model.set_explore(explore_strength(progress, config))
             with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
                 pred = model(images)
-            loss, parts = exposure_loss(pred.float(), target, config.mean_weight, config.gradient_weight)
+            pred = pred.float()
+            loss, parts = exposure_loss(pred, target, config.mean_weight, config.gradient_weight)
+            parts["rank"] = 0.0
+            if n_twins and config.rank_weight:
+                rank = ranking_loss(pred[:n_twins], pred[-n_twins:], target[:n_twins], target[-n_twins:])
+                loss = loss + config.rank_weight * rank
+                parts["rank"] = float(rank.detach())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at step {step}")
             optimizer.zero_grad(set_to_none=True)
@@ -419,13 +450,14 @@ def train(
                     "kind": "train", "step": step, "epoch": epoch, "minutes": round(elapsed / 60, 2),
                     "progress": round(progress, 4), "loss": sum(window) / len(window),
                     "l1": window_parts["l1"] / len(window), "mean_err": window_parts["mean"] / len(window),
+                    "rank": window_parts["rank"] / len(window),
                     "lr": optimizer.param_groups[0]["lr"], "explore": explore_strength(progress, config),
                     "steps_per_s": len(window) / max(now - last_log, 1e-9),
                 }
                 _append_metrics(out, record)
-                log.info("step %d (%.0f%%) loss %.4f l1 %.4f mean-err %.4f lr %.2e explore %.2f %.2f steps/s",
-                         step, 100 * progress, record["loss"], record["l1"], record["mean_err"], record["lr"],
-                         record["explore"], record["steps_per_s"])
+                log.info("step %d (%.0f%%) loss %.4f l1 %.4f mean-err %.4f rank %.4f lr %.2e explore %.2f "
+                         "%.2f steps/s", step, 100 * progress, record["loss"], record["l1"], record["mean_err"],
+                         record["rank"], record["lr"], record["explore"], record["steps_per_s"])
                 window, window_parts, last_log = [], {k: 0.0 for k in window_parts}, now
             if now - last_val >= config.validate_every_s:
                 validate()
@@ -444,6 +476,24 @@ def train(
     save_checkpoint()
     log.info("finished: %d steps, %.1f min, best validation MAE %s", step, elapsed / 60, best_mae)
     return TrainResult(step, elapsed, last_loss, best_mae, out / "best", history)
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM (``kill PID``) into SystemExit so the loop's ``finally`` writes a last checkpoint.
+
+    Background runs (``nohup … &``) ignore SIGINT, so SIGTERM is how they are stopped.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _handler(signum: int, frame: Any) -> None:
+        log.info("SIGTERM: writing a checkpoint and stopping")
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, _handler)
 
 
 def _append_metrics(out: Path, record: dict[str, Any]) -> None:

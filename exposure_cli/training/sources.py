@@ -63,9 +63,15 @@ def open_datasets(
     seed: int = 0,
     samples_per_epoch: int = 2048,
     val_samples: int = 256,
+    simulator: dict[str, Any] | None = None,
 ) -> tuple[Any, Any | None, dict[str, Any]]:
-    """Training dataset, validation dataset (None if the data has no validation split), data description."""
+    """Training dataset, validation dataset (None if the data has no validation split), data description.
+
+    `simulator` overrides fields of the corpus simulator's config for the *training* stream only; the
+    validation stream always uses the simulator's defaults, so runs stay comparable.
+    """
     from ..data.dataset import ExposureDataset
+    from ..data.simulator import SimulatorConfig
 
     root = Path(root).expanduser()
     if not root.exists():
@@ -73,7 +79,9 @@ def open_datasets(
     if fmt is DataFormat.auto:
         fmt = detect_format(root)
     if fmt is DataFormat.corpus:
-        train = ExposureDataset.from_corpus(root, split="train", crop=crop, seed=seed, samples_per_epoch=samples_per_epoch)
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in (simulator or {}).items()}
+        train = ExposureDataset.from_corpus(root, split="train", crop=crop, seed=seed, samples_per_epoch=samples_per_epoch,
+                                            config=SimulatorConfig(**overrides))
         try:
             val = ExposureDataset.from_corpus(root, split="val", crop=crop, seed=VAL_SEED, samples_per_epoch=val_samples)
         except (ValueError, FileNotFoundError, KeyError):
