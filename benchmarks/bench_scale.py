@@ -1,7 +1,7 @@
 """Scale-out benchmark: the local engine vs the Ray engine with 1 and 2 workers, plus per-image costs.
 
 Usage:
-    python benchmarks/bench_scale.py                       # baseline + EAT (random weights), 96 photos
+    python benchmarks/bench_scale.py                       # baseline + EAT (random weights), 96 photos, 2 runs each
     python benchmarks/bench_scale.py --files 48 --models baseline --json /tmp/scale.json
 
 It generates its own JPEGs (cached under --data) and, for the ``eat`` model, a full-size EAT-IEA network
@@ -12,8 +12,10 @@ with random weights saved as safetensors (inference cost does not depend on the 
 2. **driver ingest**: rows per second the driver can take back from Ray (JSON parse + journal append with
    one fsync per batch) — the ceiling of the "rows back to the driver" design;
 3. **end-to-end** ``scan()``: local engine, then Ray with ``concurrency`` 1 and 2 on one private local
-   Ray instance (its start-up is timed once, separately). ``wall`` includes the actors' start and model
-   load; ``steady`` is first row → last row (what a long job sees).
+   Ray instance (its start-up is timed once, separately). Each case scans ``--small`` photos and then
+   all ``--files``: ``wall`` includes the actors' start and model load; ``marginal`` = extra photos ÷
+   extra seconds, the fixed costs cancelling out (what a long job sees). Cases run interleaved
+   ``--repeat`` times and the best of each is kept, because a shared machine's load drifts.
 
 Prints a table and writes JSON (machine, load average, every number). docs/SCALE.md quotes it.
 """
@@ -72,8 +74,9 @@ def random_eat_weights(folder: Path) -> Path:
     return folder
 
 
-def per_image_costs(photos: list[Path], model: str, weights: str | None) -> dict:
-    """Single-thread seconds per image for decode, model, statistics + regions."""
+def per_image_costs(photos: list[Path], model: str, weights: str | None, reps: int = 3) -> dict:
+    """Single-thread seconds per image (best of `reps`): decode, model (network + CPU upsampling for
+    ``eat``), statistics + regions + rows."""
     import torch
 
     from exposure_cli.analyzers import create_analyzer
@@ -81,25 +84,64 @@ def per_image_costs(photos: list[Path], model: str, weights: str | None) -> dict
     from exposure_cli.pipeline import BatchProcessor, ScanOptions, decode_item
     from exposure_cli.stats import Thresholds
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     items = list(discover([photos[0].parent]))[: min(len(photos), 24)]
     options = ScanOptions()
     analyzer = create_analyzer(model, weights=weights, device="cpu", batch_size=8)
-    t = time.perf_counter()
-    decoded = [decode_item(it, options, analyzer.working_long_side) for it in items]
-    decode_s = (time.perf_counter() - t) / len(items)
-    t = time.perf_counter()
-    for start in range(0, len(decoded), 8):
-        analyzer.analyze_batch([d.image.rgb for d in decoded[start:start + 8]])
-    model_s = (time.perf_counter() - t) / len(items)
-    processor = BatchProcessor(analyzer, Thresholds(), (), None, regions=True)
-    t = time.perf_counter()
-    for start in range(0, len(decoded), 8):
-        processor.process(decoded[start:start + 8])
-    process_s = (time.perf_counter() - t) / len(items)
+    batches = range(0, len(items), 8)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times) / len(items)
+
+    decoded: list = []
+    decode_s = best(lambda: decoded.__setitem__(slice(None), [decode_item(it, options, analyzer.working_long_side)
+                                                              for it in items]))
+    maps: list = []
+    model_s = best(lambda: maps.__setitem__(slice(None), [analyzer.analyze_batch([d.image.rgb for d in decoded[i:i + 8]])
+                                                          for i in batches]))
+    network_s = None
+    if hasattr(analyzer, "_run"):  # eat: the network alone, on the working-size images
+        import cv2
+
+        from exposure_cli.analyzers.eat import working_size
+
+        small = []
+        for d in decoded:
+            h, w = working_size(*d.image.rgb.shape[:2], analyzer.working_long_side)
+            small.append(cv2.resize(d.image.rgb, (w, h), interpolation=cv2.INTER_AREA))
+        network_s = best(lambda: [analyzer._run(small[i:i + 8]) for i in batches])
+
+    class Replay:
+        """Returns the maps computed above, so only statistics, regions and rows are timed."""
+
+        info = analyzer.info
+        working_long_side = analyzer.working_long_side
+
+        def __init__(self) -> None:
+            self.queue: list = []
+
+        def analyze_batch(self, images):
+            return self.queue.pop(0)
+
+    replay = Replay()
+    processor = BatchProcessor(replay, Thresholds(), (), None, regions=True)  # type: ignore[arg-type]
+
+    def process_all() -> None:
+        replay.queue = list(maps)
+        for i in batches:
+            processor.process(decoded[i:i + 8])
+
+    stats_s = best(process_all)
     analyzer.close()
-    return {"decode_s": decode_s, "model_s": model_s, "stats_regions_s": max(0.0, process_s - model_s),
-            "images": len(items), "analysis_shape": list(decoded[0].image.rgb.shape[:2])}
+    torch.set_num_threads(threads)  # the local-engine scans that follow use every core
+    return {"decode_s": decode_s, "model_s": model_s, "network_s": network_s, "stats_regions_s": stats_s,
+            "images": len(items), "analysis_shape": list(decoded[0].image.rgb.shape[:2]), "reps": reps}
 
 
 def driver_ingest(sample_row: dict, rows: int = 20000, batch: int = 8) -> dict:
@@ -121,18 +163,20 @@ def driver_ingest(sample_row: dict, rows: int = 20000, batch: int = 8) -> dict:
 def timed_scan(paths, **options) -> dict:
     from exposure_cli.pipeline import scan
 
-    stamps: list[float] = []
     t = time.perf_counter()
-    result = scan(paths, progress=lambda done, errors, n: stamps.append(time.perf_counter()), **options)
+    result = scan(paths, **options)
     wall = time.perf_counter() - t
-    n = result.processed
-    steady = None
-    if len(stamps) > 2:
-        # rows after the first batch, over the time since the first batch came back
-        first_batch = n / len(stamps)
-        steady = (n - first_batch) / (stamps[-1] - stamps[0]) if stamps[-1] > stamps[0] else None
-    return {"images": n, "errors": result.errors, "wall_s": wall, "images_per_s": n / wall,
-            "steady_images_per_s": steady}
+    return {"images": result.processed, "errors": result.errors, "wall_s": wall,
+            "images_per_s": result.processed / wall}
+
+
+def linked_subset(photos: list[Path], folder: Path) -> Path:
+    """A folder of hard links to `photos` (scan exactly these, whatever the cache holds)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in photos:
+        if not (folder / p.name).exists():
+            os.link(p, folder / p.name)
+    return folder
 
 
 def main() -> None:
@@ -142,22 +186,30 @@ def main() -> None:
     ap.add_argument("--size", default="1600x1200", help="photo size WxH")
     ap.add_argument("--models", default="baseline,eat")
     ap.add_argument("--workers", default="1,2", help="Ray worker counts to measure")
+    ap.add_argument("--small", type=int, default=16, help="photos in the small scan that measures fixed costs")
+    ap.add_argument("--costs-only", action="store_true", help="only the per-image costs (no Ray, no scans)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per case (interleaved); the best is reported")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results_scale.json")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     width, height = (int(v) for v in args.size.lower().split("x"))
     folder = make_photos(args.data / f"photos_{width}x{height}", args.files, width, height)
     photos = sorted(folder.glob("*.jpg"))[: args.files]
-    if len(photos) < len(list(folder.glob("*.jpg"))):  # a cache with more files: scan exactly --files
-        folder = args.data / f"photos_{width}x{height}_{args.files}"
-        folder.mkdir(exist_ok=True)
-        for p in photos:
-            if not (folder / p.name).exists():
-                os.link(p, folder / p.name)
-        photos = sorted(folder.glob("*.jpg"))
+    full = linked_subset(photos, args.data / f"scan_{width}x{height}_{len(photos)}")
+    small = linked_subset(photos[: args.small], args.data / f"scan_{width}x{height}_{args.small}")
     out = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                        "loadavg_start": os.getloadavg()},
            "files": len(photos), "size": [width, height], "models": {}}
+
+    if args.costs_only:
+        for model in args.models.split(","):
+            weights = str(random_eat_weights(args.data / "eat_random")) if model == "eat" else None
+            out["models"][model] = {"per_image": per_image_costs(photos, model, weights)}
+            print(model, {k: round(v * 1e3, 2) if isinstance(v, float) else v
+                          for k, v in out["models"][model]["per_image"].items()})
+        out["machine"]["loadavg_end"] = os.getloadavg()
+        args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
+        return
 
     from exposure_cli.engines import prepare_ray_environment
 
@@ -175,21 +227,41 @@ def main() -> None:
             weights = str(random_eat_weights(args.data / "eat_random")) if model == "eat" else None
             res: dict = {"per_image": per_image_costs(photos, model, weights), "scans": {}}
             pi = res["per_image"]
-            print(f"[{model}] per image, 1 thread: decode {pi['decode_s'] * 1e3:.1f} ms, model "
-                  f"{pi['model_s'] * 1e3:.1f} ms, stats+regions {pi['stats_regions_s'] * 1e3:.1f} ms", flush=True)
+            net = f" (network {pi['network_s'] * 1e3:.1f} ms)" if pi["network_s"] else ""
+            print(f"[{model}] per image, 1 thread, best of {pi['reps']}: decode {pi['decode_s'] * 1e3:.1f} ms, model "
+                  f"{pi['model_s'] * 1e3:.1f} ms{net}, stats+regions {pi['stats_regions_s'] * 1e3:.1f} ms", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
                 common = dict(model=model, weights=weights, device="cpu", batch_size=8)
                 cases = [("local", {})] + [(f"ray x{w}", {"engine": "ray", "concurrency": int(w)})
                                            for w in args.workers.split(",")]
-                for name, extra in cases:
-                    r = timed_scan([folder], out=Path(tmp) / name.replace(" ", "_"), **common, **extra)
-                    res["scans"][name] = r
-                    steady = r["steady_images_per_s"]
-                    print(f"[{model}] {name:8s}: {r['images']} images in {r['wall_s']:.1f} s = "
-                          f"{r['images_per_s']:.2f} img/s (steady {steady and f'{steady:.2f}'} img/s)", flush=True)
+                runs: dict[str, list[dict]] = {name: [] for name, _ in cases}
+                for rep in range(args.repeat):  # interleaved, so load drift hits every case alike
+                    for name, extra in cases:
+                        tag = f"{name.replace(' ', '_')}_{rep}"
+                        few = timed_scan([small], out=Path(tmp) / f"{tag}_small", **common, **extra)
+                        many = timed_scan([full], out=Path(tmp) / tag, **common, **extra)
+                        # the fixed cost (start-up, model load) cancels out of the difference
+                        extra_s = many["wall_s"] - few["wall_s"]
+                        marginal = (many["images"] - few["images"]) / extra_s if extra_s > 0 else float("nan")
+                        runs[name].append({"small": few, "full": many, "marginal_images_per_s": marginal})
+                        print(f"[{model}] {name:8s} #{rep + 1}: {few['images']} images in {few['wall_s']:.1f} s, "
+                              f"{many['images']} in {many['wall_s']:.1f} s = {many['images_per_s']:.2f} img/s; "
+                              f"marginal {marginal:.2f} img/s", flush=True)
+                for name, rs in runs.items():
+                    res["scans"][name] = {
+                        "best_small_wall_s": min(r["small"]["wall_s"] for r in rs),
+                        "best_full_wall_s": min(r["full"]["wall_s"] for r in rs),
+                        "best_images_per_s": max(r["full"]["images_per_s"] for r in rs),
+                        "best_marginal_images_per_s": max((r["marginal_images_per_s"] for r in rs
+                                                           if r["marginal_images_per_s"] == r["marginal_images_per_s"]),
+                                                          default=None),
+                        "median_full_wall_s": float(np.median([r["full"]["wall_s"] for r in rs])),
+                        "median_marginal_images_per_s": float(np.nanmedian([r["marginal_images_per_s"] for r in rs])),
+                        "runs": rs,
+                    }
                 from exposure_cli.report.writers import Journal
 
-                sample = next(Journal(Path(tmp) / "local").rows())  # a real row, as the driver receives it
+                sample = next(Journal(Path(tmp) / "local_0").rows())  # a real row, as the driver receives it
             out["models"][model] = res
         from exposure_cli.engines.ray_engine import FLUSH_ROWS
 

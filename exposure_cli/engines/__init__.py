@@ -72,6 +72,8 @@ def require_ray(loopback: bool = True) -> ModuleType:
         raise EngineUnavailable(
             f"--engine ray needs Ray Data, which is not installed ({exc}). Install the extra: {RAY_INSTALL_HINT}"
         ) from None
+    # Ray modules keep raising DeprecationWarnings on use (not only on import); not ours to act on.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
     return ray
 
 

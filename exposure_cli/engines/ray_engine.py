@@ -173,6 +173,7 @@ class ScanWorker:
         self.write_pool = ThreadPoolExecutor(max(1, spec.decode_threads // 2), thread_name_prefix="write")
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
+        """Rows (as JSON text, exactly what the journal stores) for one batch of input records."""
         items = [_item_from_record(str(text)) for text in batch["item"]]
         working = self.analyzer.working_long_side
         futures = [self.decode_pool.submit(decode_item, item, self.options, working) for item in items]
@@ -185,7 +186,7 @@ class ScanWorker:
                 decoded.append(Decoded(item, error=f"decoding took longer than {self.options.file_timeout:g} s; skipped"))
         rows, pending = self.processor.process(decoded, self.write_pool)
         rows = _settle(rows, pending)  # overlay/map files on disk before their rows are reported
-        return {"path": [r["path"] for r in rows], "row": [row_to_json(r) for r in rows]}
+        return {"row": [row_to_json(r) for r in rows]}
 
 
 # ------------------------------------------------------------------------------------------ driver
@@ -246,6 +247,8 @@ def _connect(ray: Any, options: ScanOptions) -> bool:
 #: per 256 rows at ~7,000 (benchmarks/bench_scale.py). A crash loses at most that much finished work.
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 1.0
+#: Upper bound on input blocks (a million inputs → 500 per block; each block is split into batches).
+MAX_BLOCKS = 2000
 
 
 def _coalesce(batches: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
@@ -293,7 +296,8 @@ def run_ray(todo: Sequence[InputFile], options: ScanOptions,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             # Enough blocks that every actor gets work, few enough that scheduling stays cheap.
-            blocks = max(1, min(len(todo), max(plan.actors * 4, math.ceil(len(todo) / (options.batch_size * 4)))))
+            blocks = max(plan.actors * 4, min(MAX_BLOCKS, math.ceil(len(todo) / (options.batch_size * 4))))
+            blocks = max(1, min(len(todo), blocks))
             ds = ray.data.from_items([{"item": _item_record(item)} for item in todo], override_num_blocks=blocks)
             ds = ds.map_batches(
                 ScanWorker,
@@ -304,15 +308,17 @@ def run_ray(todo: Sequence[InputFile], options: ScanOptions,
                 num_cpus=plan.cpus_per_actor,
                 num_gpus=plan.gpus_per_actor or None,
             )
-            batches = ds.iter_batches(batch_size=None, batch_format="numpy")
-            try:
-                yield from _coalesce(([json.loads(text) for text in batch["row"]] for batch in batches))
-            except (KeyboardInterrupt, GeneratorExit, ScanError):
-                raise
-            except Exception as exc:  # a worker crash: rows so far are journaled; say how to continue
-                first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                raise ScanError(f"the Ray job failed: {first}. Rows finished so far are kept; "
-                                "fix the cause and re-run with --resume") from exc
+        # Iterate outside catch_warnings: this generator is suspended between batches, and the
+        # warning filters must not stay swapped while the caller runs.
+        batches = ds.iter_batches(batch_size=None, batch_format="numpy")
+        try:
+            yield from _coalesce(([json.loads(text) for text in batch["row"]] for batch in batches))
+        except (KeyboardInterrupt, GeneratorExit, ScanError):
+            raise
+        except Exception as exc:  # a worker crash: rows so far are journaled; say how to continue
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise ScanError(f"the Ray job failed: {first}. Rows finished so far are kept; "
+                            "fix the cause and re-run with --resume") from exc
     finally:
         if connected:
             ray.shutdown()
