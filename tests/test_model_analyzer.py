@@ -120,3 +120,23 @@ def test_guided_upsampling_follows_guide_edges():
 def test_unknown_device_is_rejected(tiny_weights):
     with pytest.raises(ValueError, match="device"):
         create_analyzer("eat", weights=tiny_weights, device="tpu")
+
+
+def test_default_analyzer_is_eat_with_the_shipped_weights(monkeypatch):
+    from exposure_cli.analyzers import DEFAULT_ANALYZER
+    from exposure_cli.analyzers.eat import shipped_weights_dir, verify_weights
+
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    shipped = shipped_weights_dir()
+    assert DEFAULT_ANALYZER == "eat"
+    assert shipped is not None, "no weights shipped: weights/model.safetensors + card.json are missing"
+    loaded = verify_weights(shipped / WEIGHTS_FILE)
+    assert loaded.card["architecture"] == "eat_iea"
+    assert loaded.card["working_long_side"] == 512
+    analyzer = create_analyzer()  # the default, with the shipped weights
+    assert analyzer.info.name == "eat" and analyzer.info.weights_sha256 == loaded.sha256
+    rng = np.random.default_rng(0)
+    dark = (rng.random((90, 120, 3)) * 0.08).astype(np.float32)
+    bright = np.clip(0.9 + rng.random((90, 120, 3)) * 0.1, 0, 1).astype(np.float32)
+    dark_map, bright_map = analyzer.analyze_batch([dark, bright])
+    assert dark_map.shape == (90, 120) and dark_map.mean() > bright_map.mean()

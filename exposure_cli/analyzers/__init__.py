@@ -14,7 +14,8 @@ from .base import Analyzer, AnalyzerInfo
 #: name → factory(**options) -> Analyzer. Options: device, weights, working_long_side, batch_size.
 ANALYZERS: Registry[Callable[..., Analyzer]] = Registry("analyzer", "exposure_cli.analyzers")
 
-DEFAULT_ANALYZER = "baseline"
+#: The learned model; its weights ship in the wheel (weights/ → exposure_cli/_weights, see docs/MODEL.md).
+DEFAULT_ANALYZER = "eat"
 
 
 def _baseline(**options: Any) -> Analyzer:

@@ -156,6 +156,7 @@ def save_weights(model, folder: str | os.PathLike, card: dict[str, Any]) -> Path
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     tmp_weights = folder / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp_weights), metadata={"architecture": str(card.get("architecture", ""))})
+    os.chmod(tmp_weights, 0o644)  # safetensors writes 0600; shipped weights must be world-readable
     card = {**card, "sha256": sha256_file(tmp_weights), "weights_file": WEIGHTS_FILE}
     tmp_card = folder / (CARD_FILE + ".tmp")
     tmp_card.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
