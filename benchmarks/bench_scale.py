@@ -91,20 +91,25 @@ def per_image_costs(photos: list[Path], model: str, weights: str | None, reps: i
     analyzer = create_analyzer(model, weights=weights, device="cpu", batch_size=8)
     batches = range(0, len(items), 8)
 
-    def best(fn) -> float:
-        times = []
+    cpu_seconds: dict[str, float] = {}
+
+    def best(fn, name: str) -> float:
+        """Best wall time per image; the CPU time of that run goes to cpu_seconds (robust to a busy machine)."""
+        runs = []
         for _ in range(reps):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
-            times.append(time.perf_counter() - t)
-        return min(times) / len(items)
+            runs.append((time.perf_counter() - t, time.process_time() - c))
+        wall, cpu = min(runs)
+        cpu_seconds[name] = cpu / len(items)
+        return wall / len(items)
 
     decoded: list = []
     decode_s = best(lambda: decoded.__setitem__(slice(None), [decode_item(it, options, analyzer.working_long_side)
-                                                              for it in items]))
+                                                              for it in items]), "decode_s")
     maps: list = []
     model_s = best(lambda: maps.__setitem__(slice(None), [analyzer.analyze_batch([d.image.rgb for d in decoded[i:i + 8]])
-                                                          for i in batches]))
+                                                          for i in batches]), "model_s")
     network_s = None
     if hasattr(analyzer, "_run"):  # eat: the network alone, on the working-size images
         import cv2
@@ -115,7 +120,7 @@ def per_image_costs(photos: list[Path], model: str, weights: str | None, reps: i
         for d in decoded:
             h, w = working_size(*d.image.rgb.shape[:2], analyzer.working_long_side)
             small.append(cv2.resize(d.image.rgb, (w, h), interpolation=cv2.INTER_AREA))
-        network_s = best(lambda: [analyzer._run(small[i:i + 8]) for i in batches])
+        network_s = best(lambda: [analyzer._run(small[i:i + 8]) for i in batches], "network_s")
 
     class Replay:
         """Returns the maps computed above, so only statistics, regions and rows are timed."""
@@ -137,11 +142,12 @@ def per_image_costs(photos: list[Path], model: str, weights: str | None, reps: i
         for i in batches:
             processor.process(decoded[i:i + 8])
 
-    stats_s = best(process_all)
+    stats_s = best(process_all, "stats_regions_s")
     analyzer.close()
     torch.set_num_threads(threads)  # the local-engine scans that follow use every core
     return {"decode_s": decode_s, "model_s": model_s, "network_s": network_s, "stats_regions_s": stats_s,
-            "images": len(items), "analysis_shape": list(decoded[0].image.rgb.shape[:2]), "reps": reps}
+            "cpu_s": cpu_seconds, "images": len(items), "analysis_shape": list(decoded[0].image.rgb.shape[:2]),
+            "reps": reps}
 
 
 def driver_ingest(sample_row: dict, rows: int = 20000, batch: int = 8) -> dict:
@@ -152,12 +158,12 @@ def driver_ingest(sample_row: dict, rows: int = 20000, batch: int = 8) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         journal = Journal(Path(tmp))
         journal.open()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(rows // batch):
             journal.append([json.loads(text) for _ in range(batch)])
-        ingest = time.perf_counter() - t
+        ingest, cpu = time.perf_counter() - t, time.process_time() - c
         journal.close()
-    return {"rows_per_s": rows / ingest, "batch": batch, "row_bytes": len(text)}
+    return {"rows_per_s": rows / ingest, "cpu_us_per_row": cpu / rows * 1e6, "batch": batch, "row_bytes": len(text)}
 
 
 def timed_scan(paths, **options) -> dict:
@@ -207,6 +213,15 @@ def main() -> None:
             out["models"][model] = {"per_image": per_image_costs(photos, model, weights)}
             print(model, {k: round(v * 1e3, 2) if isinstance(v, float) else v
                           for k, v in out["models"][model]["per_image"].items()})
+        from exposure_cli.engines.ray_engine import FLUSH_ROWS
+        from exposure_cli.pipeline import scan
+        from exposure_cli.report.writers import Journal
+
+        with tempfile.TemporaryDirectory() as tmp:
+            scan([small], out=Path(tmp), model="baseline")
+            sample = next(r for r in Journal(Path(tmp)).rows() if r["status"] == "ok")
+        out["driver_ingest"] = [driver_ingest(sample, batch=b) for b in (8, FLUSH_ROWS)]
+        print("driver ingest", out["driver_ingest"])
         out["machine"]["loadavg_end"] = os.getloadavg()
         args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
         return
