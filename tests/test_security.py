@@ -194,6 +194,20 @@ def _copy_weights(src: Path, dst: Path) -> Path:
     return dst
 
 
+def test_shipped_weights_are_safetensors_matching_their_card():
+    from exposure_cli.analyzers.eat import WEIGHTS_FILE, shipped_weights_dir, verify_weights
+
+    folder = shipped_weights_dir()
+    if folder is None:
+        pytest.skip("no weights shipped with this checkout")
+    loaded = verify_weights(folder / WEIGHTS_FILE)  # raises on a checksum mismatch
+    data = (folder / WEIGHTS_FILE).read_bytes()
+    header_len = int.from_bytes(data[:8], "little")  # safetensors: u64 length, then a JSON header
+    header = json.loads(data[8 : 8 + header_len])
+    assert header and all("dtype" in v for k, v in header.items() if k != "__metadata__")
+    assert len(loaded.sha256) == 64
+
+
 def test_tampered_weights_are_refused(tiny_weights, tmp_path):
     from exposure_cli.analyzers import create_analyzer
     from exposure_cli.analyzers.eat import WEIGHTS_FILE, WeightsError
