@@ -105,6 +105,22 @@ def test_every_hostile_input_gets_exactly_one_honest_row(hostile, tmp_path):
     assert elapsed < 60, f"the hostile corpus took {elapsed:.1f} s"
 
 
+@pytest.mark.timeout(300)
+def test_extreme_shapes_through_the_default_model(hostile, tmp_path):
+    """The shipped model (not only the baseline) survives 1×1, 100 000×1 and 1×20 000 photos."""
+    from exposure_cli.analyzers.eat import shipped_weights_dir
+
+    if shipped_weights_dir() is None:
+        pytest.skip("no weights shipped with this checkout")
+    root, _ = hostile
+    shapes = ["one_by_one.png", "wide_100000x1.png", "tall_1x20000.png", "alpha.png", "sixteen_bit.tiff"]
+    result = scan([root / name for name in shapes], out=tmp_path / "out", device="cpu")
+    df, meta = read_report(result.report_path)
+    assert meta["analyzer"]["name"] == "eat"
+    assert sorted(df["path"]) == sorted(shapes) and (df["status"] == "ok").all(), df[["path", "error"]]
+    assert np.isfinite(df["mean_residual"]).all()
+
+
 def test_hostile_corpus_through_the_cli_in_every_format(hostile, tmp_path):
     root, expect = hostile
     for fmt, name in (("csv", "report.csv"), ("jsonl", "report.jsonl"), ("parquet", "report.parquet")):
