@@ -126,3 +126,20 @@ def test_ray_engine_reads_uris_with_two_workers(local_ray, photo_dir, tmp_path):
     _assert_same_rows(a, b)  # size and mtime come from the object listing, equal to stat()
     assert meta["roots"] == [photo_dir.as_uri()]
     assert json.loads((tmp_path / "ray" / ".exposure" / "scan.json").read_text())["roots"] == [photo_dir.as_uri()]
+
+
+def test_private_ray_listens_on_loopback_only(local_ray):
+    psutil = pytest.importorskip("psutil")
+    from ipaddress import ip_address
+
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}  # gcs_server, raylet, workers…
+    listening = [c for c in psutil.net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in ours]
+    assert listening, "found no listening Ray process (did the fixture start Ray?)"
+
+    def loopback(ip: str) -> bool:
+        address = ip_address(ip)
+        return (getattr(address, "ipv4_mapped", None) or address).is_loopback  # ::ffff:127.0.0.1 too
+
+    exposed = [(c.laddr.ip, c.laddr.port) for c in listening if not loopback(c.laddr.ip)]
+    assert not exposed
