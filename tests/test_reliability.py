@@ -109,15 +109,23 @@ def kill_resume_loop(tmp_path: Path, n_photos: int, kills: int, seed: int) -> di
         wait_for_rows(proc, out, done + rng.randint(1, step))
         time.sleep(rng.choice([0, 0, rng.uniform(0, 0.01)]))  # in a row's work or in its journal write
         alive = proc.poll() is None
-        # Mostly SIGKILL; sometimes SIGTERM, what schedulers send first (no handler: it dies at once too).
+        report = out / "report.parquet"
+        before = report.stat().st_mtime_ns if report.exists() else None
+        # Mostly SIGKILL; sometimes SIGTERM, what schedulers send first: the CLI treats it like Ctrl-C
+        # and writes the partial report (exit 130).
         sig = rng.choice([signal.SIGKILL, signal.SIGKILL, signal.SIGTERM])
         terms += sig == signal.SIGTERM
         proc.send_signal(sig)
         proc.wait()
         proc.stderr.close()
         rows, is_torn = journal_lines(out)
-        # Landed mid-scan: the process was still running and never got to finalise a report.
-        landed += alive and not (out / "report.parquet").exists()
+        after = report.stat().st_mtime_ns if report.exists() else None
+        # Landed mid-scan: the process was still running; a SIGKILL left no new report behind, a SIGTERM
+        # stopped it as interrupted (130) with a partial report written.
+        if sig == signal.SIGKILL:
+            landed += alive and after == before
+        else:
+            landed += alive and proc.returncode == 130 and after is not None
         among_rows += rows < total  # ...and some photos were still to do
         torn += is_torn
     final = subprocess.run(exposure_cmd("scan", str(photos), "--out", str(out), *SCAN_OPTS, "--resume"),

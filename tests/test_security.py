@@ -498,3 +498,27 @@ def test_html_report_escapes_every_string(tmp_path):
     decoded = json.dumps([json.loads(b) for b in blobs], ensure_ascii=False)
     for name in ["x</script>alert(3)<.jpg", "<img src=x onerror=alert(1)>.jpg", "\"'><svg onload=alert(1)>.png"]:
         assert json.dumps(name, ensure_ascii=False)[1:-1] in decoded, name
+
+
+def test_tampered_weights_are_a_one_line_usage_error(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from conftest import photo_like, write_image
+    from exposure_cli.analyzers.eat import shipped_weights_dir
+    from exposure_cli.cli import app
+
+    shipped = shipped_weights_dir()
+    if shipped is None:
+        pytest.skip("no shipped weights in this checkout")
+    bad = tmp_path / "w"
+    shutil.copytree(shipped, bad)
+    data = bytearray((bad / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    write_image(tmp_path / "p" / "a.jpg", photo_like())
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "p"), "--model", "eat", "--weights", str(bad),
+                                   "--out", str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 2
+    assert "checksum mismatch" in res.output and "Traceback" not in res.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -151,6 +152,7 @@ def register(app: typer.Typer) -> None:
         console = make_console(stderr=True)
         show = not quiet
         bar = ScanProgress(console, enabled=show)
+        previous_sigterm = _sigterm_as_interrupt()
         try:
             with bar:
                 result = scan(paths, options, progress=bar.advance, on_total=bar.start)
@@ -158,17 +160,20 @@ def register(app: typer.Typer) -> None:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1)
         except Exception as exc:
+            from ..analyzers.eat import WeightsError
             from ..registry import RegistryError
 
-            if isinstance(exc, (RegistryError, FileNotFoundError, ValueError)):
+            if isinstance(exc, (RegistryError, WeightsError, FileNotFoundError, ValueError)):
                 console.print(f"[bold red]error:[/] {exc}", highlight=False)
                 raise typer.Exit(2)
             raise
+        finally:
+            _restore_sigterm(previous_sigterm)
         if show:
             print_summary(console, result, verbose=verbose)
         if result.interrupted:
             console.print("[yellow]interrupted[/]: the partial report is valid; continue with --resume")
-            raise typer.Exit(130)
+            _exit(130)
         code = 0
         if fail_on_error and result.errors:
             code = 1
@@ -178,4 +183,40 @@ def register(app: typer.Typer) -> None:
                 code = 1
                 if show:
                     console.print(f"[red]{len(failing)} photo(s) score below {limit:g} on {name}[/]")
-        raise typer.Exit(code)
+        _exit(code)
+
+
+def _sigterm_as_interrupt():
+    """Treat SIGTERM (what schedulers send first) like Ctrl-C: the partial report gets written."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit(code: int) -> None:
+    """Exit with `code`; if a decode abandoned after --file-timeout is still stuck, don't wait for it.
+
+    The report is already written; Python would otherwise wait for the stuck thread at interpreter exit.
+    """
+    import threading
+
+    stuck = [t for t in threading.enumerate() if t.name.startswith("decode") and t.is_alive()]
+    if stuck and threading.current_thread() is threading.main_thread() and "pytest" not in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
