@@ -134,3 +134,16 @@ def test_local_engine_reads_uris_with_the_same_rows(photo_dir, tmp_path):
         assert _cells(a[col]) == _cells(b[col]), col
     np.testing.assert_allclose(a["mean_residual"].astype(float), b["mean_residual"].astype(float), equal_nan=True)
     assert meta["roots"] == [photo_dir.as_uri()]
+
+
+def test_rows_coming_back_are_grouped_into_few_journal_appends(monkeypatch):
+    from exposure_cli.engines import ray_engine
+
+    monkeypatch.setattr(ray_engine, "FLUSH_ROWS", 5)
+    monkeypatch.setattr(ray_engine, "FLUSH_SECONDS", 3600.0)
+    batches = [[{"path": f"{b}-{i}"} for i in range(2)] for b in range(6)]  # 12 rows in batches of 2
+    groups = list(ray_engine._coalesce(iter(batches)))
+    assert [len(g) for g in groups] == [6, 6]  # flushed once 5 were reached, remainder at the end
+    assert [r["path"] for g in groups for r in g] == [r["path"] for b in batches for r in b]
+    monkeypatch.setattr(ray_engine, "FLUSH_SECONDS", 0.0)  # slow arrivals: every batch goes at once
+    assert [len(g) for g in ray_engine._coalesce(iter(batches))] == [2] * 6
