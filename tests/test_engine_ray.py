@@ -73,7 +73,7 @@ def _assert_same_rows(a, b) -> None:
 def test_ray_engine_writes_the_local_engines_report(local_ray, photo_dir, tmp_path):
     jpeg_with_exif(photo_dir / "trip" / "rotated.jpg", photo_like(200, 300, seed=7), orientation=6, make="Acme")
     rules = _rules_args()
-    common = ["--model", "baseline", "--maps", "-q", *rules]
+    common = ["--maps", "-q", *rules]  # the default analyzer (EAT when its weights ship)
     local, distributed = tmp_path / "local", tmp_path / "ray"
     res = runner.invoke(app, ["scan", str(photo_dir), "--out", str(local), *common], catch_exceptions=False)
     assert res.exit_code == 0, res.output
