@@ -1,0 +1,89 @@
+"""Side-by-side overlays of validation photos: photo | model's map | label, for docs and eyeballing.
+
+Run: ``python -m exposure_cli.training.overlays corpus/val --weights weights/ --out docs/model/`` —
+writes one JPEG per chosen image (red = over-exposed, blue = under-exposed, the scan's overlay style)
+plus ``index.md`` listing them with the mean residuals of map and label.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+#: Default picks from the fixed validation set: a sweep of one photo and some local-error simulations.
+DEFAULT_IMAGES = (
+    "gcompris__resource_monuments_tajMahal.png",
+    "gcompris__resource_monuments_tajMahal_ev-2.png",
+    "gcompris__resource_monuments_tajMahal_ev+2.png",
+    "skimage__motorcycle_left_sim0.png",
+    "plasma-wallpapers__Kite_sim1.png",
+    "opencv-doc__messi5_sim0.png",
+    "gcompris__resource_india_goldenTemple_sim1.png",
+    "blender-hdr__blender_night__y120p00_sim0.png",
+)
+
+
+def render_row(rgb: np.ndarray, predicted: np.ndarray, label: np.ndarray, caption: str) -> np.ndarray:
+    """One BGR uint8 strip: the photo, its overlay from the model, its overlay from the label."""
+    import cv2
+
+    from ..report.overlays import render_overlay
+
+    photo = np.clip(rgb[..., ::-1] * 255.0, 0, 255).astype(np.uint8)
+    tiles = [photo, render_overlay(rgb, predicted), render_overlay(rgb, label)]
+    names = ["photo", "EAT-IEA map", "label"]
+    strip = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], axis=1)
+    band = np.full((26, strip.shape[1], 3), 255, np.uint8)
+    width = tiles[0].shape[1] + 4
+    for i, name in enumerate(names):
+        cv2.putText(band, name, (i * width + 4, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(band, caption, (3 * width - 4 - 8 * len(caption), 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                (80, 80, 80), 1, cv2.LINE_AA)
+    return np.concatenate([band, strip], axis=0)
+
+
+def write_overlays(data: Path, weights: str | None, out: Path, images: tuple[str, ...] = DEFAULT_IMAGES) -> list[Path]:
+    """Render the chosen validation images with the model at `weights` into `out`."""
+    import cv2
+
+    from ..analyzers import create_analyzer
+    from ..data.iea40k import read_records
+
+    records = {r.img_id: r for r in read_records(data, "val")}
+    missing = [name for name in images if name not in records]
+    if missing:
+        raise SystemExit(f"not in {data}: {', '.join(missing)}")
+    analyzer = create_analyzer("eat", weights=weights, device="cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    written, lines = [], ["| image | mean r (model) | mean r (label) |", "|---|---|---|"]
+    for name in images:
+        rec = records[name]
+        rgb, label = rec.load_image(), rec.load_residual()
+        predicted = analyzer.analyze(rgb)
+        caption = f"mean r: model {predicted.mean():+.2f}, label {label.mean():+.2f}"
+        path = out / (Path(name).stem + ".jpg")
+        cv2.imwrite(str(path), render_row(rgb, predicted, label, caption), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        written.append(path)
+        lines.append(f"| [{path.name}]({path.name}) | {predicted.mean():+.3f} | {label.mean():+.3f} |")
+    (out / "index.md").write_text(
+        "# EAT-IEA overlays on validation photos\n\nPhoto | model map | label; red = over-exposed, blue = "
+        "under-exposed. Made by `python -m exposure_cli.training.overlays " + f"{data} --out {out}`.\n\n"
+        + "\n".join(lines) + "\n", encoding="utf-8")
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="IEA40K-layout validation folder, e.g. corpus/val")
+    parser.add_argument("--weights", default=None, help="weights file or folder (default: shipped)")
+    parser.add_argument("--out", type=Path, default=Path("docs/model"))
+    parser.add_argument("--images", nargs="*", default=list(DEFAULT_IMAGES))
+    args = parser.parse_args(argv)
+    for path in write_overlays(args.data, args.weights, args.out, tuple(args.images)):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
