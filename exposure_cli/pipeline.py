@@ -73,6 +73,10 @@ class ScanOptions:
     recursive: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     file_timeout: float = 120.0
+    #: Threads for the model's own CPU kernels (0: half the cores, at least 1). The decode and finishing
+    #: pools need the rest: on 2 cores, torch's default of one thread per core made its OpenMP threads
+    #: spin against the decoders and a scan ran ~4× slower (measured, docs/PERFORMANCE.md).
+    torch_threads: int = 0
     # Engine (see exposure_cli.engines): "local" threads here, or "ray" (Ray Data, local or a cluster).
     engine: str = "local"
     ray_address: str | None = None  # None: start a private local Ray instance
@@ -561,18 +565,35 @@ def scan(
                                    batch_size=options.batch_size)
     try:
         if out_dir is None:
-            return _scan_to_stream(paths, options, analyzer, rule_sets, rule_names, progress, on_total,
-                                   stream or sys.stdout)
+            with _model_threads(options, distributed):
+                return _scan_to_stream(paths, options, analyzer, rule_sets, rule_names, progress, on_total,
+                                       stream or sys.stdout)
         _check_inputs_vs_out(paths, out_dir)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ScanError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from exc
-        with _lock(out_dir):
+        with _lock(out_dir), _model_threads(options, distributed):
             return _scan_to_dir(paths, options, out_dir, analyzer, rule_sets, rule_names, progress, on_total)
     finally:
         if own_analyzer:
             analyzer.close()
+
+
+@contextlib.contextmanager
+def _model_threads(options: ScanOptions, distributed: bool):
+    """Give torch its share of the cores for the scan (see ScanOptions.torch_threads), then restore."""
+    torch = sys.modules.get("torch")
+    if torch is None or distributed:
+        yield
+        return
+    wanted = options.torch_threads or max(1, (os.cpu_count() or 2) // 2)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _check_engine(options: ScanOptions, analyzer: Analyzer | None) -> bool:
