@@ -94,10 +94,14 @@ def test_ray_engine_writes_the_local_engines_report(local_ray, photo_dir, tmp_pa
         pq.read_schema(distributed / "report.parquet").remove_metadata()
     meta_a.pop("created"), meta_b.pop("created")
     assert meta_a == meta_b
-    # the workers wrote the maps, identical to the local ones
+    # the workers wrote the maps, equal to the local ones up to float rounding: the engines may give torch
+    # different thread counts, which changes the order of sums inside convolutions
     for path in by.index[by["status"] == "ok"]:
         rel = by.loc[path, "map_path"]
-        assert (local / rel).read_bytes() == (distributed / rel).read_bytes()
+        m_local = np.load(local / rel, allow_pickle=False)
+        m_ray = np.load(distributed / rel, allow_pickle=False)
+        assert m_local.shape == m_ray.shape and m_local.dtype == m_ray.dtype
+        assert np.abs(m_local.astype(np.float32) - m_ray.astype(np.float32)).max() <= 2e-3
 
 
 def test_ray_engine_resumes_without_redoing_or_duplicating(local_ray, photo_dir, tmp_path):

@@ -71,14 +71,14 @@ def test_plan_on_two_cpus_leaves_cpu_for_ray_data():
     assert two.actors == 2 and two.actors * two.cpus_per_actor <= 1.5  # half a CPU stays free
     many = plan_workers(2, 0, concurrency=16)
     assert many.actors * many.cpus_per_actor <= 1.5 and many.cpus_per_actor > 0
-    assert two.torch_threads == 1 and one.torch_threads == 2
+    assert two.torch_threads == 1 and one.torch_threads == 1  # half an actor's CPUs, like the local engine
 
 
 def test_plan_uses_gpus_when_present():
     from exposure_cli.engines.ray_engine import plan_workers
 
     gpu = plan_workers(64, 4)
-    assert (gpu.actors, gpu.gpus_per_actor) == (4, 1.0) and gpu.torch_threads == 16
+    assert (gpu.actors, gpu.gpus_per_actor) == (4, 1.0) and gpu.torch_threads == 8 and gpu.decode_threads == 16
     shared = plan_workers(64, 4, num_gpus_per_worker=0.5)
     assert (shared.actors, shared.gpus_per_actor) == (8, 0.5)
     cpu_only = plan_workers(64, 4, num_gpus_per_worker=0)

@@ -104,9 +104,11 @@ def plan_workers(cluster_cpus: float, cluster_gpus: float, concurrency: int = 0,
     reserve = min(1.0, cluster_cpus / 4)
     cpus = min(1.0, max(0.01, (cluster_cpus - reserve) / actors))
     cpus = math.floor(cpus * 100) / 100
-    threads = max(1, int(cluster_cpus // actors))
+    # Half an actor's CPUs for torch, like the local engine (ScanOptions.torch_threads): the actor decodes
+    # and finishes rows in threads of its own, and OpenMP threads spinning against them cost ~4× on 2 cores.
+    threads = max(1, int(cluster_cpus // actors) // 2)
     return WorkerPlan(actors=actors, cpus_per_actor=cpus, gpus_per_actor=gpus, torch_threads=threads,
-                      decode_threads=decode_workers or max(2, threads))
+                      decode_threads=decode_workers or max(2, int(cluster_cpus // actors)))
 
 
 # ------------------------------------------------------------------------------------------ worker
