@@ -36,6 +36,7 @@ def train_command(
     twin_share: float = typer.Option(0.5, "--twin-share", min=0.0, max=0.5, help="Share of each batch made of EV twins (same crop, another exposure) ordered by a ranking loss; 0 turns them off."),
     rank_weight: float = typer.Option(1.0, "--rank-weight", min=0.0, help="Weight of the twins' ranking loss."),
     max_ev: float = typer.Option(4.0, "--max-ev", min=0.5, max=5.0, help="Corpus training data: global EV shifts drawn in ±max-ev (validation keeps the simulator default)."),
+    originals: Optional[float] = typer.Option(None, "--originals", min=0.0, max=1.0, help="Corpus training data: share of unmodified originals (label 0) [default: the simulator's]."),
     samples_per_epoch: int = typer.Option(1_000_000, "--samples-per-epoch", min=1, help="Simulated crops per epoch (corpus data; every index is a different simulation, so keep it large)."),
     seed: int = typer.Option(0, "--seed", help="Seed of init, data order and simulation."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
@@ -93,7 +94,7 @@ def train_command(
         workers=workers if workers is not None else (8 if on_gpu else 1),
         twin_share=twin_share,
         rank_weight=rank_weight,
-        simulator={"global_ev": (-max_ev, max_ev)},
+        simulator={"global_ev": (-max_ev, max_ev), **({"p_original": originals} if originals is not None else {})},
         checkpoint_every_s=checkpoint_every,
         validate_every_s=validate_every,
     )
