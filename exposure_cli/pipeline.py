@@ -77,6 +77,7 @@ class ScanOptions:
     #: pools need the rest: on 2 cores, torch's default of one thread per core made its OpenMP threads
     #: spin against the decoders and a scan ran ~4× slower (measured, docs/PERFORMANCE.md).
     torch_threads: int = 0
+    compile: bool = False  # torch.compile the model (pays for long scans; see docs/PERFORMANCE.md)
     # Engine (see exposure_cli.engines): "local" threads here, or "ray" (Ray Data, local or a cluster).
     engine: str = "local"
     ray_address: str | None = None  # None: start a private local Ray instance
@@ -562,7 +563,7 @@ def scan(
         analyzer = create_analyzer(options.model, weights=options.weights,
                                    device="cpu" if distributed else options.device,
                                    working_long_side=options.working_long_side,
-                                   batch_size=options.batch_size)
+                                   batch_size=options.batch_size, compile=options.compile)
     try:
         if out_dir is None:
             with _model_threads(options, distributed):

@@ -194,3 +194,14 @@ def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path):
     assert list(got["path"]) == list(ref["path"])
     for col in ("over_pct", "under_pct", "mean_residual"):
         assert np.allclose(got[col], ref[col])
+
+
+def test_compile_option_wraps_the_network_lazily():
+    torch = pytest.importorskip("torch")
+    from exposure_cli.analyzers import create_analyzer
+    from exposure_cli.analyzers.eat import shipped_weights_dir
+
+    if shipped_weights_dir() is None:
+        pytest.skip("no shipped weights in this checkout")
+    analyzer = create_analyzer("eat", device="cpu", compile=True)
+    assert isinstance(analyzer.model, torch._dynamo.eval_frame.OptimizedModule)  # compiled at first call
