@@ -67,6 +67,21 @@ def safe_key(parts: Iterable[str]) -> str:
     return "/".join(clean) or "_"
 
 
+class UniqueKeys:
+    """Hands out report keys, suffixing ``~2``, ``~3``… when a key was already given out."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, key: str) -> str:
+        candidate, n = key, 1
+        while candidate in self.seen:
+            n += 1
+            candidate = f"{key}~{n}"
+        self.seen.add(candidate)
+        return candidate
+
+
 def _matches(patterns: Sequence[str], rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1]
     return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
@@ -120,7 +135,6 @@ def discover(
         except OSError:
             pass
     labels = _root_labels(paths)
-    seen_keys: set[str] = set()
     seen_paths: set[str] = set()  # the same file reached twice (a folder and an explicit file) → one row
 
     def first_time(path: Path) -> bool:
@@ -130,13 +144,7 @@ def discover(
         seen_paths.add(ident)
         return True
 
-    def unique(key: str) -> str:
-        candidate, n = key, 1
-        while candidate in seen_keys:
-            n += 1
-            candidate = f"{key}~{n}"
-        seen_keys.add(candidate)
-        return candidate
+    unique = UniqueKeys()
 
     for p, label in zip(paths, labels):
         path = Path(p)

@@ -83,34 +83,39 @@ def histogram(values: np.ndarray) -> np.ndarray:
     return fine.reshape(HIST_BINS, FINE_BINS // HIST_BINS).sum(axis=1).astype(np.int64)
 
 
-def shares_from_hist(hist: np.ndarray, thresholds: Thresholds) -> dict[str, float]:
-    """Over/under/bad/severe percentages answered from a histogram alone.
+def shares_from_hist_matrix(hist: np.ndarray, thresholds: Thresholds) -> dict[str, np.ndarray]:
+    """Over/under/bad/severe percentages answered from histograms alone, for many rows at once.
+
+    Args:
+        hist: N×HIST_BINS counts (one histogram per row).
+        thresholds: The pixel thresholds to answer.
 
     Thresholds on a bin edge are exact; others are linearly interpolated inside their bin (pixels are
-    assumed uniform within the 0.025-wide bin).
+    assumed uniform within the 0.025-wide bin). Rows with an empty histogram give NaN.
     """
     h = np.asarray(hist, dtype=np.float64)
-    total = h.sum()
-    if total <= 0:
-        return {m: float("nan") for m in ("over_pct", "under_pct", "bad_pct", "severe_over_pct",
-                                           "severe_under_pct", "severe_bad_pct")}
-    cdf = np.concatenate([[0.0], np.cumsum(h)])  # cdf[i] = count of values below edge i
+    if h.ndim != 2 or h.shape[1] != HIST_BINS:
+        raise ValueError(f"expected an N×{HIST_BINS} histogram matrix, got shape {h.shape}")
+    total = h.sum(axis=1)
+    cdf = np.concatenate([np.zeros((h.shape[0], 1)), np.cumsum(h, axis=1)], axis=1)
 
-    def below(x: float) -> float:  # values < x (x >= 0) or <= x (x < 0), interpolated inside a bin
-        pos = (np.clip(x, -1.0, 1.0) + 1.0) * (HIST_BINS / 2.0)
+    # values < x (x >= 0) or <= x (x < 0): histogram() puts a value on a negative edge in the bin below it
+    def below(x: float) -> np.ndarray:
+        pos = (min(max(x, -1.0), 1.0) + 1.0) * (HIST_BINS / 2.0)
         i = int(np.floor(pos + 1e-9))
         if i >= HIST_BINS:
-            return float(total)
+            return total
         frac = max(0.0, pos - i)
         if frac < 1e-6:
-            return float(cdf[i])
-        return float(cdf[i] + frac * h[i])
+            return cdf[:, i]
+        return cdf[:, i] + frac * h[:, i]
 
-    over = _at_most(below, -thresholds.over)
+    over = below(-thresholds.over)
     under = total - below(thresholds.under)
-    s_over = _at_most(below, -thresholds.severe)
+    s_over = below(-thresholds.severe)
     s_under = total - below(thresholds.severe)
-    pct = 100.0 / total
+    with np.errstate(all="ignore"):
+        pct = np.where(total > 0, 100.0 / np.where(total > 0, total, 1.0), np.nan)
     return {
         "over_pct": over * pct,
         "under_pct": under * pct,
@@ -121,9 +126,10 @@ def shares_from_hist(hist: np.ndarray, thresholds: Thresholds) -> dict[str, floa
     }
 
 
-def _at_most(below, x: float) -> float:
-    # r <= -t for a negative edge x: histogram() puts a value equal to a negative edge in the bin below it.
-    return below(x)
+def shares_from_hist(hist: np.ndarray, thresholds: Thresholds) -> dict[str, float]:
+    """:func:`shares_from_hist_matrix` for one histogram."""
+    matrix = np.asarray(hist, dtype=np.float64).reshape(1, HIST_BINS)
+    return {k: float(v[0]) for k, v in shares_from_hist_matrix(matrix, thresholds).items()}
 
 
 #: Statistics are computed from a fine histogram (FINE_BINS bins of width 0.001 over [-1, 1]): one

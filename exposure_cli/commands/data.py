@@ -28,8 +28,9 @@ class SheetKind(str, Enum):
 
 
 def _usage_error(message: str) -> None:
-    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(2)
+    from .ui import usage_error
+
+    usage_error(message)
 
 
 def _sources(values: Optional[List[str]]) -> Optional[list[str]]:

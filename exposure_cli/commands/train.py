@@ -17,8 +17,9 @@ class DataFormatChoice(str, enum.Enum):
 
 
 def _usage_error(message: str) -> None:
-    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(2)
+    from .ui import usage_error
+
+    usage_error(message)
 
 
 def train_command(

@@ -11,6 +11,14 @@ from rich.table import Table
 from rich.text import Text
 
 
+def usage_error(message: str) -> None:
+    """Print a one-line usage error and exit with code 2."""
+    import typer
+
+    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
 def make_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
 

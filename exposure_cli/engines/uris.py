@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from ..decoding import DecodeError
-from ..discovery import IMAGE_EXTENSIONS, InputFile, _matches, safe_key
+from ..discovery import IMAGE_EXTENSIONS, InputFile, UniqueKeys, _matches, safe_key
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -131,15 +131,7 @@ def discover_uris(
                          "scan them separately or give local folders as file:// URIs")
     labels: list[str] = []
     used: set[str] = set()
-    seen_keys: set[str] = set()
-
-    def unique(key: str) -> str:
-        candidate, n = key, 1
-        while candidate in seen_keys:
-            n += 1
-            candidate = f"{key}~{n}"
-        seen_keys.add(candidate)
-        return candidate
+    unique = UniqueKeys()
 
     infos: list[tuple[str, Any, str, Any]] = []  # (uri, fs, root path, root FileInfo | error text)
     for uri in uris:

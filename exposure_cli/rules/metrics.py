@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import stats
-from ..stats import HIST_BINS, REGION_METRICS, REGIONS, Thresholds
+from ..stats import HIST_BINS, REGION_METRICS, REGIONS, Thresholds, shares_from_hist_matrix
 from .expr import format_number
 
 #: Metrics answered from histograms when a rule set's thresholds differ from the scan's.
@@ -119,40 +119,6 @@ def format_value(value: float, unit: str) -> str:
 
 def thresholds_equal(a: Thresholds, b: Thresholds) -> bool:
     return all(abs(getattr(a, k) - getattr(b, k)) < 1e-9 for k in ("over", "under", "severe"))
-
-
-def shares_from_hist_matrix(hist: np.ndarray, thresholds: Thresholds) -> dict[str, np.ndarray]:
-    """:func:`exposure_cli.stats.shares_from_hist` for many histograms at once (rows of ``hist``)."""
-    h = np.asarray(hist, dtype=np.float64)
-    if h.ndim != 2 or h.shape[1] != HIST_BINS:
-        raise ValueError(f"expected an N×{HIST_BINS} histogram matrix, got shape {h.shape}")
-    total = h.sum(axis=1)
-    cdf = np.concatenate([np.zeros((h.shape[0], 1)), np.cumsum(h, axis=1)], axis=1)
-
-    def below(x: float) -> np.ndarray:
-        pos = (min(max(x, -1.0), 1.0) + 1.0) * (HIST_BINS / 2.0)
-        i = int(math.floor(pos + 1e-9))
-        if i >= HIST_BINS:
-            return total
-        frac = max(0.0, pos - i)
-        if frac < 1e-6:
-            return cdf[:, i]
-        return cdf[:, i] + frac * h[:, i]
-
-    over = below(-thresholds.over)
-    under = total - below(thresholds.under)
-    s_over = below(-thresholds.severe)
-    s_under = total - below(thresholds.severe)
-    with np.errstate(all="ignore"):
-        pct = np.where(total > 0, 100.0 / total, np.nan)
-    return {
-        "over_pct": over * pct,
-        "under_pct": under * pct,
-        "bad_pct": (over + under) * pct,
-        "severe_over_pct": s_over * pct,
-        "severe_under_pct": s_under * pct,
-        "severe_bad_pct": (s_over + s_under) * pct,
-    }
 
 
 def _hist_matrix(values: Sequence[Any], size: int) -> np.ndarray:
