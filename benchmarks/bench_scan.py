@@ -113,11 +113,12 @@ args = json.loads(sys.argv[1])
 from exposure_cli.decoding import decode_file
 files = sorted(p for p in Path(args["folder"]).iterdir() if p.is_file())
 t0 = time.perf_counter()
+target = args.get("target", 512)
 if args["workers"] <= 1:
-    for f in files: decode_file(f, target_long_side=512, analysis_long_side=1024)
+    for f in files: decode_file(f, target_long_side=target, analysis_long_side=1024)
 else:
     with ThreadPoolExecutor(args["workers"]) as pool:
-        list(pool.map(lambda f: decode_file(f, target_long_side=512, analysis_long_side=1024), files))
+        list(pool.map(lambda f: decode_file(f, target_long_side=target, analysis_long_side=1024), files))
 dt = time.perf_counter() - t0
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(json.dumps({"seconds": dt, "processed": len(files), "peak_rss_mb": int(hwm) / 1024}))
@@ -133,37 +134,40 @@ def run_child(snippet: str, args: dict) -> dict:
     return json.loads(proc.stdout.decode().strip().splitlines()[-1])
 
 
+MODEL_SNIPPET = r"""
+import json, sys, time
+import numpy as np
+args = json.loads(sys.argv[1])
+import torch; torch.set_num_threads(args["threads"])
+from exposure_cli.analyzers import create_analyzer
+size = args["size"]
+analyzer = create_analyzer(args["model"], working_long_side=size, device="cpu")
+out = {"threads": args["threads"]}
+rng = np.random.default_rng(0)
+for batch in (1, 8):
+    imgs = [rng.uniform(0, 1, (size, size, 3)).astype(np.float32) for _ in range(batch)]
+    analyzer.analyze_batch(imgs)  # warm-up
+    best = float("inf")
+    for _ in range(args["reps"]):
+        t = time.perf_counter(); analyzer.analyze_batch(imgs); best = min(best, time.perf_counter() - t)
+    out[f"batch{batch}_ms_per_image"] = 1000 * best / batch
+net = getattr(analyzer, "model", None)
+if net is not None:
+    x = torch.rand(8, 3, size, size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        net(x); best = float("inf")
+        for _ in range(args["reps"]):
+            t = time.perf_counter(); net(x); best = min(best, time.perf_counter() - t)
+    out["network_only_batch8_ms_per_image"] = 1000 * best / 8
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+out["peak_rss_mb"] = int(hwm) / 1024
+print(json.dumps(out))
+"""
+
+
 def model_timing(model: str, threads: int, size: int = 512, reps: int = 3) -> dict:
-    """Model-only ms per image at batch 1 and 8 (the analyzer's network on preprocessed tensors)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    from exposure_cli.analyzers import create_analyzer
-
-    analyzer = create_analyzer(model, working_long_side=size, device="cpu")
-    out = {}
-    rng = np.random.default_rng(0)
-    for batch in (1, 8):
-        imgs = [rng.uniform(0, 1, (size, size, 3)).astype(np.float32) for _ in range(batch)]
-        analyzer.analyze_batch(imgs)  # warm-up
-        best = float("inf")
-        for _ in range(reps):
-            t = time.perf_counter()
-            analyzer.analyze_batch(imgs)
-            best = min(best, time.perf_counter() - t)
-        out[f"batch{batch}_ms_per_image"] = 1000 * best / batch
-    net = getattr(analyzer, "model", None) or getattr(analyzer, "net", None)
-    if net is not None:
-        x = torch.rand(8, 3, size, size).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            net(x)
-            best = float("inf")
-            for _ in range(reps):
-                t = time.perf_counter()
-                net(x)
-                best = min(best, time.perf_counter() - t)
-        out["network_only_batch8_ms_per_image"] = 1000 * best / 8
-    return out
+    """Model ms per image at batch 1 and 8 (analyzer: resize + network + upsampling; and network only)."""
+    return run_child(MODEL_SNIPPET, {"model": model, "threads": threads, "size": size, "reps": reps})
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -201,18 +205,25 @@ def main() -> None:
 
     results["machine"]["torch"] = torch.__version__
     print("model timing …", flush=True)
-    results["model_timing"] = {model: model_timing(model, threads)}
+    scan_threads = max(1, cores // 2)  # what the scan gives torch by default
+    results["model_timing"] = {f"{model} ({scan_threads} thread{'s' * (scan_threads > 1)})":
+                               model_timing(model, scan_threads)}
+    if cores != scan_threads:
+        results["model_timing"][f"{model} ({cores} threads)"] = model_timing(model, cores)
     if model != "baseline":
-        results["model_timing"]["baseline"] = model_timing("baseline", threads)
+        results["model_timing"]["baseline"] = model_timing("baseline", scan_threads)
 
     print("decode floor …", flush=True)
     floor_loop = run_child(DECODE_SNIPPET, {"folder": str(d12), "workers": 1})
     floor_pool = run_child(DECODE_SNIPPET, {"folder": str(d12), "workers": max(2, cores)})
-    results["decode_floor_12mp"] = {"loop": floor_loop, "pool": floor_pool}
+    # what reduced-scale JPEG decoding buys: the same files decoded in full, then area-resized to 1024
+    floor_full = run_child(DECODE_SNIPPET, {"folder": str(d12), "workers": max(2, cores), "target": 10**6})
+    results["decode_floor_12mp"] = {"loop": floor_loop, "pool": floor_pool, "pool_full_decode": floor_full}
 
     def scan_case(name, paths, **kw):
         kw.setdefault("model", model)
         args_ = {"paths": [str(p) for p in paths], "out": str(data / "out" / name), "threads": threads, **kw}
+        # the scan sets torch's threads itself (ScanOptions.torch_threads: half the cores by default)
         r = run_child(SCAN_SNIPPET, args_)
         r["images_per_second"] = r["processed"] / r["seconds"]
         print(f"  {name:28s} {r['images_per_second']:7.2f} img/s  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
@@ -222,6 +233,7 @@ def main() -> None:
     cases = {
         "scan": scan_case("scan", [d12]),
         "scan_no_regions": scan_case("scan_no_regions", [d12], regions=False),
+        "scan_torch_all_cores": scan_case("scan_torch_all_cores", [d12], torch_threads=cores),
         "scan_overlays": scan_case("scan_overlays", [d12], overlays=True),
         "scan_maps": scan_case("scan_maps", [d12], maps=True),
     }
@@ -264,6 +276,8 @@ def main() -> None:
         "overlays_over_plain": cases["scan_overlays"]["seconds"] / cases["scan"]["seconds"],
         "maps_over_plain": cases["scan_maps"]["seconds"] / cases["scan"]["seconds"],
         "no_regions_over_plain": cases["scan_no_regions"]["seconds"] / cases["scan"]["seconds"],
+        "torch_all_cores_over_plain": cases["scan_torch_all_cores"]["seconds"] / cases["scan"]["seconds"],
+        "full_decode_over_reduced": floor_full["seconds"] / floor_pool["seconds"],
     }
     if "scan_rules" in cases:
         results["ratios"]["rules_over_plain"] = cases["scan_rules"]["seconds"] / cases["scan"]["seconds"]
@@ -283,7 +297,8 @@ def print_table(r: dict) -> None:
     fl = r["decode_floor_12mp"]
     print(f"\nDecode floor, 12 MP JPEG at the scan's reduced scale: loop {1000 * fl['loop']['seconds'] / fl['loop']['processed']:.1f} ms/img, "
           f"pool {1000 * fl['pool']['seconds'] / fl['pool']['processed']:.1f} ms/img "
-          f"({fl['pool']['processed'] / fl['pool']['seconds']:.1f} img/s)")
+          f"({fl['pool']['processed'] / fl['pool']['seconds']:.1f} img/s); "
+          f"full-size decode, pool: {1000 * fl['pool_full_decode']['seconds'] / fl['pool_full_decode']['processed']:.1f} ms/img")
     print("\n| case (12 MP JPEG unless named) | img/s | ms/img | peak RSS MB |\n|---|---|---|---|")
     for name, c in r["scan_12mp"].items():
         print(f"| {name} | {c['images_per_second']:.2f} | {1000 * c['seconds'] / c['processed']:.1f} | {c['peak_rss_mb']:.0f} |")
