@@ -28,7 +28,7 @@ from .schema import REPORT_FILENAMES, ReportFormat, arrow_schema
 STATE_DIR = ".exposure"
 JOURNAL_NAME = "journal.jsonl"
 META_KEY = b"exposure_cli"
-ROW_GROUP = 10_000
+ROW_GROUP = 4096  # rows per Parquet row group; also bounds memory while the report is built
 
 
 def _jsonable(value: Any) -> Any:
