@@ -55,7 +55,7 @@ def train_command(
 
     Examples:
 
-        exposure train --data corpus/ --minutes 60 --threads 2 --out runs/main --export weights/
+        exposure train --data corpus/ --minutes 60 --threads 1 --out runs/main --export weights/
 
         exposure train --data /datasets/IEA40K --device cuda --batch-size 64 --minutes 30 --out runs/gpu
 
