@@ -162,7 +162,8 @@ def test_many_sigkills_long_mode(tmp_path):
 
 @pytest.mark.timeout(180)
 def test_ctrl_c_leaves_a_valid_partial_report_that_resumes(tmp_path):
-    photos = make_photos(tmp_path / "photos", 40)
+    # Photos big enough that the scan is still running when the signal lands, even on an idle machine.
+    photos = make_photos(tmp_path / "photos", 60, size=(480, 640))
     ref = reference_report(photos, tmp_path / "ref")
     out = tmp_path / "out"
     proc = start_scan(photos, out)
@@ -183,7 +184,8 @@ def test_ctrl_c_leaves_a_valid_partial_report_that_resumes(tmp_path):
 
 @pytest.mark.timeout(180)
 def test_a_second_scan_on_the_same_output_refuses_and_the_first_completes(tmp_path):
-    photos = make_photos(tmp_path / "photos", 80)
+    # Big enough that the first scan outlives the contenders' start-up, even on an idle machine.
+    photos = make_photos(tmp_path / "photos", 120, size=(480, 640))
     ref = reference_report(photos, tmp_path / "ref")
     out = tmp_path / "out"
     first = start_scan(photos, out)
