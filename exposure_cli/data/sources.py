@@ -273,24 +273,23 @@ def _gcompris(root: Path) -> list[Candidate]:
     return out
 
 
-def _lxqt(root: Path) -> list[Candidate]:
-    stanzas = debian_licences(root, "lxqt-themes")
+def _image_folder(root: Path, package: str, folder: str, upstream_prefix: str, fallback_licence: str) -> list[Candidate]:
+    """Every image file in one folder of an extracted package, with its licence from debian/copyright."""
+    stanzas = debian_licences(root, package)
     out = []
-    for p in sorted((root / "usr/share/lxqt/wallpapers").glob("*")):
+    for p in sorted((root / folder).glob("*")):
         if p.suffix.lower() in IMAGE_EXT:
-            lic, who = licence_for(stanzas, f"wallpapers/{p.name}")
-            out.append(Candidate(str(p.relative_to(root)), _file_reader(p), lic or "LGPL-2.1+ (lxqt-themes)", who))
+            lic, who = licence_for(stanzas, f"{upstream_prefix}/{p.name}")
+            out.append(Candidate(str(p.relative_to(root)), _file_reader(p), lic or fallback_licence, who))
     return out
+
+
+def _lxqt(root: Path) -> list[Candidate]:
+    return _image_folder(root, "lxqt-themes", "usr/share/lxqt/wallpapers", "wallpapers", "LGPL-2.1+ (lxqt-themes)")
 
 
 def _tuxpaint(root: Path) -> list[Candidate]:
-    stanzas = debian_licences(root, "tuxpaint-data")
-    out = []
-    for p in sorted((root / "usr/share/tuxpaint/templates").glob("*")):
-        if p.suffix.lower() in IMAGE_EXT:
-            lic, who = licence_for(stanzas, f"templates/{p.name}")
-            out.append(Candidate(str(p.relative_to(root)), _file_reader(p), lic or "GPL-2+ (tuxpaint)", who))
-    return out
+    return _image_folder(root, "tuxpaint-data", "usr/share/tuxpaint/templates", "templates", "GPL-2+ (tuxpaint)")
 
 
 def _palapeli(root: Path) -> list[Candidate]:
