@@ -69,9 +69,16 @@ def journal_paths(out: Path) -> list[str]:
     return [r["path"] for r in Journal(out).rows()]
 
 
+def _default_sigint() -> None:
+    # A test run started in the background by a non-interactive shell inherits SIGINT as ignored, and so
+    # would the scan; a user's Ctrl-C reaches a foreground process with the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_scan(photos: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(exposure_cmd("scan", str(photos), "--out", str(out), *SCAN_OPTS, *extra),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+                            preexec_fn=_default_sigint)
 
 
 def wait_for_rows(proc: subprocess.Popen, out: Path, at_least: int, timeout: float = 60.0) -> int:
