@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ..decoding import limit_long_side
 from .sources import SOURCES, Candidate, SourceError, source_root
 
 MANIFEST_VERSION = 1
@@ -118,16 +119,6 @@ def has_alpha_holes(data: bytes) -> bool:
 
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     return arr is not None and arr.ndim == 3 and arr.shape[2] == 4 and int(arr[..., 3].min()) < 250
-
-
-def resize_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
-    import cv2
-
-    h, w = rgb.shape[:2]
-    s = long_side / max(h, w)
-    if s >= 1:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 # --------------------------------------------------------------------------------------- heuristic
@@ -429,7 +420,7 @@ def build(
                 if not dest.exists():
                     import cv2
 
-                    rgb = resize_long_side(decode_image(data), long_side)
+                    rgb = limit_long_side(decode_image(data), long_side)
                     cv2.imwrite(str(dest), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
                     h, w = rgb.shape[:2]
                 else:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..decoding import limit_long_side
 from .iea40k import IEA40KWriter
 from .simulator import SimulatorConfig, render_ev, simulate_photo, simulate_radiance
 
@@ -36,16 +37,6 @@ EXTRA_COLUMNS = ("kind", "ev", "photo", "source")
 def proxy_score(residual: np.ndarray) -> float:
     """Holistic 0–10 proxy from a label map: 10 when perfect, 0 when mean |r| ≥ 0.5."""
     return round(10.0 * (1.0 - min(1.0, 2.0 * float(np.abs(residual).mean()))), 2)
-
-
-def _fit(rgb: np.ndarray, long_side: int) -> np.ndarray:
-    import cv2
-
-    h, w = rgb.shape[:2]
-    s = long_side / max(h, w)
-    if s >= 1:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 def write_validation_set(
@@ -76,7 +67,7 @@ def write_validation_set(
     photos = [p for p in index["photos"] if p["split"] == "val"]
     for n, p in enumerate(sorted(photos, key=lambda p: p["id"])):
         bgr = cv2.imread(str(corpus / p["path"]), cv2.IMREAD_COLOR)
-        ideal = _fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), long_side).astype(np.float32) / 255.0
+        ideal = limit_long_side(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), long_side).astype(np.float32) / 255.0
         pid = p["id"]
         ref = f"{pid}.png"
         add(ref, ideal, np.zeros(ideal.shape[:2], np.float32), ref, "original", 0.0, pid, p["source"])
