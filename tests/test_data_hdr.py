@@ -69,3 +69,32 @@ def test_reads_openexr_files(tmp_path) -> None:
         f.write(str(path))
     back = read_exr(path.read_bytes())
     assert back.shape == rgb.shape and np.allclose(back, rgb, rtol=1e-6)
+
+
+def test_low_resolution_panoramas_get_smaller_views_not_blurrier_ones() -> None:
+    from exposure_cli.data.hdr import MAX_VIEW_UPSAMPLING, VIEW_FOV, VIEW_SIZE, view_size
+
+    assert view_size(1024) == VIEW_SIZE == view_size(8192)  # Blender's 1k panoramas keep the full view size
+    w, h = view_size(512)
+    assert w < VIEW_SIZE[0] and w % 8 == 0 and h % 8 == 0
+    assert w <= MAX_VIEW_UPSAMPLING * 512 * VIEW_FOV / 360 + 8
+    assert abs(w / h - VIEW_SIZE[0] / VIEW_SIZE[1]) < 0.05
+
+
+def test_crops_of_a_small_panorama_are_written_at_the_size_they_report(tmp_path) -> None:
+    OpenEXR = pytest.importorskip("OpenEXR", reason="HDR maps are read with the optional OpenEXR package")
+    import cv2
+
+    from exposure_cli.data.hdr import VIEWS, view_size, write_hdr_crops
+
+    path = tmp_path / "p.exr"
+    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage},
+                      {"RGB": _panorama(128, 256)}) as f:
+        f.write(str(path))
+    crops = write_hdr_crops(path.read_bytes(), "pano", tmp_path / "hdr")
+    assert len(crops) == len(VIEWS)
+    for c in crops:
+        assert (c["width"], c["height"]) == view_size(256)
+        ideal = cv2.imread(str(tmp_path / c["ideal"]))
+        rad = np.load(tmp_path / c["radiance"])
+        assert ideal.shape[:2] == rad.shape[:2] == (c["height"], c["width"])

@@ -65,14 +65,14 @@ def sha256_bytes(data: bytes) -> str:
 
 #: Path segments that carry no meaning in an id.
 _GENERIC_SEGMENTS = {"usr", "share", "doc", "examples", "data", "contents", "images", "wallpapers", "datafiles",
-                     "studiolights", "world", "datasets", "opencv-doc"}
+                     "studiolights", "world", "datasets", "opencv-doc", "package", "hdri"}
 
 
 def photo_id(source: str, path: str) -> str:
     """A stable, filesystem-safe id: ``<source>__<slug of the meaningful path segments>``."""
     parts = [p for p in re.split(r"[/!]+", path) if p and p.lower() not in _GENERIC_SEGMENTS]
     tail = "/".join(parts[-3:])
-    tail = re.sub(r"\.(jpe?g|png|webp|tiff?|bmp|exr|svgz?)$", "", tail, flags=re.I)
+    tail = re.sub(r"\.(jpe?g|png|webp|tiff?|bmp|exr|svgz?)(\.js)?$", "", tail, flags=re.I)
     # a wallpaper's rendition size is not part of its identity
     tail = re.sub(r"/\d+x\d+$", "", tail)
     return f"{source}__{re.sub(r'[^A-Za-z0-9]+', '_', tail).strip('_')}"
@@ -386,7 +386,7 @@ def build(
         src = SOURCES.get(name)
         version = entries[0]["version"]
         try:
-            root, got_version = source_root(src, version if src.kind == "deb" else None, cache)
+            root, got_version = source_root(src, version if src.kind in ("deb", "npm") else None, cache)
         except SourceError as exc:
             report.mismatches.extend(f"{e['id']}: source unavailable ({exc})" for e in entries if e["status"] == "kept")
             log(f"! {name}: {exc}")

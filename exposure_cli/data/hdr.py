@@ -27,6 +27,19 @@ KEY = 0.18
 VIEWS = tuple((yaw, pitch) for pitch in (0.0, 15.0) for yaw in range(0, 360, 60))
 VIEW_FOV = 80.0
 VIEW_SIZE = (384, 256)
+#: A view holds at most this many output pixels per panorama pixel (low-resolution panoramas get smaller views
+#: instead of blurry upsampled ones).
+MAX_VIEW_UPSAMPLING = 2.0
+
+
+def view_size(pano_width: int, fov: float = VIEW_FOV, size: tuple[int, int] = VIEW_SIZE) -> tuple[int, int]:
+    """Output size of a view: ``size``, shrunk (3:2 kept, multiples of 8) when the panorama has fewer pixels
+    across the field of view than ``size[0] / MAX_VIEW_UPSAMPLING``."""
+    native = pano_width * fov / 360.0
+    scale = min(1.0, MAX_VIEW_UPSAMPLING * native / size[0])
+    if scale >= 1.0:
+        return size
+    return (max(8, int(round(size[0] * scale / 8)) * 8), max(8, int(round(size[1] * scale / 8)) * 8))
 
 
 def is_hdr_path(path: str) -> bool:
@@ -119,21 +132,20 @@ def write_hdr_crops(data: bytes, hdr_id: str, out_dir: Path) -> list[dict[str, A
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pano = None
+    pano = read_exr(data)
+    size = view_size(pano.shape[1])
     crops = []
     for yaw, pitch in VIEWS:
         cid = f"{hdr_id}__y{int(yaw):03d}p{int(pitch):02d}"
         rad_path, ideal_path = out_dir / f"{cid}.radiance.npy", out_dir / f"{cid}.ideal.png"
         if not (rad_path.exists() and ideal_path.exists()):
-            if pano is None:
-                pano = read_exr(data)
-            rad = meter(equirect_to_perspective(pano, yaw, pitch, VIEW_FOV, VIEW_SIZE))
+            rad = meter(equirect_to_perspective(pano, yaw, pitch, VIEW_FOV, size))
             # float16 holds up to 65504: enough for metered radiance (the sun saturates it harmlessly)
             np.save(rad_path, np.minimum(rad, 60000.0).astype(np.float16))
             ideal = mertens_ideal(rad)
             cv2.imwrite(str(ideal_path), cv2.cvtColor(np.round(ideal * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
         crops.append({"id": cid, "radiance": f"hdr/{rad_path.name}", "ideal": f"hdr/{ideal_path.name}",
-                      "width": VIEW_SIZE[0], "height": VIEW_SIZE[1]})
+                      "width": size[0], "height": size[1]})
     return crops
 
 
@@ -145,5 +157,6 @@ __all__ = [
     "mertens_ideal",
     "read_exr",
     "render_single",
+    "view_size",
     "write_hdr_crops",
 ]

@@ -1,7 +1,8 @@
-"""Where the corpus comes from: Debian packages and Python packages that ship real photographs.
+"""Where the corpus comes from: Debian, Python and npm packages that ship real photographs and HDR maps.
 
 Each :class:`Source` knows how to obtain its package (``apt-get download`` + ``dpkg-deb -x`` for Debian,
-the installed distribution for Python) and how to enumerate candidate image files inside it. Whether a
+the installed distribution for Python, ``npm pack`` + a safe tar extraction for npm) and how to enumerate
+candidate image files inside it. Whether a
 candidate is a photograph is decided later (:mod:`.corpus`), by a heuristic plus manual overrides.
 """
 
@@ -48,8 +49,8 @@ class Source:
 
     Attributes:
         name: Source name used in photo ids and the manifest.
-        kind: ``deb`` or ``python``.
-        package: Debian package or Python distribution name.
+        kind: ``deb``, ``python`` or ``npm``.
+        package: Debian package, Python distribution or npm package name.
         licence: Default licence of the files.
         enumerate: ``(root) -> candidates`` where root is the extracted package (or the installed package).
     """
@@ -119,6 +120,51 @@ def fetch_deb(package: str, version: str | None, cache: Path) -> tuple[Path, str
     if not (root / ".extracted").exists():
         root.mkdir(parents=True, exist_ok=True)
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        (root / ".extracted").write_text(ver)
+    return root, ver
+
+
+def fetch_npm(package: str, version: str | None, cache: Path) -> tuple[Path, str]:
+    """Download (or reuse) the npm tarball of ``package`` [@ ``version``] into ``cache`` and extract it.
+
+    Only ``npm pack`` touches the network (the registry); nothing is installed and no package script runs.
+    The tarball is unpacked with :mod:`tarfile`'s ``data`` filter (no links out of the folder, no devices).
+
+    Returns:
+        (extracted root, package version).
+
+    Raises:
+        SourceError: npm is missing or could not fetch the package.
+    """
+    import tarfile
+
+    cache.mkdir(parents=True, exist_ok=True)
+    stem = package.lstrip("@").replace("/", "-")
+    tarballs = sorted(cache.glob(f"{stem}-*.tgz"))
+    if version:
+        tarballs = [t for t in tarballs if t.name == f"{stem}-{version}.tgz"]
+    if not tarballs:
+        spec = f"{package}@{version}" if version else package
+        try:
+            proc = subprocess.run(["npm", "pack", spec, "--silent", "--pack-destination", str(cache)],
+                                  capture_output=True, text=True, timeout=600)
+        except FileNotFoundError:
+            raise SourceError(f"npm is needed to fetch {spec!r} (apt-get install npm)") from None
+        tarballs = sorted(cache.glob(f"{stem}-*.tgz"))
+        if version:
+            tarballs = [t for t in tarballs if t.name == f"{stem}-{version}.tgz"]
+        if proc.returncode != 0 or not tarballs:
+            raise SourceError(f"could not fetch npm package {spec!r}: {proc.stderr.strip() or proc.stdout.strip()}")
+    tgz = tarballs[-1]
+    ver = tgz.name[len(stem) + 1 : -len(".tgz")]
+    root = cache / f"npm_{stem}_{ver}"
+    if not (root / ".extracted").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            with tarfile.open(tgz) as tar:
+                tar.extractall(root, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise SourceError(f"{tgz}: not a safe, readable npm tarball ({exc})") from None
         (root / ".extracted").write_text(ver)
     return root, ver
 
@@ -316,6 +362,29 @@ def _blender_hdr(root: Path) -> list[Candidate]:
     ]
 
 
+def _data_url_reader(path: Path) -> Callable[[], bytes]:
+    """Bytes of a JavaScript module that exports one base64 ``data:`` URL (how @pmndrs/assets ships files)."""
+
+    def read() -> bytes:
+        import base64
+
+        text = path.read_text()
+        m = re.search(r"data:[^;,'\"]*;base64,([A-Za-z0-9+/=]+)", text)
+        if not m:
+            raise SourceError(f"{path}: no base64 data URL inside")
+        return base64.b64decode(m.group(1))
+
+    return read
+
+
+def _pmndrs_hdr(root: Path) -> list[Candidate]:
+    """Poly Haven HDRIs (CC0) that @pmndrs/assets ships as 512×256 DWAB EXRs inside ``hdri/*.exr.js``."""
+    return [
+        Candidate(str(p.relative_to(root)), _data_url_reader(p), "CC0", "Poly Haven (via @pmndrs/assets)", kind="hdr")
+        for p in sorted((root / "package" / "hdri").glob("*.exr.js"))
+    ]
+
+
 SOURCES.register("skimage", Source("skimage", "python", "scikit-image", "BSD-3-Clause", _skimage))
 SOURCES.register("sklearn", Source("sklearn", "python", "scikit-learn", "CC-BY-2.0", _sklearn))
 SOURCES.register("opencv-doc", Source("opencv-doc", "deb", "opencv-doc", "BSD-3-Clause / Apache-2.0", _opencv_doc))
@@ -328,12 +397,15 @@ SOURCES.register("lxqt-themes", Source("lxqt-themes", "deb", "lxqt-themes", "LGP
 SOURCES.register("tuxpaint", Source("tuxpaint", "deb", "tuxpaint-data", "GPL-2+", _tuxpaint))
 SOURCES.register("palapeli", Source("palapeli", "deb", "palapeli-data", "per file (desktop entries)", _palapeli))
 SOURCES.register("blender-hdr", Source("blender-hdr", "deb", "blender-data", "CC0", _blender_hdr))
+SOURCES.register("pmndrs-hdr", Source("pmndrs-hdr", "npm", "@pmndrs/assets", "CC0", _pmndrs_hdr))
 
 
 def source_root(source: Source, version: str | None, cache: Path) -> tuple[Path, str]:
     """Obtain a source and return (root to enumerate, version)."""
     if source.kind == "python":
         return python_package_root(source.package)
+    if source.kind == "npm":
+        return fetch_npm(source.package, version, cache)
     return fetch_deb(source.package, version, cache)
 
 
@@ -348,6 +420,7 @@ __all__ = [
     "Source",
     "SourceError",
     "fetch_deb",
+    "fetch_npm",
     "iter_sources",
     "python_package_root",
     "source_root",
