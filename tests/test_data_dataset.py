@@ -83,3 +83,39 @@ def test_unknown_source_is_a_usage_error(tmp_path) -> None:
     result = CliRunner().invoke(app, ["data", "build", str(tmp_path / "c"), "--source", "opencv-dok"])
     assert result.exit_code == 2
     assert "opencv-doc" in result.output
+
+
+def _add_hdr_crop(corpus, split: str = "train") -> str:
+    """One HDR crop (metered radiance + fused ideal) written into a built corpus and its index."""
+    import json
+
+    import cv2
+
+    from exposure_cli.data.hdr import meter, mertens_ideal
+
+    rng = np.random.default_rng(3)
+    rad = meter(np.exp(rng.normal(0, 1.5, (1, 1, 3))) * cv2.resize(
+        rng.uniform(0.01, 8.0, (6, 9, 3)).astype(np.float32), (144, 96), interpolation=cv2.INTER_CUBIC).clip(1e-3))
+    (corpus / "hdr").mkdir(exist_ok=True)
+    np.save(corpus / "hdr" / "pano.radiance.npy", rad.astype(np.float16))
+    ideal = np.round(mertens_ideal(rad) * 255).astype(np.uint8)
+    cv2.imwrite(str(corpus / "hdr" / "pano.ideal.png"), cv2.cvtColor(ideal, cv2.COLOR_RGB2BGR))
+    index = json.loads((corpus / "index.json").read_text())
+    index["hdr"].append({"id": "test-hdr__pano", "radiance": "hdr/pano.radiance.npy", "ideal": "hdr/pano.ideal.png",
+                         "width": 144, "height": 96, "source": "test-hdr", "split": split})
+    (corpus / "index.json").write_text(json.dumps(index))
+    return "test-hdr__pano"
+
+
+def test_hdr_share_sets_how_many_training_crops_come_from_panoramas(corpus) -> None:
+    from exposure_cli.training.sources import open_datasets
+
+    hdr_id = _add_hdr_crop(corpus)
+
+    def hdr_count(share):
+        train, _, _ = open_datasets(corpus, crop=48, samples_per_epoch=60, hdr_share=share)
+        return sum(train.sample(i).params["source_id"] == hdr_id for i in range(60))
+
+    assert hdr_count(0.0) == 0
+    assert hdr_count(1.0) == 60
+    assert 0 < hdr_count(None) < hdr_count(0.6) < 60  # the default (15 %) is below 60 %

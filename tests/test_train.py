@@ -88,6 +88,36 @@ def test_resume_continues_where_it_stopped(tmp_path):
         train(_config(steps=9, architecture="eat_iea_no_dwt"), data, tmp_path / "run")
 
 
+def test_fine_tuning_starts_from_the_given_weights_and_records_them(tmp_path):
+    from safetensors.torch import load_file
+
+    data = GlobalShiftDataset(16)
+    first = train(_config(steps=3), data, tmp_path / "first", export_dir=tmp_path / "w")
+    assert first.steps == 3
+    start = load_file(str(tmp_path / "w" / WEIGHTS_FILE))
+    init_sha = verify_weights(tmp_path / "w" / WEIGHTS_FILE).sha256
+
+    # lr 0: AdamW leaves every weight where it started, so the run's weights are the init weights
+    frozen = train(_config(steps=2, lr=0.0, init_weights=str(tmp_path / "w")), data, tmp_path / "frozen",
+                   val_dataset=GlobalShiftDataset(8, seed=1), export_dir=tmp_path / "w2")
+    after = load_file(str(tmp_path / "w2" / WEIGHTS_FILE))
+    assert frozen.steps == 2 and set(after) == set(start)
+    params = {name for name, _ in create_model("eat_iea_test").named_parameters()}  # not BatchNorm's running stats
+    assert params and all(torch.equal(after[k], start[k]) for k in params)
+    card = json.loads((tmp_path / "w2" / CARD_FILE).read_text())
+    assert card["training"]["init_sha256"] == init_sha
+    assert "initialised from" in (tmp_path / "frozen" / "train.log").read_text()
+
+    # a fresh random init differs from those weights
+    torch.manual_seed(0)
+    fresh = create_model("eat_iea_test").state_dict()
+    assert any(not torch.equal(fresh[k], start[k]) for k in start)
+
+    with pytest.raises(ValueError, match="another config"):
+        train(_config(steps=1, architecture="eat_iea_no_dwt", init_weights=str(tmp_path / "w")), data,
+              tmp_path / "mismatch")
+
+
 def test_a_budget_is_required(tmp_path):
     with pytest.raises(ValueError, match="budget"):
         train(_config(steps=None, minutes=None), GlobalShiftDataset(4), tmp_path / "run")
@@ -162,6 +192,11 @@ def test_train_command_usage_errors(tmp_path):
     assert bad_device.exit_code == 2 and "--device" in bad_device.output
     empty = runner.invoke(app, ["train", "--data", str(tmp_path), "--steps", "1"])
     assert empty.exit_code == 2 and "neither a corpus" in empty.output
+    no_init = runner.invoke(app, ["train", "--data", str(tmp_path), "--steps", "1", "--init", str(tmp_path / "none")])
+    assert no_init.exit_code == 2 and "--init" in no_init.output and "no EAT weights at" in no_init.output
+    train(_config(steps=1), GlobalShiftDataset(8), tmp_path / "tiny", export_dir=tmp_path / "tiny_w")
+    other = runner.invoke(app, ["train", "--data", str(tmp_path), "--steps", "1", "--init", str(tmp_path / "tiny_w")])
+    assert other.exit_code == 2 and "'eat_iea_test' model, not --model eat_iea" in other.output
 
 
 def test_ev_twins_match_a_direct_re_exposure():

@@ -38,6 +38,8 @@ def train_command(
     rank_weight: float = typer.Option(1.0, "--rank-weight", min=0.0, help="Weight of the twins' ranking loss."),
     max_ev: float = typer.Option(4.0, "--max-ev", min=0.5, max=5.0, help="Corpus training data: global EV shifts drawn in ±max-ev (validation keeps the simulator default)."),
     originals: Optional[float] = typer.Option(None, "--originals", min=0.0, max=1.0, help="Corpus training data: share of unmodified originals (label 0) [default: the simulator's]."),
+    hdr_share: float = typer.Option(0.15, "--hdr-share", min=0.0, max=1.0, help="Corpus training data: share of crops cut from HDR panoramas (the rest from photos)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from these weights (safetensors file or folder; same architecture) instead of a random init: fine-tuning."),
     samples_per_epoch: int = typer.Option(1_000_000, "--samples-per-epoch", min=1, help="Simulated crops per epoch (corpus data; every index is a different simulation, so keep it large)."),
     seed: int = typer.Option(0, "--seed", help="Seed of init, data order and simulation."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
@@ -60,6 +62,8 @@ def train_command(
         exposure train --data /datasets/IEA40K --device cuda --batch-size 64 --minutes 30 --out runs/gpu
 
         exposure train --data corpus/ --model eat_iea_no_dwt --minutes 10 --out runs/ablation_no_dwt
+
+        exposure train --data corpus/ --init weights/ --hdr-share 0.35 --lr 5e-4 --minutes 60 --out runs/finetune
     """
     from ..models import MODELS
     from ..registry import RegistryError
@@ -79,6 +83,15 @@ def train_command(
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         _usage_error(f"--device {device}: this torch build sees no CUDA GPU")
+    if init is not None:
+        from ..analyzers.eat import WeightsError, resolve_weights, verify_weights
+
+        try:
+            init_card = verify_weights(resolve_weights(init)).card
+        except WeightsError as exc:
+            _usage_error(f"--init: {exc}")
+        if init_card.get("architecture") != model:
+            _usage_error(f"--init {init}: the weights are a {init_card.get('architecture')!r} model, not --model {model}")
     on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     config = TrainConfig(
         architecture=model,
@@ -98,11 +111,13 @@ def train_command(
         simulator={"global_ev": (-max_ev, max_ev), **({"p_original": originals} if originals is not None else {})},
         checkpoint_every_s=checkpoint_every,
         validate_every_s=validate_every,
+        hdr_share=hdr_share,
+        init_weights=str(init) if init else None,
     )
     try:
         train_set, val_set, data_info = open_datasets(
             data, DataFormat(data_format.value), crop=crop, seed=seed, samples_per_epoch=samples_per_epoch,
-            simulator=config.simulator,
+            simulator=config.simulator, hdr_share=hdr_share,
         )
     except (FileNotFoundError, ValueError) as exc:
         _usage_error(str(exc))

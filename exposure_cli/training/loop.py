@@ -66,6 +66,11 @@ class TrainConfig:
         rank_weight: Weight of the twin ranking term.
         simulator: Overrides of the corpus simulator's config (``SimulatorConfig``), e.g. a global EV range
             wider than the ±3 EV the evaluation sweeps, so the sweep's ends are not the prior's edges.
+        hdr_share: Share of corpus training crops cut from HDR panoramas (the rest come from photos).
+        init_weights: Start a *new* run from these weights (a ``model.safetensors`` file or its folder, checked
+            against its card; same architecture and config) instead of a random init — fine-tuning. A resumed
+            run ignores it: the checkpoint already holds the weights.
+        init_sha256: The sha256 of ``init_weights`` (filled in when the run starts; recorded in the card).
     """
 
     architecture: str = "eat_iea"
@@ -95,6 +100,9 @@ class TrainConfig:
     twin_ev: tuple[float, float] = (0.5, 2.0)
     rank_weight: float = 1.0
     simulator: dict[str, Any] = field(default_factory=lambda: {"global_ev": (-4.0, 4.0)})
+    hdr_share: float = 0.15
+    init_weights: str | None = None
+    init_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -333,6 +341,19 @@ def train(
         history = json.loads(state.get("history_json", "[]"))
         log.info("resumed %s at step %d (%.1f min trained)", checkpoint_path, step, elapsed / 60)
     else:
+        if config.init_weights:
+            from ..analyzers.eat import load_model, resolve_weights
+
+            init_model, loaded = load_model(resolve_weights(config.init_weights), "cpu")
+            if loaded.card.get("architecture") != config.architecture or dict(loaded.card.get("config") or {}) != dict(
+                    json.loads(json.dumps(full_config))):
+                raise ValueError(
+                    f"--init {config.init_weights}: its card describes a {loaded.card.get('architecture')!r} model "
+                    f"with another config than this {config.architecture!r} run"
+                )
+            model.load_state_dict(init_model.state_dict())
+            config.init_sha256 = loaded.sha256
+            log.info("initialised from %s (sha256 %s)", loaded.path, loaded.sha256)
         log.info("new run in %s: %s", out, json.dumps(config.to_dict(), sort_keys=True))
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %d parameters, device %s, amp %s", config.architecture, n_params, device, amp_dtype)

@@ -64,13 +64,15 @@ def open_datasets(
     samples_per_epoch: int = 2048,
     val_samples: int = 256,
     simulator: dict[str, Any] | None = None,
+    hdr_share: float | None = None,
 ) -> tuple[Any, Any | None, dict[str, Any]]:
     """Training dataset, validation dataset (None if the data has no validation split), data description.
 
     `simulator` overrides fields of the corpus simulator's config for the *training* stream only; the
-    validation stream always uses the simulator's defaults, so runs stay comparable.
+    validation stream always uses the simulator's defaults, so runs stay comparable. `hdr_share` (corpus
+    only) is the share of training crops cut from HDR panoramas [default: ``HDR_FRACTION``].
     """
-    from ..data.dataset import ExposureDataset
+    from ..data.dataset import HDR_FRACTION, ExposureDataset
     from ..data.simulator import SimulatorConfig
 
     root = Path(root).expanduser()
@@ -81,7 +83,8 @@ def open_datasets(
     if fmt is DataFormat.corpus:
         overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in (simulator or {}).items()}
         train = ExposureDataset.from_corpus(root, split="train", crop=crop, seed=seed, samples_per_epoch=samples_per_epoch,
-                                            config=SimulatorConfig(**overrides))
+                                            config=SimulatorConfig(**overrides),
+                                            hdr_fraction=HDR_FRACTION if hdr_share is None else hdr_share)
         try:
             val = ExposureDataset.from_corpus(root, split="val", crop=crop, seed=VAL_SEED, samples_per_epoch=val_samples)
         except (ValueError, FileNotFoundError, KeyError):
