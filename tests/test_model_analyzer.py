@@ -66,11 +66,15 @@ def test_lookup_order_and_one_error_naming_all_three(tmp_path, tiny_weights, mon
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     monkeypatch.setattr(eat_module, "shipped_weights_dir", lambda: None)
     with pytest.raises(WeightsError) as info:
-        resolve_weights(tmp_path / "nowhere")
+        resolve_weights(None)
     message = str(info.value)
     assert "--weights" in message and WEIGHTS_ENV in message and "shipped" in message
     monkeypatch.setenv(WEIGHTS_ENV, str(tiny_weights))
     assert resolve_weights(None) == tiny_weights / WEIGHTS_FILE  # env var when no explicit weights
+    # an explicit path that holds nothing is an error, never a silent fallback to the env var or shipped weights
+    monkeypatch.setattr(eat_module, "shipped_weights_dir", lambda: tiny_weights)
+    with pytest.raises(WeightsError, match="nowhere"):
+        resolve_weights(tmp_path / "nowhere")
     other = tmp_path / "other"
     other.mkdir()
     (other / WEIGHTS_FILE).write_bytes(b"x")

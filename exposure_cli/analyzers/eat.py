@@ -81,16 +81,17 @@ def resolve_weights(weights: str | os.PathLike | None = None) -> Path:
     """Find the weights file: `weights`, then $EXPOSURE_WEIGHTS, then the shipped default.
 
     Raises:
-        WeightsError: naming all three places when none holds a weights file.
+        WeightsError: when `weights` is given but holds no weights file (no fallback to other weights), or
+            naming all three places when none holds a weights file.
     """
     tried: list[str] = []
     if weights:
+        # an explicit choice never falls back to other weights: a typo must not silently scan with the default
         path = _weights_in(weights)
         if path.is_file():
             return path
-        tried.append(f"--weights {weights} (no file {path})")
-    else:
-        tried.append("--weights (not given)")
+        raise WeightsError(f"no EAT weights at {weights} (no file {path})")
+    tried.append("--weights (not given)")
     env = os.environ.get(WEIGHTS_ENV)
     if env:
         path = _weights_in(env)
