@@ -106,6 +106,12 @@ def test_fine_tuning_starts_from_the_given_weights_and_records_them(tmp_path):
     assert params and all(torch.equal(after[k], start[k]) for k in params)
     card = json.loads((tmp_path / "w2" / CARD_FILE).read_text())
     assert card["training"]["init_sha256"] == init_sha
+    # the checkpoint keeps where the run started, so a resumed run's cards still say it
+    assert torch.load(tmp_path / "frozen" / "checkpoint.pt", weights_only=True)["init_sha256"] == init_sha
+    resumed = train(_config(steps=3, lr=1e-3), data, tmp_path / "frozen", val_dataset=GlobalShiftDataset(8, seed=1),
+                    export_dir=tmp_path / "w3")
+    assert resumed.steps == 3
+    assert torch.load(tmp_path / "frozen" / "checkpoint.pt", weights_only=True)["init_sha256"] == init_sha
     assert "initialised from" in (tmp_path / "frozen" / "train.log").read_text()
 
     # a fresh random init differs from those weights

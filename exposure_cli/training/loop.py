@@ -339,6 +339,7 @@ def train(
         best_mae = state.get("best_val_mae")
         torch.set_rng_state(state["torch_rng"])
         history = json.loads(state.get("history_json", "[]"))
+        config.init_sha256 = state.get("init_sha256") or config.init_sha256
         log.info("resumed %s at step %d (%.1f min trained)", checkpoint_path, step, elapsed / 60)
     else:
         if config.init_weights:
@@ -391,6 +392,7 @@ def train(
                 "best_val_mae": best_mae,
                 "torch_rng": torch.get_rng_state(),
                 "history_json": json.dumps(history),
+                "init_sha256": config.init_sha256 or "",
             },
             checkpoint_path,
         )
