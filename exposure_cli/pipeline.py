@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -826,15 +827,71 @@ def _run_local(todo: Sequence[InputFile], options: ScanOptions,
             raise
 
 
-class _DecodePool(ThreadPoolExecutor):
-    """A decode pool that does not wait, on exit, for decodes abandoned after ``--file-timeout``.
+class _DecodePool:
+    """The decode threads: a small executor whose workers are *daemon* threads.
 
-    A thread cannot be killed: a decoder stuck for good would otherwise hang the end of the scan.
+    A thread cannot be killed, and a decoder can get stuck for good (a FIFO, a hung network mount, a codec
+    bug). The scan abandons such a decode after ``--file-timeout``; this pool then neither waits for it when
+    the scan ends (``abandoned``) nor holds the interpreter at exit — ``ThreadPoolExecutor`` joins its
+    workers at exit, so a library caller's program would hang there. Decoding only reads, so a daemon
+    thread stopped at exit loses nothing.
     """
 
-    abandoned = False
+    def __init__(self, workers: int, thread_name_prefix: str = "decode") -> None:
+        import queue
 
-    def __exit__(self, *exc_info) -> bool:
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._closed = False
+        self.abandoned = False
+        self._threads = [threading.Thread(target=self._work, name=f"{thread_name_prefix}_{i}", daemon=True)
+                         for i in range(max(1, int(workers)))]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        if self._closed:
+            raise RuntimeError("cannot submit to a decode pool after shutdown")
+        future: Future = Future()
+        self._queue.put((future, fn, args, kwargs))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the caller through the future, like ThreadPoolExecutor
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        import queue
+
+        self._closed = True
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
+
+    def __enter__(self) -> "_DecodePool":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> bool:
         self.shutdown(wait=not self.abandoned, cancel_futures=True)
         return False
 

@@ -270,6 +270,35 @@ def test_file_timeout_abandons_a_decoder_that_never_returns(tmp_path, monkeypatc
     assert by.loc["2.jpg", "status"] == "error" and "longer than 0.5 s" in by.loc["2.jpg", "error"]
 
 
+LIBRARY_CALLER = """
+import sys, threading, time
+from pathlib import Path
+import exposure_cli.pipeline as pipeline
+from exposure_cli import scan
+real = pipeline.decode_file
+def stuck(path, **options):
+    if Path(path).name == "2.jpg":
+        threading.Event().wait(600)  # a decoder that never returns
+    return real(path, **options)
+pipeline.decode_file = stuck
+result = scan([sys.argv[1]], out=sys.argv[2], model="baseline", regions=False, file_timeout=0.5)
+print("rows", result.total, "errors", result.errors, flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_library_caller_exits_although_a_decode_is_stuck_for_good(tmp_path):
+    for i in range(4):
+        write_image(tmp_path / "in" / f"{i}.jpg", photo_like(40, 50, seed=i))
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", LIBRARY_CALLER, str(tmp_path / "in"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=100, env=subprocess_env())
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr
+    assert "rows 4 errors 1" in proc.stdout
+    assert elapsed < 60, f"the interpreter waited {elapsed:.0f} s at exit for the stuck decode thread"
+
+
 @pytest.mark.timeout(120)
 def test_file_timeout_on_a_really_slow_decode(tmp_path):
     # A 64 MP PNG (a 200 KB file) takes far longer than 0.1 s to inflate: a real slow input, not a mock.

@@ -210,9 +210,11 @@ def _restore_sigterm(previous) -> None:
 
 
 def _exit(code: int) -> None:
-    """Exit with `code`; if a decode abandoned after --file-timeout is still stuck, don't wait for it.
+    """Exit with `code`; if a decode abandoned after --file-timeout is still stuck, leave at once.
 
-    The report is already written; Python would otherwise wait for the stuck thread at interpreter exit.
+    The report is already written. The decode threads are daemons, so the interpreter would not wait for
+    them anyway; leaving with ``os._exit`` also skips interpreter finalization while such a thread is still
+    inside a C decoder.
     """
     import threading
 
