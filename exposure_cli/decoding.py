@@ -326,7 +326,20 @@ def _decode_heif(data: bytes, analysis_long_side: int, max_pixels: int) -> Decod
         raise DecodeError(f"corrupt HEIF file: {exc}") from None
     rgb = arr.astype(np.float32) / (65535.0 if arr.dtype == np.uint16 else 255.0)
     rgb = np.clip(rgb[..., :3], 0, 1)
-    return DecodedImage(limit_long_side(rgb, analysis_long_side), w, h, "heif", ExifFacts(), 16 if arr.dtype == np.uint16 else 8)
+    return DecodedImage(limit_long_side(rgb, analysis_long_side), w, h, "heif", _heif_exif(heif),
+                        16 if arr.dtype == np.uint16 else 8)
+
+
+def _heif_exif(heif: object) -> ExifFacts:
+    """Exposure facts from a HEIF's EXIF item. Orientation is reported as 1: libheif has already turned
+    the image upright with the container's own transforms (irot/imir), which the HEIF standard makes
+    authoritative over the EXIF tag — applying the tag again would rotate twice."""
+    import dataclasses
+
+    block = (getattr(heif, "info", None) or {}).get("exif") or b""
+    if block[:6] == b"Exif\x00\x00":
+        block = block[6:]
+    return dataclasses.replace(read_exif(block), orientation=1) if block else ExifFacts()
 
 
 def _decode_raw(data: bytes, analysis_long_side: int, max_pixels: int) -> DecodedImage:

@@ -142,6 +142,53 @@ def test_heif_without_extra_names_the_extra(monkeypatch):
         decode_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 32)
 
 
+def _heic(rgb: np.ndarray, orientation: int = 1, iso: int | None = None, make: str | None = None) -> bytes:
+    """A real HEIC file (HEVC-coded by libheif through pillow-heif) with an EXIF block."""
+    import io
+
+    pillow_heif = pytest.importorskip("pillow_heif", reason="HEIC needs the optional heif extra")
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    if make:
+        exif[0x010F] = make
+    if iso:
+        exif.get_ifd(0x8769)[0x8827] = iso
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="HEIF", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation, turn", [(1, 0), (3, 2), (6, -1), (8, 1)])
+def test_heic_decodes_upright_once_with_its_exposure_facts(orientation, turn):
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    rgb[:, :48] = 200
+    rgb[:32, :, 2] = 255
+    rgb[40:60, 60:90] = (30, 160, 60)
+    d = decode_bytes(_heic(rgb, orientation, iso=800, make="TestCam"), suffix=".heic")
+    upright = np.rot90(rgb, turn).astype(np.float32) / 255
+    assert d.format == "heif" and d.rgb.shape == upright.shape
+    assert np.abs(d.rgb - upright).mean() < 0.01  # lossy HEVC; a wrong turn is off by ~0.66
+    assert (d.width, d.height) == (upright.shape[1], upright.shape[0])
+    assert d.exif.iso == 800 and d.exif.make == "TestCam" and d.exif.orientation == 1
+
+
+def test_heic_photos_become_report_rows(tmp_path):
+    from exposure_cli import scan
+    from exposure_cli.report.writers import read_report
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "dark.heic").write_bytes(_heic(np.full((48, 64, 3), 20, np.uint8), iso=3200))
+    (tmp_path / "in" / "broken.heic").write_bytes(_heic(np.full((48, 64, 3), 20, np.uint8))[:300])
+    result = scan([tmp_path / "in"], out=tmp_path / "out", model="baseline", regions=False)
+    by = read_report(result.report_path)[0].set_index("path")
+    assert by.loc["dark.heic", "status"] == "ok" and by.loc["dark.heic", "exif_iso"] == 3200
+    assert by.loc["dark.heic", "width"] == 64 and by.loc["dark.heic", "height"] == 48
+    assert by.loc["broken.heic", "status"] == "error" and "HEIF" in by.loc["broken.heic", "error"]
+
+
 def test_apply_orientation_round_trip():
     a = np.arange(12).reshape(3, 4)
     assert apply_orientation(a, 6).shape == (4, 3)
