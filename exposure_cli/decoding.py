@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Optional
 
 import numpy as np
 
+from .color import linear_to_srgb
 from .exif import ExifFacts, read_exif
 
 #: Default decompression-bomb guard: 250 megapixels declared in the header.
@@ -334,8 +336,6 @@ def _heif_exif(heif: object) -> ExifFacts:
     """Exposure facts from a HEIF's EXIF item. Orientation is reported as 1: libheif has already turned
     the image upright with the container's own transforms (irot/imir), which the HEIF standard makes
     authoritative over the EXIF tag — applying the tag again would rotate twice."""
-    import dataclasses
-
     block = (getattr(heif, "info", None) or {}).get("exif") or b""
     if block[:6] == b"Exif\x00\x00":
         block = block[6:]
@@ -354,10 +354,15 @@ def _decode_raw(data: bytes, analysis_long_side: int, max_pixels: int) -> Decode
             h, w = raw.sizes.height, raw.sizes.width
             if w * h > max_pixels:
                 raise DecodeError(f"image declares {w}×{h}, above the {max_pixels / 1e6:,.0f} MP limit")
-            arr = raw.postprocess(output_bps=16, use_camera_wb=True, half_size=max(w, h) > 2 * analysis_long_side)
+            # Linear output, no auto-brightening: LibRaw's default rescales every photo so that 1 % of its
+            # pixels clip, which would make a RAW shot two stops under look exactly like a good one.
+            arr = raw.postprocess(output_bps=16, use_camera_wb=True, no_auto_bright=True, gamma=(1.0, 1.0),
+                                  half_size=max(w, h) > 2 * analysis_long_side)
     except DecodeError:
         raise
     except Exception as exc:
         raise DecodeError(f"corrupt or unsupported RAW file: {exc}") from None
-    rgb = np.clip(arr.astype(np.float32) / 65535.0, 0, 1)
-    return DecodedImage(limit_long_side(rgb, analysis_long_side), arr.shape[1], arr.shape[0], "raw", ExifFacts(), 16)
+    rgb = linear_to_srgb(np.clip(arr.astype(np.float32) / 65535.0, 0, 1))
+    # TIFF-based RAW (DNG, NEF, CR2, ARW, …) carries EXIF; LibRaw has already applied the orientation
+    exif = dataclasses.replace(read_exif(data), orientation=1)
+    return DecodedImage(limit_long_side(rgb, analysis_long_side), arr.shape[1], arr.shape[0], "raw", exif, 16)

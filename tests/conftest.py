@@ -262,3 +262,30 @@ def exposure_cmd(*args: str) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "exposure_cli", *args]
+
+
+def dng_bytes(scene: np.ndarray, white: int = 4095, orientation: int = 1, make: str = "TestMake") -> bytes:
+    """A real, minimal DNG (uncompressed RGGB mosaic, identity colour matrix, neutral white balance) of a
+    linear-light `scene` (H×W×3 in [0, 1] of full well); needs tifffile. LibRaw reads it like a camera's."""
+    import io
+
+    import tifffile
+
+    h, w = scene.shape[:2]
+    cfa = np.zeros((h, w), np.uint16)
+    cfa[0::2, 0::2] = scene[0::2, 0::2, 0] * white
+    cfa[0::2, 1::2] = scene[0::2, 1::2, 1] * white
+    cfa[1::2, 0::2] = scene[1::2, 0::2, 1] * white
+    cfa[1::2, 1::2] = scene[1::2, 1::2, 2] * white
+    identity = [10000, 10000, 0, 10000, 0, 10000, 0, 10000, 10000, 10000, 0, 10000, 0, 10000, 0, 10000, 10000, 10000]
+    tags = [(50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
+            (50708, "s", 0, "Test Camera", True),  # UniqueCameraModel
+            (33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True),  # CFA: RGGB
+            (50714, "H", 1, (0,), True), (50717, "H", 1, (white,), True),  # black and white levels
+            (50721, "2i", 9, identity, True), (50778, "H", 1, (21,), True),  # ColorMatrix1 under D65
+            (50728, "2I", 3, [1, 1, 1, 1, 1, 1], True),  # AsShotNeutral
+            (0x0112, "H", 1, (orientation,), True), (0x010F, "s", 0, make, True)]
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, cfa, photometric=32803, extratags=tags, subfiletype=0, compression=None)
+    return buf.getvalue()
+

@@ -189,6 +189,37 @@ def test_heic_photos_become_report_rows(tmp_path):
     assert by.loc["broken.heic", "status"] == "error" and "HEIF" in by.loc["broken.heic", "error"]
 
 
+def test_raw_keeps_the_exposure_it_was_shot_at():
+    pytest.importorskip("rawpy", reason="RAW needs the optional raw extra")
+    pytest.importorskip("tifffile")
+    from conftest import dng_bytes
+
+    from exposure_cli.color import linear_to_srgb
+
+    means = []
+    for level in (0.02, 0.1, 0.4):  # share of full well: about −4.5, −2.2 and −0.2 EV from clipping
+        d = decode_bytes(dng_bytes(np.full((64, 96, 3), level, np.float32)), suffix=".dng")
+        assert d.format == "raw" and d.bit_depth == 16
+        # linear light → sRGB, nothing else: no auto-brightening that would make every RAW look well exposed
+        assert abs(float(d.rgb.mean()) - float(linear_to_srgb(np.float32(level)))) < 0.01
+        means.append(float(d.rgb.mean()))
+    assert means == sorted(means) and means[2] - means[0] > 0.4
+
+
+def test_raw_is_turned_upright_once_and_keeps_its_exif():
+    pytest.importorskip("rawpy", reason="RAW needs the optional raw extra")
+    pytest.importorskip("tifffile")
+    from conftest import dng_bytes
+
+    scene = np.full((64, 96, 3), 0.05, np.float32)
+    scene[:, :48] = 0.5  # bright left half
+    d = decode_bytes(dng_bytes(scene, orientation=6, make="RawCam"), suffix=".dng")
+    assert d.rgb.shape == (96, 64, 3) and (d.width, d.height) == (64, 96)
+    # turned 90° clockwise: the bright left half is now the top half
+    assert d.rgb[:40].mean() > 0.6 and d.rgb[56:].mean() < 0.35
+    assert d.exif.make == "RawCam" and d.exif.orientation == 1
+
+
 def test_apply_orientation_round_trip():
     a = np.arange(12).reshape(3, 4)
     assert apply_orientation(a, 6).shape == (4, 3)
