@@ -22,6 +22,9 @@ DEFAULT_IMAGES = (
     "opencv-doc__messi5_sim0.png",
     "gcompris__resource_india_goldenTemple_sim1.png",
     "blender-hdr__blender_night__y120p00_sim0.png",
+    "blender-hdr__blender_night__y060p00.png",
+    "blender-hdr__blender_night__y060p00_ev-2.png",
+    "pmndrs-hdr__warehouse__y000p00_ev+0.png",
 )
 
 
