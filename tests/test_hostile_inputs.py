@@ -313,14 +313,25 @@ def test_file_timeout_on_a_really_slow_decode(tmp_path):
     assert by.loc["small.jpg", "status"] == "ok"
 
 
+#: Starts the measured command from a small process and prints its exit code and ru_maxrss (KiB).
+_RSS_RELAY = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def _peak_rss_mb_of(cmd: list[str], **kwargs) -> tuple[int, float, str]:
-    """Run `cmd`; return (exit code, peak resident memory in MB of that process alone, stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
-    _, status, usage = os.wait4(proc.pid, 0)
-    stderr = proc.stderr.read()
-    proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024, stderr  # ru_maxrss is in KiB on Linux
+    """Run `cmd`; return (exit code, peak resident memory in MB of that process alone, stderr).
+
+    Linux carries a parent's high-water RSS into a child across fork/vfork + exec, so a child of this
+    (large, late in a test session) pytest process would report pytest's peak. A small relay process starts
+    the command instead: the command then inherits only the relay's few MB.
+    """
+    proc = subprocess.run([sys.executable, "-c", _RSS_RELAY, *cmd], capture_output=True, text=True, **kwargs)
+    code, maxrss_kib = proc.stdout.split()[-2:]
+    return int(code), int(maxrss_kib) / 1024, proc.stderr  # ru_maxrss is in KiB on Linux
 
 
 @pytest.mark.timeout(180)

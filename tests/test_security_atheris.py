@@ -67,6 +67,23 @@ HARNESSES = {
 }
 
 
+#: Memory the fuzzed code may add to the process before libFuzzer calls it an out-of-memory crash.
+RSS_BUDGET_MB = 2048
+
+
+def inherited_peak_rss_mb() -> int:
+    """Peak RSS a child of this process starts with, as libFuzzer measures it.
+
+    libFuzzer reads its peak RSS with ``getrusage(RUSAGE_SELF).ru_maxrss``, and Linux carries the parent's
+    high-water mark into a child across fork/vfork + exec. After a long test session this pytest process
+    holds gigabytes (torch, Ray), so a fixed ``-rss_limit_mb=2048`` tripped on the first input in CI
+    ("out-of-memory (used: 3743Mb)") although the harness itself used a few hundred MB.
+    """
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
+
+
 def run_target(name: str, seconds: int, tmp_path) -> tuple[int, float]:
     script = tmp_path / f"fuzz_{name}.py"
     script.write_text("import sys\nimport atheris\n" + textwrap.dedent(HARNESSES[name])
@@ -74,7 +91,7 @@ def run_target(name: str, seconds: int, tmp_path) -> tuple[int, float]:
     corpus = tmp_path / f"corpus_{name}"
     corpus.mkdir()
     proc = subprocess.run(
-        [sys.executable, str(script), str(corpus), f"-max_total_time={seconds}", "-rss_limit_mb=2048",
+        [sys.executable, str(script), str(corpus), f"-max_total_time={seconds}", f"-rss_limit_mb={inherited_peak_rss_mb() + RSS_BUDGET_MB}",
          "-timeout=10", f"-artifact_prefix={tmp_path}/"],
         capture_output=True, text=True, env=subprocess_env(), timeout=seconds + 120, cwd=tmp_path)
     log = proc.stdout + proc.stderr
