@@ -55,9 +55,13 @@ class EvalResult:
     originals_mean_abs: float | None = None
     seconds: float = 0.0
     per_kind_mae: dict[str, float] = field(default_factory=dict)
+    #: One dict per image (only when asked for): its CSV columns plus predicted and labelled means and MAE.
+    per_image: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("per_image")
+        return d
 
 
 # --------------------------------------------------------------------------------------- map metrics
@@ -151,10 +155,15 @@ def evaluate_analyzer(
     weights: str = "",
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    per_image: bool = False,
 ) -> EvalResult:
-    """Run ``analyzer`` over ``records`` and compute every metric the records support."""
+    """Run ``analyzer`` over ``records`` and compute every metric the records support.
+
+    With ``per_image`` the result also lists every image's numbers (:attr:`EvalResult.per_image`).
+    """
     t0 = time.perf_counter()
     maes, ssims, psnrs, means, abs_means = [], [], [], [], []
+    rows: list[dict[str, Any]] = []
     kind_mae: dict[str, list[float]] = {}
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
@@ -170,9 +179,12 @@ def evaluate_analyzer(
             means.append(float(pred.mean()))
             abs_means.append(float(np.abs(pred).mean()))
             kind_mae.setdefault(rec.extra.get("kind", "") or "all", []).append(mae)
+            if per_image:
+                rows.append({"model": name, "img_id": rec.img_id, **rec.extra, "pred_mean": means[-1],
+                             "pred_mean_abs": abs_means[-1], "label_mean": float(label.mean()), "mae": mae})
         if progress:
             progress(min(start + batch_size, len(records)), len(records))
-    res = EvalResult(model=name, weights=weights, images=len(records))
+    res = EvalResult(model=name, weights=weights, images=len(records), per_image=rows)
     if records:
         res.mae, res.ssim, res.psnr = float(np.mean(maes)), float(np.mean(ssims)), float(np.mean(psnrs))
         res.per_kind_mae = {k: float(np.mean(v)) for k, v in sorted(kind_mae.items())}
@@ -222,6 +234,7 @@ def evaluate(
     limit: int | None = None,
     include_baseline: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
+    per_image: bool = False,
 ) -> dict[str, Any]:
     """Evaluate analyzers on an IEA40K-layout set.
 
@@ -233,6 +246,8 @@ def evaluate(
         working_long_side: Passed to analyzers when given.
         limit: Evaluate only the first N records (quick looks).
         include_baseline: Add the ``baseline`` analyzer as a comparison row when it is not listed.
+        per_image: Also return ``per_image``: one row per (analyzer, image) with the image's CSV columns,
+            mean predicted and labelled residual, mean |predicted| and MAE.
     """
     from .analyzers import create_analyzer
 
@@ -258,7 +273,8 @@ def evaluate(
             raise AnalyzerUnavailable(f"cannot create analyzer {name!r}: {exc}") from exc
         try:
             cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
-            results.append(evaluate_analyzer(analyzer, records, name, str(weights or ""), progress=cb))
+            results.append(evaluate_analyzer(analyzer, records, name, str(weights or ""), progress=cb,
+                                             per_image=per_image))
         finally:
             analyzer.close()
     return {
@@ -269,6 +285,7 @@ def evaluate(
         "zero_map_mae": float(np.mean([np.abs(r.load_residual()).mean() for r in records])) if records else None,
         "kinds": sorted({r.extra.get("kind", "") for r in records} - {""}),
         "results": [r.to_dict() for r in results],
+        **({"per_image": [row for r in results for row in r.per_image]} if per_image else {}),
     }
 
 

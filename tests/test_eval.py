@@ -106,6 +106,27 @@ def test_cli_json_output_and_file(labelled_set, tmp_path) -> None:
     assert {r["model"] for r in data["results"]} == {"test-zero", "baseline"}
 
 
+def test_per_image_rows_explain_the_aggregates(labelled_set, tmp_path) -> None:
+    import csv
+
+    root, labels = labelled_set
+    target = tmp_path / "rows" / "per_image.csv"
+    result = CliRunner().invoke(app, ["eval", str(root), "--model", "test-brightness", "--format", "json",
+                                      "--per-image", str(target)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert "per_image" not in data  # the JSON keeps its shape; the rows go to the CSV
+    rows = list(csv.DictReader(target.open()))
+    assert len(rows) == 2 * 21 and {r["model"] for r in rows} == {"test-brightness", "baseline"}
+    mine = [r for r in rows if r["model"] == "test-brightness"]
+    assert {"img_id", "kind", "ev", "photo", "source", "pred_mean", "pred_mean_abs", "label_mean", "mae"} <= set(mine[0])
+    summary = next(r for r in data["results"] if r["model"] == "test-brightness")
+    assert np.mean([float(r["mae"]) for r in mine]) == pytest.approx(summary["mae"], rel=1e-6)
+    originals = [float(r["pred_mean_abs"]) for r in mine if r["kind"] == "original"]
+    assert np.mean(originals) == pytest.approx(summary["originals_mean_abs"], rel=1e-6)
+    assert [float(r["label_mean"]) for r in mine] == pytest.approx([float(lab.mean()) for lab in labels], abs=1e-6)
+
+
 def test_cli_table_and_usage_errors(labelled_set) -> None:
     root, _ = labelled_set
     ok = CliRunner().invoke(app, ["eval", str(root), "--model", "test-brightness"], catch_exceptions=False,

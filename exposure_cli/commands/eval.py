@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N images (a quick look)."),
         output: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table: Rich table on stdout; json: JSON on stdout."),
         json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the JSON result to this file."),
+        per_image: Optional[Path] = typer.Option(None, "--per-image", help="Also write one CSV row per analyzer and image (its CSV columns, mean predicted and labelled residual, mean |predicted|, MAE) to this file."),
     ) -> None:
         """Evaluate exposure maps against labels: MAE, SSIM, PSNR, EV-sweep monotonicity, ROC-AUC.
 
@@ -81,12 +82,16 @@ def register(app: typer.Typer) -> None:
                         bar.update(tasks[name], completed=done)
 
                     result = evaluate(data, pairs, split=split, device=device,
-                                      working_long_side=working_long_side, limit=limit, progress=progress)
+                                      working_long_side=working_long_side, limit=limit, progress=progress,
+                                      per_image=per_image is not None)
             else:
                 result = evaluate(data, pairs, split=split, device=device, working_long_side=working_long_side,
-                                  limit=limit)
+                                  limit=limit, per_image=per_image is not None)
         except (FileNotFoundError, ValueError) as exc:
             _usage_error(str(exc))
+        rows = result.pop("per_image", None)
+        if per_image is not None:
+            _write_csv(per_image, rows or [])
         text = json.dumps(result, indent=1)
         if json_out:
             json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +100,19 @@ def register(app: typer.Typer) -> None:
             typer.echo(text)
             return
         _print_table(result)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _print_table(result: dict) -> None:
