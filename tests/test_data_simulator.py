@@ -148,7 +148,22 @@ def test_radiance_sample_labels_clipped_highlights_as_over() -> None:
     ideal = np.full((h, w, 3), 0.46, np.float32)
     ideal[10:20, 10:20] = 0.8  # the fused ideal keeps it below white
     cfg = SimulatorConfig(p_gradient=0, p_vignette=0, p_spots=0, p_regions=0, p_luma_mask=0, p_noise=0, p_jpeg=0,
-                          global_ev=(0.0, 0.0), p_global_uniform=1.0)
+                          global_ev=(0.0, 0.0), p_global_uniform=1.0, p_original=0.0)
     s = simulate_radiance(radiance, ideal, np.random.default_rng(0), cfg)
     assert s.residual[12:18, 12:18].mean() == pytest.approx(0.8 - 1.0, abs=0.01)
     assert abs(float(s.residual[30:, 30:].mean())) < 0.02
+
+
+def test_radiance_originals_are_the_fused_ideal_labelled_zero() -> None:
+    h, w = 48, 64
+    radiance = np.full((h, w, 3), 0.02, np.float32)  # a dark scene: any single exposure would differ from the ideal
+    ideal = np.full((h, w, 3), 0.4, np.float32)
+    ideal[:, 32:] = 0.7
+    cfg = SimulatorConfig(p_original=1.0, p_original_untouched=1.0)
+    s = simulate_radiance(radiance, ideal, np.random.default_rng(0), cfg)
+    assert s.params["original"] is True and s.params["kind"] == "hdr"
+    assert np.abs(s.observed - ideal).max() <= 1 / 255 + 1e-6  # the ideal as an 8-bit image
+    assert not s.residual.any()
+    never = SimulatorConfig(p_original=0.0)
+    assert not any(simulate_radiance(radiance, ideal, np.random.default_rng(i), never).params["original"]
+                   for i in range(20))

@@ -399,9 +399,20 @@ def simulate_radiance(
     The tone curve stays the identity here because the ideal (an exposure fusion, :mod:`.hdr`) was
     rendered with plain sRGB; even at 0 EV the label is non-zero where one exposure cannot hold the
     scene's range (blown windows, crushed shadows) — real dynamic-range failures, not simulated ones.
+    With probability ``p_original`` the sample is the fused ideal itself (noise and JPEG as for photo
+    originals, or untouched), labelled 0.
     """
     radiance = np.asarray(radiance, dtype=np.float32)
     ideal = np.asarray(ideal, dtype=np.float32)
+    if rng.random() < config.p_original:
+        # The fused ideal itself, as a phone's HDR mode delivers such a scene: well exposed, label 0 — the
+        # validation set's HDR "originals" are exactly this, so training must show them too.
+        h, w = ideal.shape[:2]
+        ev = np.zeros((h, w), np.float32)
+        untouched = rng.random() < config.p_original_untouched
+        params = {"kind": "hdr", "global_ev": 0.0, "local": [], "original": True, "contrast": 0.0, "gamma": 1.0}
+        observed, _ = _finish(srgb_to_linear(ideal), ev, IDENTITY, rng, config, params, untouched)
+        return Sample(observed, np.zeros((h, w), np.float32), ideal, ev, params)
     ev, info = random_ev_field(ideal, rng, config)
     params: dict[str, Any] = {"kind": "hdr", **info, "original": False, "contrast": 0.0, "gamma": 1.0}
     observed, clean = _finish(radiance, ev, IDENTITY, rng, config, params, False)
