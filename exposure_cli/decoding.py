@@ -339,7 +339,12 @@ def _heif_exif(heif: object) -> ExifFacts:
     block = (getattr(heif, "info", None) or {}).get("exif") or b""
     if block[:6] == b"Exif\x00\x00":
         block = block[6:]
-    return dataclasses.replace(read_exif(block), orientation=1) if block else ExifFacts()
+    return _exif_already_upright(block) if block else ExifFacts()
+
+
+def _exif_already_upright(data: bytes) -> ExifFacts:
+    """EXIF facts of a file whose decoder has already applied the orientation (orientation reported as 1)."""
+    return dataclasses.replace(read_exif(data), orientation=1)
 
 
 def _decode_raw(data: bytes, analysis_long_side: int, max_pixels: int) -> DecodedImage:
@@ -364,5 +369,5 @@ def _decode_raw(data: bytes, analysis_long_side: int, max_pixels: int) -> Decode
         raise DecodeError(f"corrupt or unsupported RAW file: {exc}") from None
     rgb = linear_to_srgb(np.clip(arr.astype(np.float32) / 65535.0, 0, 1))
     # TIFF-based RAW (DNG, NEF, CR2, ARW, …) carries EXIF; LibRaw has already applied the orientation
-    exif = dataclasses.replace(read_exif(data), orientation=1)
+    exif = _exif_already_upright(data)
     return DecodedImage(limit_long_side(rgb, analysis_long_side), arr.shape[1], arr.shape[0], "raw", exif, 16)

@@ -117,7 +117,7 @@ def train_command(
     try:
         train_set, val_set, data_info = open_datasets(
             data, DataFormat(data_format.value), crop=crop, seed=seed, samples_per_epoch=samples_per_epoch,
-            simulator=config.simulator, hdr_share=hdr_share,
+            simulator=config.simulator, hdr_share=config.hdr_share,
         )
     except (FileNotFoundError, ValueError) as exc:
         _usage_error(str(exc))
