@@ -34,6 +34,15 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
     ).astype(np.float32)
 
 
+def residual_from_grey(ideal_grey, observed_grey):
+    """The one place the residual's sign is written: ``grey(ideal) − grey(observed)``, clipped to [-1, 1].
+
+    Works on numpy arrays and torch tensors alike (both have ``.clip``), so the simulator, the EV twins
+    of training and the statistics share it. ``r < 0``: over-exposed; ``r > 0``: under-exposed.
+    """
+    return (ideal_grey - observed_grey).clip(-1.0, 1.0)
+
+
 def residual(ideal_rgb: np.ndarray, observed_rgb: np.ndarray) -> np.ndarray:
     """Exposure residual in the IEA40K convention: grey(ideal) − grey(observed), clipped to [-1, 1]."""
-    return np.clip(grey(ideal_rgb) - grey(observed_rgb), -1.0, 1.0).astype(np.float32)
+    return residual_from_grey(grey(ideal_rgb), grey(observed_rgb)).astype(np.float32)

@@ -36,7 +36,10 @@ def train_command(
     explore_share: float = typer.Option(0.3, "--explore-share", min=0.0, max=1.0, help="Share of training with the EAT exploration schedule."),
     twin_share: float = typer.Option(0.5, "--twin-share", min=0.0, max=0.5, help="Share of each batch made of EV twins (same crop, another exposure) ordered by a ranking loss; 0 turns them off."),
     rank_weight: float = typer.Option(1.0, "--rank-weight", min=0.0, help="Weight of the twins' ranking loss."),
-    max_ev: float = typer.Option(4.0, "--max-ev", min=0.5, max=5.0, help="Corpus training data: global EV shifts drawn in ±max-ev (validation keeps the simulator default)."),
+    min_ev: float = typer.Option(-8.0, "--min-ev", min=-9.0, max=-0.5, help="Corpus training data: darkest global EV shift (real mistakes go far into the dark)."),
+    max_ev: float = typer.Option(4.0, "--max-ev", min=0.5, max=5.0, help="Corpus training data: brightest global EV shift (validation keeps the simulator default)."),
+    brackets: Optional[Path] = typer.Option(None, "--brackets", help="Real exposure brackets (corpus/brackets from `exposure data brackets`): their train stacks join training, their val stacks the validation stream."),
+    bracket_share: float = typer.Option(0.25, "--bracket-share", min=0.0, max=1.0, help="With --brackets: share of training and validation items that are real bracket frames."),
     originals: Optional[float] = typer.Option(None, "--originals", min=0.0, max=1.0, help="Corpus training data: share of unmodified originals (label 0) [default: the simulator's]."),
     hdr_share: float = typer.Option(0.15, "--hdr-share", min=0.0, max=1.0, help="Corpus training data: share of crops cut from HDR panoramas (the rest from photos)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from these weights (safetensors file or folder; same architecture) instead of a random init: fine-tuning."),
@@ -108,16 +111,19 @@ def train_command(
         workers=workers if workers is not None else (8 if on_gpu else 1),
         twin_share=twin_share,
         rank_weight=rank_weight,
-        simulator={"global_ev": (-max_ev, max_ev), **({"p_original": originals} if originals is not None else {})},
+        simulator={"global_ev": (min_ev, max_ev), **({"p_original": originals} if originals is not None else {})},
         checkpoint_every_s=checkpoint_every,
         validate_every_s=validate_every,
         hdr_share=hdr_share,
+        brackets=str(brackets) if brackets else None,
+        bracket_share=bracket_share if brackets else 0.0,
         init_weights=str(init) if init else None,
     )
     try:
         train_set, val_set, data_info = open_datasets(
             data, DataFormat(data_format.value), crop=crop, seed=seed, samples_per_epoch=samples_per_epoch,
             simulator=config.simulator, hdr_share=config.hdr_share,
+            brackets=config.brackets, bracket_share=config.bracket_share,
         )
     except (FileNotFoundError, ValueError) as exc:
         _usage_error(str(exc))

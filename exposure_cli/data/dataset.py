@@ -24,6 +24,32 @@ from .simulator import Sample, SimulatorConfig, simulate_photo, simulate_radianc
 
 #: Share of corpus samples drawn from HDR crops (when the corpus has any for the split).
 HDR_FRACTION = 0.15
+#: A training window whose ideal has more than this share of crushed pixels (grey < CRUSHED_GREY) is drawn
+#: again (up to WINDOW_TRIES times). Why: a zoomed-in crop of a dark background (a jellyfish on black, a
+#: night sky) shown as a well-exposed ideal teaches "black is fine" — and the same near-black input is
+#: what a frame shot 6 stops too dark looks like. The whole photo still trains at wider windows.
+MAX_CRUSHED_SHARE = 0.3
+CRUSHED_GREY = 0.03
+WINDOW_TRIES = 4
+
+
+def crushed_share(rgb_u8: np.ndarray) -> float:
+    """Share of pixels of an 8-bit RGB image darker than CRUSHED_GREY (on a ≤ 64-px subsample)."""
+    step = max(1, max(rgb_u8.shape[:2]) // 64)
+    small = rgb_u8[::step, ::step].astype(np.float32) / 255.0
+    g = small[..., 0] * 0.299 + small[..., 1] * 0.587 + small[..., 2] * 0.114
+    return float((g < CRUSHED_GREY).mean())
+
+
+def window_not_crushed(rgb_u8: np.ndarray, crop: int, rng: np.random.Generator,
+                       max_share: float = MAX_CRUSHED_SHARE) -> tuple[int, int, int]:
+    """:func:`random_window`, drawn again while the window is mostly crushed black (see MAX_CRUSHED_SHARE)."""
+    h, w = rgb_u8.shape[:2]
+    for _ in range(WINDOW_TRIES):
+        y, x, s = random_window(h, w, crop, rng)
+        if max_share >= 1.0 or crushed_share(rgb_u8[y : y + s, x : x + s]) <= max_share:
+            break
+    return y, x, s
 
 
 def item_rng(seed: int, index: int) -> np.random.Generator:
@@ -115,6 +141,9 @@ class ExposureDataset(Dataset):
         config: SimulatorConfig | None = None,
         hdr_fraction: float = HDR_FRACTION,
         flip: bool = True,
+        max_crushed_share: float = MAX_CRUSHED_SHARE,
+        brackets: str | Path | None = None,
+        bracket_fraction: float = 0.0,
     ) -> "ExposureDataset":
         """Simulated exposure errors on the corpus's photos of ``split`` (``train`` or ``val``).
 
@@ -127,6 +156,11 @@ class ExposureDataset(Dataset):
             config: Simulator settings (default: :class:`SimulatorConfig`).
             hdr_fraction: Share of items made from HDR crops (if the split has any).
             flip: Random horizontal flips (never vertical: skies stay on top).
+            max_crushed_share: Windows whose ideal is crushed black beyond this share are drawn again
+                (1.0 turns it off); see MAX_CRUSHED_SHARE.
+            brackets: Folder of real exposure brackets (:mod:`.brackets`, ``corpus/brackets``); items of
+                its stacks of the same ``split`` are mixed in with ``bracket_fraction``.
+            bracket_fraction: Share of items that are real bracket frames with their stack labels.
         """
         import cv2
 
@@ -153,12 +187,28 @@ class ExposureDataset(Dataset):
             raise ValueError(f"{corpus_dir}: no photos in split {split!r}")
         cfg = config or SimulatorConfig()
         p_hdr = hdr_fraction if hdrs and photos else (1.0 if hdrs else 0.0)
+        stacks: list[Any] = []
+        if brackets is not None and bracket_fraction > 0:
+            from .brackets import load_stacks
+
+            stacks = load_stacks(Path(brackets), split)
+            if not stacks:
+                raise ValueError(f"{brackets}: no bracket stacks in split {split!r}")
+        p_bracket = bracket_fraction if stacks else 0.0
 
         def make(i: int) -> Sample:
             rng = item_rng(seed, i)
+            if p_bracket > 0 and rng.random() < p_bracket:
+                from .brackets import sample_training_item
+
+                image, res = sample_training_item(stacks, rng, crop)
+                observed = np.ascontiguousarray(np.asarray(image, np.float32).transpose(1, 2, 0))
+                residual = np.asarray(res, np.float32).reshape(observed.shape[:2])
+                ideal_grey_proxy = np.zeros(observed.shape[:2], np.float32)
+                return Sample(observed, residual, observed, ideal_grey_proxy, {"kind": "bracket"})
             if rng.random() < p_hdr:
                 src = hdrs[int(rng.integers(len(hdrs)))]
-                y, x, s = random_window(*src.ideal.shape[:2], crop, rng)
+                y, x, s = window_not_crushed(src.ideal, crop, rng, max_crushed_share)
                 rad = _resize(src.radiance[y : y + s, x : x + s].astype(np.float32), crop)
                 ideal = _resize(src.ideal[y : y + s, x : x + s], crop).astype(np.float32) / 255.0
                 if flip and rng.random() < 0.5:
@@ -167,7 +217,7 @@ class ExposureDataset(Dataset):
                 sample.params["source_id"] = src.id
                 return sample
             photo = photos[int(rng.integers(len(photos)))]
-            y, x, s = random_window(*photo.rgb.shape[:2], crop, rng)
+            y, x, s = window_not_crushed(photo.rgb, crop, rng, max_crushed_share)
             ideal = _resize(photo.rgb[y : y + s, x : x + s], crop).astype(np.float32) / 255.0
             if flip and rng.random() < 0.5:
                 ideal = ideal[:, ::-1]
@@ -176,7 +226,7 @@ class ExposureDataset(Dataset):
             return sample
 
         ds = cls(samples_per_epoch, make, f"corpus={corpus_dir}, split={split}, crop={crop}, seed={seed}, "
-                                           f"photos={len(photos)}, hdr_crops={len(hdrs)}")
+                                           f"photos={len(photos)}, hdr_crops={len(hdrs)}, bracket_stacks={len(stacks)}")
         ds.photo_ids = [p.id for p in photos]  # type: ignore[attr-defined]
         ds.hdr_ids = [h.id for h in hdrs]  # type: ignore[attr-defined]
         return ds

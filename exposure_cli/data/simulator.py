@@ -42,9 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from ..color import grey, linear_to_srgb, srgb_to_linear
+from ..color import grey, linear_to_srgb, residual_from_grey, srgb_to_linear
 
-#: Largest |EV| the field may reach after summing its parts.
+#: Range the EV field may reach after summing its parts (real mistakes go far into the dark).
+EV_FIELD_RANGE = (-9.0, 5.0)
+#: Largest |EV| of the legacy (validation set v1/v2) field.
 EV_LIMIT = 5.0
 
 
@@ -54,9 +56,16 @@ class SimulatorConfig:
 
     p_original: float = 0.12
     p_original_untouched: float = 0.5
-    global_ev: tuple[float, float] = (-3.0, 3.0)
-    p_global_uniform: float = 0.65
+    #: Full range of the global shift. ``core_ev`` is where most draws fall (uniform, ``p_global_uniform``);
+    #: ``p_global_deep`` draws are uniform below the core (−8…−3 EV: dark frames of a bracket, a night
+    #: shot at the wrong shutter speed), ``p_global_bright`` above it; the rest are N(0, sigma).
+    global_ev: tuple[float, float] = (-8.0, 4.0)
+    core_ev: tuple[float, float] = (-3.0, 3.0)
+    p_global_uniform: float = 0.55
+    p_global_deep: float = 0.18
+    p_global_bright: float = 0.07
     global_ev_sigma: float = 0.7
+    ev_field_range: tuple[float, float] = EV_FIELD_RANGE
     p_gradient: float = 0.3
     gradient_ev: tuple[float, float] = (0.4, 2.0)
     p_vignette: float = 0.25
@@ -76,6 +85,19 @@ class SimulatorConfig:
     read_noise: tuple[float, float] = (1e-7, 2e-5)
     p_jpeg: float = 0.6
     jpeg_quality: tuple[int, int] = (55, 95)
+    #: Camera realism (all 0 in :data:`LEGACY_CONFIG`, which draws bit-identically to the first simulator):
+    #: ISO-like gain when the camera pushed a dark exposure (noise variance ``g·shot·x + g²·read``);
+    p_iso_push: float = 0.5
+    iso_push_stops: tuple[float, float] = (0.0, 5.0)
+    #: black level left in the file (linear offset; a lifted or crushed black is the camera's style);
+    p_black_level: float = 0.35
+    black_level: tuple[float, float] = (-0.002, 0.012)
+    #: highlight roll-off (a shoulder from the knee up to full well, per channel);
+    p_rolloff: float = 0.45
+    rolloff_knee: tuple[float, float] = (0.55, 0.9)
+    #: phone-style shadow lift in the tone curve.
+    p_toe: float = 0.3
+    toe: tuple[float, float] = (0.1, 0.8)
 
 
 @dataclass
@@ -101,10 +123,12 @@ class ToneCurve:
 
     contrast: float = 0.0
     gamma: float = 1.0
+    #: Shadow lift ``t += toe·t·(1 − t)**3`` (monotone for toe ≤ 1), as phones render shadows.
+    toe: float = 0.0
 
     @property
     def is_identity(self) -> bool:
-        return self.contrast == 0.0 and self.gamma == 1.0
+        return self.contrast == 0.0 and self.gamma == 1.0 and self.toe == 0.0
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
         if self.is_identity:
@@ -114,6 +138,8 @@ class ToneCurve:
         out = (1.0 - self.contrast) * y + self.contrast * s
         if self.gamma != 1.0:
             out = np.power(np.clip(out, 0.0, 1.0), self.gamma)
+        if self.toe:
+            out = out + self.toe * out * (1.0 - out) ** 3
         return out.astype(np.float32)
 
 
@@ -124,7 +150,46 @@ def random_tone_curve(rng: np.random.Generator, config: SimulatorConfig = Simula
     """Draw a camera tone curve (identity with probability ``1 − p_tone_curve``)."""
     if rng.random() >= config.p_tone_curve:
         return IDENTITY
-    return ToneCurve(float(rng.uniform(*config.contrast)), float(rng.uniform(*config.gamma)))
+    contrast, gamma = float(rng.uniform(*config.contrast)), float(rng.uniform(*config.gamma))
+    toe = float(rng.uniform(*config.toe)) if config.p_toe > 0 and rng.random() < config.p_toe else 0.0
+    return ToneCurve(contrast, gamma, toe)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """What a camera does between the sensor's linear signal and the file, besides the exposure itself.
+
+    ``black``: linear offset left in the file (``black + (1 − black)·x``; negative crushes, positive lifts);
+    ``knee``: highlight roll-off from ``knee`` to full well (``1.0`` = a hard clip); ``tone``: the display
+    curve. All three are the camera's *style*: they are applied to the ideal too, so at the right exposure
+    the label is exactly zero.
+    """
+
+    tone: ToneCurve = field(default_factory=ToneCurve)
+    black: float = 0.0
+    knee: float = 1.0
+
+    def encode(self, linear: np.ndarray) -> np.ndarray:
+        """Linear sensor values (clipped at full well here) → the file's display values (float)."""
+        x = np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0)
+        if self.black:
+            x = np.clip(self.black + (1.0 - self.black) * x, 0.0, 1.0)
+        if self.knee < 1.0:
+            t = np.clip((x - self.knee) / (1.0 - self.knee), 0.0, 1.0)
+            x = np.where(x > self.knee, self.knee + (1.0 - self.knee) * (t + t * t - t**3), x)
+        return self.tone(linear_to_srgb(x))
+
+    @property
+    def is_identity(self) -> bool:
+        return self.tone.is_identity and self.black == 0.0 and self.knee >= 1.0
+
+
+def random_camera(rng: np.random.Generator, config: SimulatorConfig = SimulatorConfig()) -> Camera:
+    """Draw a camera: tone curve, black level and highlight roll-off, each with its probability."""
+    tone = random_tone_curve(rng, config)
+    black = float(rng.uniform(*config.black_level)) if config.p_black_level > 0 and rng.random() < config.p_black_level else 0.0
+    knee = float(rng.uniform(*config.rolloff_knee)) if config.p_rolloff > 0 and rng.random() < config.p_rolloff else 1.0
+    return Camera(tone, black, knee)
 
 
 # --------------------------------------------------------------------------------------- EV fields
@@ -143,10 +208,19 @@ def _signed(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
 
 
 def draw_global_ev(rng: np.random.Generator, config: SimulatorConfig = SimulatorConfig()) -> float:
-    """A global exposure shift: uniform over the range, or concentrated near 0 (small, common errors)."""
+    """A global exposure shift: uniform over the core range, deep below it, bright above it, or
+    concentrated near 0 (small, common errors)."""
     lo, hi = config.global_ev
-    if rng.random() < config.p_global_uniform:
-        return float(rng.uniform(lo, hi))
+    core_lo, core_hi = max(lo, config.core_ev[0]), min(hi, config.core_ev[1])
+    u = rng.random()
+    if u < config.p_global_uniform:
+        return float(rng.uniform(core_lo, core_hi))
+    u -= config.p_global_uniform
+    if u < config.p_global_deep and lo < core_lo:
+        return float(rng.uniform(lo, core_lo))
+    u -= config.p_global_deep
+    if u < config.p_global_bright and hi > core_hi:
+        return float(rng.uniform(core_hi, hi))
     return float(np.clip(rng.normal(0.0, config.global_ev_sigma), lo, hi))
 
 
@@ -266,7 +340,7 @@ def random_ev_field(
     if rng.random() < config.p_luma_mask:
         ev += luma_mask_field(rgb, rng, config)
         parts.append("luma_mask")
-    np.clip(ev, -EV_LIMIT, EV_LIMIT, out=ev)
+    np.clip(ev, *config.ev_field_range, out=ev)
     return ev, {"global_ev": g, "local": parts}
 
 
@@ -297,14 +371,19 @@ def standard_noise(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarr
 
 
 def sensor(
-    linear: np.ndarray, rng: np.random.Generator, shot: float, read: float, bits: int = 12
+    linear: np.ndarray, rng: np.random.Generator, shot: float, read: float, bits: int = 12,
+    iso_gain: float = 1.0,
 ) -> np.ndarray:
-    """Poisson–Gaussian noise (variance ``shot·x + read``), clipping at full well, raw quantisation."""
+    """Poisson–Gaussian noise, clipping at full well, raw quantisation.
+
+    ``iso_gain`` g > 1 is a camera that received ``1/g`` of the light and amplified it: the noise variance
+    becomes ``g·shot·x + g²·read`` and the raw levels are ``g`` times coarser (banding in pushed shadows).
+    """
     x = np.maximum(linear, 0.0)
     if shot > 0 or read > 0:
-        std = np.sqrt(shot * np.minimum(x, 1.0) + read)
+        std = np.sqrt(iso_gain * shot * np.minimum(x, 1.0) + iso_gain * iso_gain * read)
         x = x + std * standard_noise(x.shape, rng)
-    levels = float(2**bits - 1)
+    levels = float(2**bits - 1) / max(1.0, iso_gain)
     return (np.round(np.clip(x, 0.0, 1.0) * levels) / levels).astype(np.float32)
 
 
@@ -324,33 +403,53 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
 
 
-def render(linear: np.ndarray, ev: np.ndarray | float, tone: ToneCurve = IDENTITY) -> np.ndarray:
-    """Noise-free camera rendering: ``t(srgb(clip(linear · 2**ev)))`` (float, not quantised)."""
+def _as_camera(camera: "Camera | ToneCurve") -> Camera:
+    return camera if isinstance(camera, Camera) else Camera(camera)
+
+
+def render(linear: np.ndarray, ev: np.ndarray | float, camera: "Camera | ToneCurve" = IDENTITY) -> np.ndarray:
+    """Noise-free camera rendering: ``camera(clip(linear · 2**ev))`` (float, not quantised)."""
     gain = np.exp2(np.asarray(ev, dtype=np.float32))
     if gain.ndim == 2:
         gain = gain[..., None]
-    return tone(linear_to_srgb(linear * gain))
+    return _as_camera(camera).encode(linear * gain)
+
+
+def render_ideal(ideal: np.ndarray, camera: Camera) -> np.ndarray:
+    """What ``camera`` makes of a well-exposed sRGB photo at the right exposure (its style only)."""
+    if camera.black == 0.0 and camera.knee >= 1.0:
+        return camera.tone(ideal)
+    return camera.encode(srgb_to_linear(ideal))
+
+
+def _iso_gain(rng: np.random.Generator, config: SimulatorConfig, global_ev: float) -> float:
+    """ISO-like gain of a pushed exposure: likelier and larger when the frame is dark."""
+    if config.p_iso_push <= 0 or rng.random() >= config.p_iso_push:
+        return 1.0
+    stops = float(rng.uniform(*config.iso_push_stops))
+    return float(2.0 ** (stops if global_ev < 0 else 0.4 * stops))
 
 
 def _finish(
     linear: np.ndarray,
     ev: np.ndarray,
-    tone: ToneCurve,
+    camera: Camera,
     rng: np.random.Generator,
     config: SimulatorConfig,
     params: dict[str, Any],
     untouched: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (observed input image, noise-free rendering used for the label)."""
-    clean = render(linear, ev, tone)
+    clean = render(linear, ev, camera)
     if untouched:
         return quantise8(clean), clean
     gain = np.exp2(ev)[..., None]
     if rng.random() < config.p_noise:
         shot = float(np.exp(rng.uniform(*np.log(config.shot_noise))))
         read = float(np.exp(rng.uniform(*np.log(config.read_noise))))
-        params.update(shot_noise=shot, read_noise=read)
-        observed = tone(linear_to_srgb(sensor(linear * gain, rng, shot, read)))
+        iso = _iso_gain(rng, config, float(params.get("global_ev", 0.0)))
+        params.update(shot_noise=shot, read_noise=read, iso_gain=iso)
+        observed = camera.encode(sensor(linear * gain, rng, shot, read, iso_gain=iso))
     else:
         observed = clean
     observed = quantise8(observed)
@@ -367,22 +466,23 @@ def simulate_photo(
     """Re-expose a well-exposed sRGB photo (H×W×3 float32 in [0, 1]) and label it exactly."""
     ideal = np.asarray(ideal, dtype=np.float32)
     h, w = ideal.shape[:2]
-    tone = random_tone_curve(rng, config)
+    camera = random_camera(rng, config)
     params: dict[str, Any] = {"kind": "photo"}
     if rng.random() < config.p_original:
         ev = np.zeros((h, w), np.float32)
         untouched = rng.random() < config.p_original_untouched
         if untouched:
-            tone = IDENTITY
+            camera = Camera()
         params.update(global_ev=0.0, local=[], original=True)
     else:
         ev, info = random_ev_field(ideal, rng, config)
         params.update(info, original=False)
         untouched = False
-    params.update(contrast=tone.contrast, gamma=tone.gamma)
-    ideal_rendered = tone(ideal)
-    observed, clean = _finish(srgb_to_linear(ideal), ev, tone, rng, config, params, untouched)
-    res = np.clip(grey(ideal_rendered) - grey(clean), -1.0, 1.0).astype(np.float32)
+    params.update(contrast=camera.tone.contrast, gamma=camera.tone.gamma, toe=camera.tone.toe,
+                  black=camera.black, knee=camera.knee)
+    ideal_rendered = render_ideal(ideal, camera)
+    observed, clean = _finish(srgb_to_linear(ideal), ev, camera, rng, config, params, untouched)
+    res = residual_from_grey(grey(ideal_rendered), grey(clean)).astype(np.float32)
     if params.get("original"):
         res[:] = 0.0  # exact zero, not float round-off of t(srgb(linear(x))) vs t(x)
     return Sample(observed, res, ideal_rendered, ev, params)
@@ -397,7 +497,8 @@ def simulate_radiance(
     """Expose real scene radiance (linear, metered so 1.0 is full well at 0 EV) against a fused ideal.
 
     The tone curve stays the identity here because the ideal (an exposure fusion, :mod:`.hdr`) was
-    rendered with plain sRGB; even at 0 EV the label is non-zero where one exposure cannot hold the
+    rendered with plain sRGB (black level and highlight roll-off may still be drawn: they are applied to
+    the ideal too); even at 0 EV the label is non-zero where one exposure cannot hold the
     scene's range (blown windows, crushed shadows) — real dynamic-range failures, not simulated ones.
     With probability ``p_original`` the sample is the fused ideal itself (noise and JPEG as for photo
     originals, or untouched), labelled 0.
@@ -411,13 +512,17 @@ def simulate_radiance(
         ev = np.zeros((h, w), np.float32)
         untouched = rng.random() < config.p_original_untouched
         params = {"kind": "hdr", "global_ev": 0.0, "local": [], "original": True, "contrast": 0.0, "gamma": 1.0}
-        observed, _ = _finish(srgb_to_linear(ideal), ev, IDENTITY, rng, config, params, untouched)
+        observed, _ = _finish(srgb_to_linear(ideal), ev, Camera(), rng, config, params, untouched)
         return Sample(observed, np.zeros((h, w), np.float32), ideal, ev, params)
     ev, info = random_ev_field(ideal, rng, config)
-    params: dict[str, Any] = {"kind": "hdr", **info, "original": False, "contrast": 0.0, "gamma": 1.0}
-    observed, clean = _finish(radiance, ev, IDENTITY, rng, config, params, False)
-    res = np.clip(grey(ideal) - grey(clean), -1.0, 1.0).astype(np.float32)
-    return Sample(observed, res, ideal, ev, params)
+    base = random_camera(rng, config) if (config.p_black_level > 0 or config.p_rolloff > 0) else Camera()
+    camera = Camera(IDENTITY, base.black, base.knee)
+    params: dict[str, Any] = {"kind": "hdr", **info, "original": False, "contrast": 0.0, "gamma": 1.0,
+                              "black": camera.black, "knee": camera.knee}
+    observed, clean = _finish(radiance, ev, camera, rng, config, params, False)
+    ideal_rendered = render_ideal(ideal, camera)
+    res = residual_from_grey(grey(ideal_rendered), grey(clean)).astype(np.float32)
+    return Sample(observed, res, ideal_rendered, ev, params)
 
 
 def render_ev(
@@ -438,11 +543,20 @@ def render_ev(
     lin = srgb_to_linear(ideal) if linear is None else np.asarray(linear, np.float32)
     observed = quantise8(render(lin, float(ev), tone))
     ideal_rendered = tone(ideal) if linear is None else ideal
-    res = np.clip(grey(ideal_rendered) - grey(observed), -1.0, 1.0).astype(np.float32)
+    res = residual_from_grey(grey(ideal_rendered), grey(observed)).astype(np.float32)
     if ev == 0 and linear is None:
         observed = quantise8(ideal_rendered)
         res = np.zeros(ideal.shape[:2], np.float32)
     return observed, res
+
+
+#: The first simulator's settings (validation set versions 1 and 2 were rendered with these, with
+#: ``p_original=0``): ±3 EV, none of the camera-realism parts. Draws with it are bit-identical to that
+#: simulator's, so the fixed validation set stays reproducible.
+LEGACY_CONFIG = SimulatorConfig(
+    global_ev=(-3.0, 3.0), core_ev=(-3.0, 3.0), p_global_uniform=0.65, p_global_deep=0.0, p_global_bright=0.0,
+    ev_field_range=(-EV_LIMIT, EV_LIMIT), p_iso_push=0.0, p_black_level=0.0, p_rolloff=0.0, p_toe=0.0,
+)
 
 
 def config_dict(config: SimulatorConfig) -> dict[str, Any]:
@@ -451,7 +565,12 @@ def config_dict(config: SimulatorConfig) -> dict[str, Any]:
 
 
 __all__ = [
+    "Camera",
+    "EV_FIELD_RANGE",
     "EV_LIMIT",
+    "LEGACY_CONFIG",
+    "random_camera",
+    "render_ideal",
     "IDENTITY",
     "Sample",
     "SimulatorConfig",

@@ -17,6 +17,7 @@ quick. The CSV's ``score`` is a label-derived proxy (``10·(1 − min(1, 2·mean
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..decoding import limit_long_side
 from .iea40k import IEA40KWriter
-from .simulator import SimulatorConfig, render_ev, simulate_photo, simulate_radiance
+from .simulator import LEGACY_CONFIG, render_ev, simulate_photo, simulate_radiance
 
 SWEEP_EVS = (-3.0, -2.0, -1.0, 1.0, 2.0, 3.0)
 SIMULATED_PER_PHOTO = 2
@@ -56,7 +57,7 @@ def write_validation_set(
     index = load_index(corpus)
     writer = IEA40KWriter(out, "val", EXTRA_COLUMNS)
     counts = {"original": 0, "sweep": 0, "simulated": 0, "photos": 0, "hdr_crops": 0}
-    cfg = SimulatorConfig(p_original=0.0)
+    cfg = dataclasses.replace(LEGACY_CONFIG, p_original=0.0)  # v1/v2 renders stay bit-identical
 
     def add(img_id: str, image: np.ndarray, res: np.ndarray, ref: str, kind: str, ev: float | str,
             photo: str, source: str) -> None:

@@ -67,6 +67,8 @@ class TrainConfig:
         simulator: Overrides of the corpus simulator's config (``SimulatorConfig``), e.g. a global EV range
             wider than the ±3 EV the evaluation sweeps, so the sweep's ends are not the prior's edges.
         hdr_share: Share of corpus training crops cut from HDR panoramas (the rest come from photos).
+        brackets: Folder of real exposure brackets whose train/val stacks are mixed into the training and
+            validation streams (``bracket_share`` of the items each).
         init_weights: Start a *new* run from these weights (a ``model.safetensors`` file or its folder, checked
             against its card; same architecture and config) instead of a random init — fine-tuning. A resumed
             run ignores it: the checkpoint already holds the weights.
@@ -99,8 +101,10 @@ class TrainConfig:
     twin_share: float = 0.5
     twin_ev: tuple[float, float] = (0.5, 2.0)
     rank_weight: float = 1.0
-    simulator: dict[str, Any] = field(default_factory=lambda: {"global_ev": (-4.0, 4.0)})
+    simulator: dict[str, Any] = field(default_factory=lambda: {"global_ev": (-8.0, 4.0)})
     hdr_share: float = 0.15
+    brackets: str | None = None
+    bracket_share: float = 0.0
     init_weights: str | None = None
     init_sha256: str | None = None
 

@@ -65,12 +65,16 @@ def open_datasets(
     val_samples: int = 256,
     simulator: dict[str, Any] | None = None,
     hdr_share: float | None = None,
+    brackets: str | Path | None = None,
+    bracket_share: float = 0.0,
 ) -> tuple[Any, Any | None, dict[str, Any]]:
     """Training dataset, validation dataset (None if the data has no validation split), data description.
 
     `simulator` overrides fields of the corpus simulator's config for the *training* stream only; the
     validation stream always uses the simulator's defaults, so runs stay comparable. `hdr_share` (corpus
-    only) is the share of training crops cut from HDR panoramas [default: ``HDR_FRACTION``].
+    only) is the share of training crops cut from HDR panoramas [default: ``HDR_FRACTION``]. With
+    `brackets`, real bracket frames of the train stacks make `bracket_share` of the training stream and
+    frames of the val stacks the same share of the validation stream (the lockbox is never read).
     """
     from ..data.dataset import HDR_FRACTION, ExposureDataset
     from ..data.simulator import SimulatorConfig
@@ -84,9 +88,11 @@ def open_datasets(
         overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in (simulator or {}).items()}
         train = ExposureDataset.from_corpus(root, split="train", crop=crop, seed=seed, samples_per_epoch=samples_per_epoch,
                                             config=SimulatorConfig(**overrides),
-                                            hdr_fraction=HDR_FRACTION if hdr_share is None else hdr_share)
+                                            hdr_fraction=HDR_FRACTION if hdr_share is None else hdr_share,
+                                            brackets=brackets, bracket_fraction=bracket_share)
         try:
-            val = ExposureDataset.from_corpus(root, split="val", crop=crop, seed=VAL_SEED, samples_per_epoch=val_samples)
+            val = ExposureDataset.from_corpus(root, split="val", crop=crop, seed=VAL_SEED, samples_per_epoch=val_samples,
+                                              brackets=brackets, bracket_fraction=bracket_share)
         except (ValueError, FileNotFoundError, KeyError):
             val = None
     else:

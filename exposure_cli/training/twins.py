@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from ..color import residual_from_grey
+
 #: BT.601 luma weights (exposure_cli.color.GREY_WEIGHTS), as a broadcastable tensor shape.
 _GREY = (0.299, 0.587, 0.114)
 #: Share of clipped pixels above which a crop is only ever brightened.
@@ -64,7 +66,8 @@ def make_twins(
     gain = torch.exp2(delta).reshape(b, 1, 1, 1)
     twins = linear_to_srgb(srgb_to_linear(images) * gain)
     twins = torch.round(twins * 255.0) / 255.0  # an 8-bit file, like every other input
-    twin_res = (residuals + grey(images) - grey(twins)).clamp(-1.0, 1.0)
+    ideal_grey = residuals + grey(images)  # the label fixes the ideal's grey level: r + grey(observed)
+    twin_res = residual_from_grey(ideal_grey, grey(twins))
     return twins, twin_res, delta
 
 
