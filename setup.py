@@ -3,7 +3,7 @@
 All metadata lives in pyproject.toml; this file only extends ``build_py`` so a non-editable install
 (``pip install .``) carries the default EAT weights + card, found at runtime through
 ``importlib.resources.files("exposure_cli") / "_weights"``. An editable install reads ``weights/`` of
-the checkout instead (see exposure_cli/analyzers/eat.py).
+the checkout instead (see exposure_cli/weights.py).
 """
 
 import shutil

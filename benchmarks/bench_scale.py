@@ -62,7 +62,7 @@ def make_photos(folder: Path, n: int, width: int, height: int) -> Path:
 
 def random_eat_weights(folder: Path) -> Path:
     """The full EAT-IEA network with random weights, saved like trained ones (cached)."""
-    from exposure_cli.analyzers.eat import save_weights
+    from exposure_cli.weights import save_weights
     from exposure_cli.models import create_model, model_config
 
     target = folder / "model.safetensors"
@@ -114,7 +114,7 @@ def per_image_costs(photos: list[Path], model: str, weights: str | None, reps: i
     if hasattr(analyzer, "_run"):  # eat: the network alone, on the working-size images
         import cv2
 
-        from exposure_cli.analyzers.eat import working_size
+        from exposure_cli.imageops import working_size
 
         small = []
         for d in decoded:

@@ -108,7 +108,7 @@ def test_every_hostile_input_gets_exactly_one_honest_row(hostile, tmp_path):
 @pytest.mark.timeout(300)
 def test_extreme_shapes_through_the_default_model(hostile, tmp_path):
     """The shipped model (not only the baseline) survives 1×1, 100 000×1 and 1×20 000 photos."""
-    from exposure_cli.analyzers.eat import shipped_weights_dir
+    from exposure_cli.weights import shipped_weights_dir
 
     if shipped_weights_dir() is None:
         pytest.skip("no weights shipped with this checkout")

@@ -10,13 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from exposure_cli.analyzers import create_analyzer  # noqa: E402
-from exposure_cli.analyzers import eat as eat_module  # noqa: E402
-from exposure_cli.analyzers.eat import (  # noqa: E402
+from exposure_cli import weights as weights_module  # noqa: E402
+from exposure_cli.imageops import guided_upsample  # noqa: E402
+from exposure_cli.weights import (  # noqa: E402
     CARD_FILE,
     WEIGHTS_ENV,
     WEIGHTS_FILE,
     WeightsError,
-    guided_upsample,
     load_model,
     resolve_weights,
     save_weights,
@@ -64,7 +64,7 @@ def test_missing_card_raises(tiny_weights):
 
 def test_lookup_order_and_one_error_naming_all_three(tmp_path, tiny_weights, monkeypatch):
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(eat_module, "shipped_weights_dir", lambda: None)
+    monkeypatch.setattr(weights_module, "shipped_weights_dir", lambda: None)
     with pytest.raises(WeightsError) as info:
         resolve_weights(None)
     message = str(info.value)
@@ -72,7 +72,7 @@ def test_lookup_order_and_one_error_naming_all_three(tmp_path, tiny_weights, mon
     monkeypatch.setenv(WEIGHTS_ENV, str(tiny_weights))
     assert resolve_weights(None) == tiny_weights / WEIGHTS_FILE  # env var when no explicit weights
     # an explicit path that holds nothing is an error, never a silent fallback to the env var or shipped weights
-    monkeypatch.setattr(eat_module, "shipped_weights_dir", lambda: tiny_weights)
+    monkeypatch.setattr(weights_module, "shipped_weights_dir", lambda: tiny_weights)
     with pytest.raises(WeightsError, match="nowhere"):
         resolve_weights(tmp_path / "nowhere")
     other = tmp_path / "other"
@@ -128,7 +128,7 @@ def test_unknown_device_is_rejected(tiny_weights):
 
 def test_default_analyzer_is_eat_with_the_shipped_weights(monkeypatch):
     from exposure_cli.analyzers import DEFAULT_ANALYZER
-    from exposure_cli.analyzers.eat import shipped_weights_dir, verify_weights
+    from exposure_cli.weights import shipped_weights_dir, verify_weights
 
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     shipped = shipped_weights_dir()

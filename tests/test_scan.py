@@ -199,7 +199,7 @@ def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path):
 def test_compile_option_wraps_the_network_lazily():
     torch = pytest.importorskip("torch")
     from exposure_cli.analyzers import create_analyzer
-    from exposure_cli.analyzers.eat import shipped_weights_dir
+    from exposure_cli.weights import shipped_weights_dir
 
     if shipped_weights_dir() is None:
         pytest.skip("no shipped weights in this checkout")

@@ -177,7 +177,7 @@ def test_the_static_check_catches_what_it_claims_to(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from exposure_cli.analyzers.eat import save_weights
+    from exposure_cli.weights import save_weights
     from exposure_cli.models import create_model, model_config
 
     torch.manual_seed(0)
@@ -195,7 +195,7 @@ def _copy_weights(src: Path, dst: Path) -> Path:
 
 
 def test_shipped_weights_are_safetensors_matching_their_card():
-    from exposure_cli.analyzers.eat import WEIGHTS_FILE, shipped_weights_dir, verify_weights
+    from exposure_cli.weights import WEIGHTS_FILE, shipped_weights_dir, verify_weights
 
     folder = shipped_weights_dir()
     if folder is None:
@@ -210,7 +210,7 @@ def test_shipped_weights_are_safetensors_matching_their_card():
 
 def test_tampered_weights_are_refused(tiny_weights, tmp_path):
     from exposure_cli.analyzers import create_analyzer
-    from exposure_cli.analyzers.eat import WEIGHTS_FILE, WeightsError
+    from exposure_cli.weights import WEIGHTS_FILE, WeightsError
 
     folder = _copy_weights(tiny_weights, tmp_path / "w")
     data = bytearray((folder / WEIGHTS_FILE).read_bytes())
@@ -225,7 +225,7 @@ def test_a_pickle_disguised_as_weights_is_never_unpickled(tiny_weights, tmp_path
     import hashlib
     import pickle  # noqa: S403 - builds the hostile payload; the package itself never imports pickle
 
-    from exposure_cli.analyzers.eat import CARD_FILE, WEIGHTS_FILE, load_model
+    from exposure_cli.weights import CARD_FILE, WEIGHTS_FILE, load_model
 
     sentinel = tmp_path / "pwned"
 
@@ -246,7 +246,7 @@ def test_a_pickle_disguised_as_weights_is_never_unpickled(tiny_weights, tmp_path
 
 
 def test_cli_with_tampered_weights_fails_cleanly(tiny_weights, tmp_path):
-    from exposure_cli.analyzers.eat import WEIGHTS_FILE
+    from exposure_cli.weights import WEIGHTS_FILE
 
     folder = _copy_weights(tiny_weights, tmp_path / "w")
     with open(folder / WEIGHTS_FILE, "ab") as fh:
@@ -506,7 +506,7 @@ def test_tampered_weights_are_a_one_line_usage_error(tmp_path):
     from typer.testing import CliRunner
 
     from conftest import photo_like, write_image
-    from exposure_cli.analyzers.eat import shipped_weights_dir
+    from exposure_cli.weights import shipped_weights_dir
     from exposure_cli.cli import app
 
     shipped = shipped_weights_dir()

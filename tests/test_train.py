@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from exposure_cli.analyzers import create_analyzer  # noqa: E402
-from exposure_cli.analyzers.eat import CARD_FILE, WEIGHTS_FILE, verify_weights  # noqa: E402
+from exposure_cli.weights import CARD_FILE, WEIGHTS_FILE, verify_weights  # noqa: E402
 from exposure_cli.color import grey, linear_to_srgb, srgb_to_linear  # noqa: E402
 from exposure_cli.models import create_model  # noqa: E402
 from exposure_cli.training import TrainConfig, exposure_loss, explore_strength, learning_rate, train  # noqa: E402

@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1)
         except Exception as exc:
-            from ..analyzers.eat import WeightsError
+            from ..weights import WeightsError
             from ..registry import RegistryError
 
             if isinstance(exc, (RegistryError, WeightsError, FileNotFoundError, ValueError)):

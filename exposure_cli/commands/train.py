@@ -87,7 +87,7 @@ def train_command(
     if device.startswith("cuda") and not torch.cuda.is_available():
         _usage_error(f"--device {device}: this torch build sees no CUDA GPU")
     if init is not None:
-        from ..analyzers.eat import WeightsError, resolve_weights, verify_weights
+        from ..weights import WeightsError, resolve_weights, verify_weights
 
         try:
             init_card = verify_weights(resolve_weights(init)).card

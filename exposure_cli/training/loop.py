@@ -302,7 +302,7 @@ def train(
     """
     import torch
 
-    from ..analyzers.eat import save_weights
+    from ..weights import make_card, save_weights
     from ..models import create_model, model_config
     from .twins import make_twins, ranking_loss
 
@@ -347,7 +347,7 @@ def train(
         log.info("resumed %s at step %d (%.1f min trained)", checkpoint_path, step, elapsed / 60)
     else:
         if config.init_weights:
-            from ..analyzers.eat import load_model, resolve_weights
+            from ..weights import load_model, resolve_weights
 
             init_model, loaded = load_model(resolve_weights(config.init_weights), "cpu")
             if loaded.card.get("architecture") != config.architecture or dict(loaded.card.get("config") or {}) != dict(
@@ -372,17 +372,9 @@ def train(
             val_batches.append(batch)
 
     def card(metrics: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "architecture": config.architecture,
-            "config": full_config,
-            "parameters": n_params,
-            "working_long_side": 512,
-            "input": "RGB float [0,1], any size (padded to a multiple of 32)",
-            "output": "r = grey(ideal) - grey(observed) in [-1,1]; r<0 over-exposed, r>0 under-exposed",
-            "training": {**config.to_dict(), "steps_done": step, "minutes_done": round(elapsed / 60, 2)},
-            "validation": metrics,
-            **(card_extra or {}),
-        }
+        training = {**config.to_dict(), "steps_done": step, "minutes_done": round(elapsed / 60, 2)}
+        return {**make_card(config.architecture, full_config, n_params, training=training, validation=metrics),
+                **(card_extra or {})}
 
     def save_checkpoint() -> None:
         _atomic_torch_save(

@@ -8,10 +8,10 @@ card), so the trainer never needs to know which kind it got.
 from __future__ import annotations
 
 import enum
-import hashlib
 from pathlib import Path
 from typing import Any
 
+from ..weights import sha256_file
 
 #: Seed of the validation stream, fixed so runs with different training seeds are compared on the same crops.
 VAL_SEED = 10_001
@@ -37,20 +37,16 @@ def detect_format(root: Path) -> DataFormat:
     )
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def describe_data(root: Path, fmt: DataFormat) -> dict[str, Any]:
     """What the weights card records about the training data (source, layout, manifest hashes)."""
     info: dict[str, Any] = {"data_format": fmt.value, "data_path": str(root)}
     if fmt is DataFormat.corpus:
-        info["corpus_index_sha256"] = _sha256(root / "index.json")
+        info["corpus_index_sha256"] = sha256_file(root / "index.json")
         try:
             from ..data.corpus import DEFAULT_MANIFEST
 
             if Path(DEFAULT_MANIFEST).is_file():
-                info["corpus_manifest_sha256"] = _sha256(Path(DEFAULT_MANIFEST))
+                info["corpus_manifest_sha256"] = sha256_file(Path(DEFAULT_MANIFEST))
         except ImportError:  # pragma: no cover - data package without a manifest
             pass
     return info
