@@ -55,6 +55,8 @@ class EvalResult:
     originals_mean_abs: float | None = None
     seconds: float = 0.0
     per_kind_mae: dict[str, float] = field(default_factory=dict)
+    #: Bias per exposure step of the sweeps: ``{"photo"|"hdr": [{"ev", "images", "mean_pred", "mean_label"}]}``.
+    sweep_bias: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     #: One dict per image (only when asked for): its CSV columns plus predicted and labelled means and MAE.
     per_image: list[dict[str, Any]] = field(default_factory=list)
 
@@ -162,7 +164,7 @@ def evaluate_analyzer(
     With ``per_image`` the result also lists every image's numbers (:attr:`EvalResult.per_image`).
     """
     t0 = time.perf_counter()
-    maes, ssims, psnrs, means, abs_means = [], [], [], [], []
+    maes, ssims, psnrs, means, abs_means, label_means = [], [], [], [], [], []
     rows: list[dict[str, Any]] = []
     kind_mae: dict[str, list[float]] = {}
     for start in range(0, len(records), batch_size):
@@ -178,6 +180,7 @@ def evaluate_analyzer(
             psnrs.append(psnr(pred, label))
             means.append(float(pred.mean()))
             abs_means.append(float(np.abs(pred).mean()))
+            label_means.append(float(label.mean()))
             kind_mae.setdefault(rec.extra.get("kind", "") or "all", []).append(mae)
             if per_image:
                 rows.append({"model": name, "img_id": rec.img_id, **rec.extra, "pred_mean": means[-1],
@@ -218,11 +221,36 @@ def evaluate_analyzer(
         res.sweep_photos = len(curves)
         res.sweep_monotonic_share = mono / len(curves)
         res.sweep_spearman = float(np.mean(rhos)) if rhos else None
+    res.sweep_bias = sweep_bias(records, means, label_means)
     res.auc_under = roc_auc(under, originals)
     res.auc_over = roc_auc([-m for m in over], [-m for m in originals])
     res.originals_mean_abs = float(np.mean(originals_abs)) if originals_abs else None
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _is_hdr(rec: IEA40KRecord) -> bool:
+    return "hdr" in (rec.extra.get("source", "") or rec.img_id.split("__")[0])
+
+
+def sweep_bias(records: list[IEA40KRecord], means: list[float], label_means: list[float]) -> dict[str, list[dict[str, float]]]:
+    """Mean predicted vs mean labelled residual at each EV of the sweeps, photos and HDR views apart.
+
+    A model that shrinks under-exposure towards zero shows it here (predicted below labelled at −3 EV)
+    even when its MAE looks fine.
+    """
+    cells: dict[tuple[str, float], list[tuple[float, float]]] = {}
+    for rec, m, lab in zip(records, means, label_means):
+        ev = _ev(rec)
+        if rec.extra.get("kind", "") != "sweep" or ev is None:
+            continue
+        cells.setdefault(("hdr" if _is_hdr(rec) else "photo", ev), []).append((m, lab))
+    out: dict[str, list[dict[str, float]]] = {}
+    for (group, ev), vals in sorted(cells.items()):
+        arr = np.array(vals)
+        out.setdefault(group, []).append({"ev": ev, "images": len(vals), "mean_pred": float(arr[:, 0].mean()),
+                                          "mean_label": float(arr[:, 1].mean())})
+    return out
 
 
 def evaluate(

@@ -32,6 +32,7 @@ import numpy as np
 
 from . import __version__
 from .analyzers import Analyzer, create_analyzer
+from .color import grey
 from .decoding import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode_bytes, decode_file
 from .discovery import InputFile, discover
 from .exif import EXIF_COLUMNS
@@ -287,7 +288,7 @@ class BatchProcessor:
         row.update(img.exif.columns())
         row.update(self.analyzer_columns)
         masks = self._masks(img.rgb) if self.regions else {}
-        row.update(image_stats(residual, masks, self.thresholds))
+        row.update(image_stats(residual, masks, self.thresholds, grey=grey(img.rgb)))
         pending: list[Future] = []
         if self.out_dir is not None and self.overlays:
             try:

@@ -37,6 +37,7 @@ REGION_METRICS = (
     "p05_residual",
     "p50_residual",
     "p95_residual",
+    "ev_correction",
 )
 
 
@@ -207,6 +208,7 @@ def _stats_from_fine(h: np.ndarray, n_total: int, thresholds: Thresholds,
         p05_residual=quantile(0.05),
         p50_residual=quantile(0.50),
         p95_residual=quantile(0.95),
+        ev_correction=float("nan"),  # needs the photo's grey levels: image_stats(..., grey=...)
         hist=h.reshape(HIST_BINS, _FINE_PER_COARSE).sum(axis=1).astype(np.int64),
     )
     return out
@@ -235,6 +237,7 @@ def image_stats(
     residual: np.ndarray,
     masks: Mapping[str, np.ndarray | None] | None,
     thresholds: Thresholds,
+    grey: np.ndarray | None = None,
 ) -> dict[str, object]:
     """Report columns for every region in REGIONS.
 
@@ -243,7 +246,11 @@ def image_stats(
         masks: region name → boolean H×W mask (``global`` may be omitted). A region that is missing or
             ``None`` (other than global) is absent for this photo: its area is 0 and metrics are NaN.
         thresholds: Pixel thresholds.
+        grey: The photo's H×W grey levels; needed for ``ev_correction`` (stops to add,
+            :mod:`exposure_cli.correction`), which is NaN without it.
     """
+    from .correction import ev_correction
+
     masks = dict(masks or {})
     r = np.asarray(residual, dtype=np.float32)
     idx = fine_bin_index(r)
@@ -271,6 +278,10 @@ def image_stats(
             if exact_needed:
                 values = r.ravel() if region == "global" else r[np.asarray(masks[region], dtype=bool)]
             stats = _stats_from_fine(h, r.size, thresholds, values)
+        stats["ev_correction"] = (
+            ev_correction(grey, r, None if region == "global" else masks[region])
+            if grey is not None and h is not None else float("nan")
+        )
         for metric, value in stats.items():
             row[column(region, metric)] = value
     return row

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         ),
     )
     def eval_command(
-        data: Path = typer.Argument(..., help="IEA40K-layout folder (Input/, pixel label/, <split>.csv), e.g. corpus/val."),
+        data: Path = typer.Argument(..., help="IEA40K-layout folder (Input/, pixel label/, <split>.csv), e.g. corpus/val; or real exposure brackets (corpus/brackets, with --split val|train|lockbox)."),
         model: List[str] = typer.Option(["eat"], "--model", help="Analyzer name (repeatable); `baseline` is always added as a comparison row."),
         weights: Optional[List[str]] = typer.Option(None, "--weights", help="Weights for the --model at the same position (repeatable)."),
         split: str = typer.Option("val", "--split", help="Which CSV of DATA to read (<split>.csv or the one file matching it)."),
@@ -69,6 +69,9 @@ def register(app: typer.Typer) -> None:
         pairs = [(m, weights[i] if i < len(weights) else None) for i, m in enumerate(model)]
         if not data.exists():
             _usage_error(f"{data} does not exist")
+        if _is_bracket_folder(data):
+            _eval_stacks(data, pairs, split, device, working_long_side, output, json_out)
+            return
         try:
             if output is OutputFormat.table:
                 from rich.progress import Progress
@@ -100,6 +103,58 @@ def register(app: typer.Typer) -> None:
             typer.echo(text)
             return
         _print_table(result)
+
+
+def _is_bracket_folder(data: Path) -> bool:
+    index = data / "index.json"
+    if not index.is_file():
+        return False
+    try:
+        return "scenes" in json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def _eval_stacks(data: Path, pairs, split: str, device: str, working_long_side, output: "OutputFormat",
+                 json_out: Optional[Path]) -> None:
+    from ..stack_evaluation import STACK_COLUMNS, evaluate_stacks, format_table_rows
+
+    try:
+        result = evaluate_stacks(data, pairs, split=split, device=device, working_long_side=working_long_side)
+    except (FileNotFoundError, ValueError, OSError, RuntimeError) as exc:
+        _usage_error(str(exc))
+    text = json.dumps(result, indent=1)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n")
+    if output is OutputFormat.json:
+        typer.echo(text)
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"exposure eval · real brackets {data} · split {split} · {result['scenes']} scenes",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("model", no_wrap=True)
+    for _, header, _ in STACK_COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in format_table_rows(result):
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    bias = Table(title="mean predicted / labelled residual per stop from the best frame", title_justify="left",
+                 box=box.SIMPLE_HEAD, pad_edge=False)
+    evs = sorted({b["ev"] for r in result["results"] for b in r["per_ev_bias"]})
+    bias.add_column("model", no_wrap=True)
+    for ev in evs:
+        bias.add_column(f"{ev:+d} EV", justify="right", no_wrap=True)
+    for r in result["results"]:
+        cells = {b["ev"]: f"{b['mean_pred']:+.3f}" for b in r["per_ev_bias"]}
+        bias.add_row(r["model"], *[cells.get(ev, "") for ev in evs])
+    labels = {b["ev"]: f"{b['mean_label']:+.3f}" for r in result["results"][:1] for b in r["per_ev_bias"]}
+    bias.add_row("labelled", *[labels.get(ev, "") for ev in evs])
+    console.print(bias)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -135,4 +190,20 @@ def _print_table(result: dict) -> None:
     table.add_column("s", justify="right")
     for r in result["results"]:
         table.add_row(r["model"], *[format_value(r.get(k), fmt) for k, _, fmt in COLUMNS], f"{r['seconds']:.1f}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for group in ("photo", "hdr"):
+        rows = {r["model"]: {b["ev"]: b for b in r.get("sweep_bias", {}).get(group, [])} for r in result["results"]}
+        evs = sorted({ev for cells in rows.values() for ev in cells})
+        if not evs:
+            continue
+        bias = Table(title=f"sweep bias, {group}s: mean predicted and labelled residual per EV",
+                     title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        bias.add_column("model", no_wrap=True)
+        for ev in evs:
+            bias.add_column(f"{ev:+g} EV", justify="right", no_wrap=True)
+        for model, cells in rows.items():
+            bias.add_row(model, *[f"{cells[ev]['mean_pred']:+.3f}" if ev in cells else "" for ev in evs])
+        first = next(iter(rows.values()))
+        bias.add_row("labelled", *[f"{first[ev]['mean_label']:+.3f}" if ev in first else "" for ev in evs])
+        console.print(bias)

@@ -39,6 +39,7 @@ _METRIC_WORDS = {
     "p05_residual": ("5th percentile of the residual (most over-exposed 5 %)", "r"),
     "p50_residual": ("median residual", "r"),
     "p95_residual": ("95th percentile of the residual (most under-exposed 5 %)", "r"),
+    "ev_correction": ("stops of correction (positive: brighten by that many stops)", "EV"),
 }
 
 

@@ -1,0 +1,62 @@
+"""Stops of correction: how many stops to add to a photo (or a region of it) to reach its ideal exposure.
+
+The residual map already says, per pixel, how much lighter or darker the ideal is on the grey channel:
+``ideal_grey = observed_grey + r`` (:mod:`exposure_cli.color`). Exposure is a gain in linear light, so the
+stops between the two are ``log2(linear(ideal) / linear(observed))``. Per pixel that ratio is meaningless
+where the photo holds no information — a clipped highlight (any brighter scene gives the same 1.0) or a
+crushed shadow (any darker one gives 0) — so the estimate is the median of the per-pixel stops over the
+pixels the photo still *measures* (grey in ``[LOW, HIGH]``), each side weighted by how many pixels it has.
+A frame where fewer than ``MIN_MEASURED`` of the pixels are measured (a frame shot 8 stops too dark is all
+noise floor, one 5 stops too bright all white) falls back to the ratio of the mean linear levels, which
+stays finite because the noise floor and full well bound it; the result is clamped to ``±LIMIT`` stops.
+
+The sign matches what a photographer dials in: **positive brightens** (the photo is under-exposed),
+negative darkens. On a real bracket, the frame shot ``k`` stops below the keeper should read ``+k``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .color import srgb_to_linear
+
+#: Grey levels the photo still measures (neither crushed nor clipped).
+LOW, HIGH = 0.02, 0.97
+#: Below this share of measured pixels the ratio of mean levels is used instead.
+MIN_MEASURED = 0.05
+#: Linear floor (about one 8-bit level above black) so that an all-black frame gives a finite answer.
+FLOOR = 1.0 / 4096.0
+#: Largest correction reported, in stops.
+LIMIT = 10.0
+
+
+def ev_correction(observed_grey: np.ndarray, residual: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Stops to add to reach the ideal exposure (positive brightens); NaN for an empty region.
+
+    Args:
+        observed_grey: H×W grey levels of the photo in [0, 1] (BT.601 of its sRGB values).
+        residual: H×W residual map of the same size (``r = grey(ideal) − grey(observed)``).
+        mask: Optional boolean H×W region; ``None`` is the whole photo.
+    """
+    g = np.asarray(observed_grey, dtype=np.float32)
+    r = np.asarray(residual, dtype=np.float32)
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool)
+        g, r = g[m], r[m]
+    g, r = g.ravel(), r.ravel()
+    if g.size == 0:
+        return float("nan")
+    ideal = np.clip(g + r, 0.0, 1.0)
+    measured = (g >= LOW) & (g <= HIGH)
+    if measured.mean() >= MIN_MEASURED:
+        lin_obs = np.maximum(srgb_to_linear(g[measured]), FLOOR)
+        lin_ideal = np.maximum(srgb_to_linear(ideal[measured]), FLOOR)
+        stops = float(np.median(np.log2(lin_ideal / lin_obs)))
+    else:
+        lin_obs = float(np.maximum(srgb_to_linear(g), FLOOR).mean())
+        lin_ideal = float(np.maximum(srgb_to_linear(ideal), FLOOR).mean())
+        stops = float(np.log2(lin_ideal / lin_obs))
+    return float(np.clip(stops, -LIMIT, LIMIT))
+
+
+__all__ = ["LIMIT", "ev_correction"]

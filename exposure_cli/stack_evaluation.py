@@ -1,0 +1,278 @@
+"""Real-bracket evaluation: does the map behave like exposure on frames a real camera got wrong?
+
+A *stack* is one scene shot at several exposures (:mod:`exposure_cli.data.brackets`): frames sorted from
+darkest to brightest, each with its residual label against the stack's ideal and its exposure relative to
+the best frame (``relative_ev_to_best``, stops; the best frame is the one closest to the ideal). For every
+analyzer this module reports, per split:
+
+* **ordered** — scenes whose mean predicted residual falls strictly from the darkest to the brightest
+  frame, and **reversals** — adjacent frame pairs where it does not (summed over scenes);
+* **best pick** — scenes where the frame with the smallest |mean predicted r| is the best frame (exact,
+  and within one frame);
+* **darkest flagged** — the darkest frame is called *mostly under-exposed* (≥ 50 % of its pixels
+  r ≥ 0.1); **brightest flagged** — the brightest frame's verdict is *over* (over-exposed share ≥ 10 % and
+  larger than its under-exposed share);
+* **EV-correction error** — mean |ev_correction + relative EV| over frames within ±3 EV of the best frame
+  (stops; a frame shot 2 stops dark must read +2), with :func:`exposure_cli.correction.ev_correction`
+  applied to each analyzer's own map;
+* **MAE** of the maps against the stack labels.
+
+Two reference analyzers are always added: the one-line heuristic ``0.5 − grey`` (``mean-grey``: its mean
+is ``0.5 − mean grey``) and the ``baseline`` analyzer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .analyzers.base import Analyzer, AnalyzerInfo
+from .color import grey
+from .correction import ev_correction
+
+#: A pixel is flagged over/under at this |r| (the report's default thresholds).
+FLAG = 0.1
+#: The darkest frame must be flagged under on at least this share of its pixels.
+DARKEST_UNDER_SHARE = 0.5
+#: The brightest frame must be flagged over on at least this share (and more than under).
+BRIGHTEST_OVER_SHARE = 0.1
+#: Frames within this many stops of the best frame count for the EV-correction error.
+EV_WINDOW = 3.0
+
+MEAN_GREY = "mean-grey"
+
+
+class MeanGreyHeuristic(Analyzer):
+    """The one-line heuristic every model must beat: ``r = 0.5 − grey`` per pixel."""
+
+    @property
+    def info(self) -> AnalyzerInfo:
+        return AnalyzerInfo(MEAN_GREY, "1", "", self.working_long_side)
+
+    def analyze_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [np.clip(0.5 - grey(img), -1.0, 1.0).astype(np.float32) for img in images]
+
+
+@dataclass
+class FrameResult:
+    """What one analyzer said about one frame."""
+
+    mean_pred: float
+    mean_label: float
+    under_share: float
+    over_share: float
+    ev_correction: float
+    relative_ev: float
+    mae: float
+
+
+@dataclass
+class SceneResult:
+    scene: str
+    category: str
+    best: int
+    frames: list[FrameResult] = field(default_factory=list)
+
+    @property
+    def means(self) -> np.ndarray:
+        return np.array([f.mean_pred for f in self.frames])
+
+    def reversals(self) -> int:
+        m = self.means
+        return int(np.sum(np.diff(m) >= 0))
+
+    def ordered(self) -> bool:
+        return self.reversals() == 0
+
+    def pick(self) -> int:
+        return int(np.argmin(np.abs(self.means)))
+
+    def darkest_flagged(self) -> bool:
+        return self.frames[0].under_share >= DARKEST_UNDER_SHARE
+
+    def brightest_flagged(self) -> bool:
+        f = self.frames[-1]
+        return f.over_share >= BRIGHTEST_OVER_SHARE and f.over_share > f.under_share
+
+    def ev_errors(self) -> list[float]:
+        return [abs(f.ev_correction + f.relative_ev) for f in self.frames if abs(f.relative_ev) <= EV_WINDOW]
+
+
+def frame_result(image: np.ndarray, pred: np.ndarray, label: np.ndarray, relative_ev: float) -> FrameResult:
+    """Score one predicted map (same size as `image`) against its stack label."""
+    if label.shape != pred.shape:
+        import cv2
+
+        label = cv2.resize(label.astype(np.float32), (pred.shape[1], pred.shape[0]), interpolation=cv2.INTER_AREA)
+    return FrameResult(
+        mean_pred=float(pred.mean()),
+        mean_label=float(label.mean()),
+        under_share=float((pred >= FLAG).mean()),
+        over_share=float((pred <= -FLAG).mean()),
+        ev_correction=ev_correction(grey(image), pred),
+        relative_ev=float(relative_ev),
+        mae=float(np.abs(pred - label).mean()),
+    )
+
+
+def summarise(scenes: list[SceneResult]) -> dict[str, Any]:
+    """Counts and means over scenes (the numbers the model issue's bars are written in)."""
+    n = len(scenes)
+    errors = [e for s in scenes for e in s.ev_errors()]
+    return {
+        "scenes": n,
+        "frames": sum(len(s.frames) for s in scenes),
+        "ordered": sum(s.ordered() for s in scenes),
+        "reversals": sum(s.reversals() for s in scenes),
+        "best_pick": sum(s.pick() == s.best for s in scenes),
+        "best_pick_within_1": sum(abs(s.pick() - s.best) <= 1 for s in scenes),
+        "darkest_flagged": sum(s.darkest_flagged() for s in scenes),
+        "brightest_flagged": sum(s.brightest_flagged() for s in scenes),
+        "ev_correction_error": float(np.mean(errors)) if errors else None,
+        "ev_correction_frames": len(errors),
+        "mae": float(np.mean([f.mae for s in scenes for f in s.frames])) if n else None,
+        "per_ev_bias": per_ev_bias(scenes),
+    }
+
+
+def per_ev_bias(scenes: list[SceneResult]) -> list[dict[str, Any]]:
+    """Mean predicted vs labelled residual per (rounded) stop relative to the best frame."""
+    buckets: dict[int, list[FrameResult]] = {}
+    for s in scenes:
+        for f in s.frames:
+            buckets.setdefault(int(np.round(f.relative_ev)), []).append(f)
+    return [
+        {"ev": ev, "frames": len(fs), "mean_pred": float(np.mean([f.mean_pred for f in fs])),
+         "mean_label": float(np.mean([f.mean_label for f in fs]))}
+        for ev, fs in sorted(buckets.items())
+    ]
+
+
+def evaluate_stacks(
+    root: str | Path,
+    models: Sequence[tuple[str, str | None]],
+    split: str = "val",
+    device: str = "cpu",
+    working_long_side: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate analyzers on the real bracket stacks of `split` (``train``, ``val`` or ``lockbox``).
+
+    Args:
+        root: Folder written by ``exposure data brackets`` (``corpus/brackets``).
+        models: ``(analyzer name, weights or None)`` pairs; ``mean-grey`` and ``baseline`` are added.
+        split: Which stacks; the lockbox is read only when asked for by name.
+    """
+    from .analyzers import create_analyzer
+    from .data.brackets import load_stacks
+
+    stacks = load_stacks(Path(root), split)
+    if not stacks:
+        raise ValueError(f"{root}: no bracket stacks in split {split!r}")
+    runs = list(models)
+    for extra in ("baseline", MEAN_GREY):
+        if extra not in [m for m, _ in runs]:
+            runs.append((extra, None))
+    results = []
+    for name, weights in runs:
+        if name == MEAN_GREY:
+            analyzer: Analyzer = MeanGreyHeuristic()
+        else:
+            options: dict[str, Any] = {"device": device}
+            if weights:
+                options["weights"] = str(weights)
+            if working_long_side:
+                options["working_long_side"] = int(working_long_side)
+            analyzer = create_analyzer(name, **options)
+        try:
+            scenes = []
+            for k, stack in enumerate(stacks):
+                images = [_as_float(f) for f in stack.frames]
+                preds = analyzer.analyze_batch(images)
+                res = SceneResult(stack.id, getattr(stack, "category", ""), int(stack.best))
+                for img, pred, lab, rel in zip(images, preds, stack.labels, stack.relative_ev_to_best):
+                    res.frames.append(frame_result(img, np.asarray(pred, np.float32), _as_label(lab), rel))
+                scenes.append(res)
+                if progress:
+                    progress(name, k + 1, len(stacks))
+        finally:
+            analyzer.close()
+        summary = summarise(scenes)
+        summary.update(model=name, weights=str(weights or ""),
+                       per_scene=[{"scene": s.scene, "category": s.category, "best": s.best, "pick": s.pick(),
+                                   "reversals": s.reversals(),
+                                   "means": [round(f.mean_pred, 4) for f in s.frames],
+                                   "labels": [round(f.mean_label, 4) for f in s.frames],
+                                   "relative_ev": [round(f.relative_ev, 2) for f in s.frames],
+                                   "ev_correction": [round(f.ev_correction, 2) for f in s.frames]}
+                                  for s in scenes])
+        results.append(summary)
+    return {"data": str(root), "split": split, "scenes": len(stacks), "results": results}
+
+
+def _as_float(frame: Any) -> np.ndarray:
+    arr = _load(frame)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    return np.asarray(arr, np.float32)
+
+
+def _as_label(label: Any) -> np.ndarray:
+    arr = _load(label)
+    return np.asarray(arr, np.float32)
+
+
+def _load(x: Any) -> np.ndarray:
+    if isinstance(x, (str, Path)):
+        p = Path(x)
+        if p.suffix == ".npy":
+            return np.load(p, allow_pickle=False)
+        import cv2
+
+        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"cannot read {p}")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return np.asarray(x)
+
+
+#: Table columns: (key, header, format).
+STACK_COLUMNS = (
+    ("ordered", "ordered↑", "{}"),
+    ("reversals", "reversals↓", "{}"),
+    ("best_pick", "best↑", "{}"),
+    ("best_pick_within_1", "best±1↑", "{}"),
+    ("darkest_flagged", "darkest↑", "{}"),
+    ("brightest_flagged", "brightest↑", "{}"),
+    ("ev_correction_error", "EV err↓", "{:.2f}"),
+    ("mae", "MAE↓", "{:.4f}"),
+)
+
+
+def format_table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Rows for a text table: model, then STACK_COLUMNS (counts shown as k/scenes)."""
+    rows = []
+    n = result["scenes"]
+    for r in result["results"]:
+        cells = [r["model"]]
+        for key, _, fmt in STACK_COLUMNS:
+            v = r.get(key)
+            if v is None:
+                cells.append("–")
+            elif key in ("ordered", "best_pick", "best_pick_within_1", "darkest_flagged", "brightest_flagged"):
+                cells.append(f"{v}/{n}")
+            else:
+                cells.append(fmt.format(v))
+        rows.append(cells)
+    return rows
+
+
+def dumps(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=1)
+
+
+__all__ = ["MEAN_GREY", "MeanGreyHeuristic", "SceneResult", "evaluate_stacks", "frame_result", "summarise"]
