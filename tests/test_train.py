@@ -241,3 +241,25 @@ def test_ranking_loss_penalises_only_wrong_or_too_small_gaps():
     reversed_ = ranking_loss(torch.full_like(label_a, 0.05), torch.full_like(label_b, 0.25), label_a, label_b)
     too_close = ranking_loss(torch.full_like(label_a, 0.2), torch.full_like(label_b, 0.18), label_a, label_b)
     assert ordered == 0 and reversed_ > too_close > 0
+
+
+def test_mean_loss_l2_aims_at_the_mean_not_the_median():
+    """For a verdict that is 0 in 3 of 4 photos and 0.4 in the fourth, L1 is minimised at 0 (the median)
+    and the squared term at 0.1 (the mean): the L2 variant is what removes shrinkage towards "fine"."""
+    import torch
+
+    from exposure_cli.training.loop import exposure_loss
+
+    target = torch.zeros(4, 1, 8, 8)
+    target[3] = 0.4
+
+    def best_constant(kind):
+        grid = torch.linspace(-0.1, 0.5, 121)
+        losses = [exposure_loss(torch.full_like(target, float(c)), target, 1.0, 0.0, kind)[0] for c in grid]
+        # the per-pixel L1 is the same for both kinds; compare the full objective's minimiser
+        return float(grid[int(torch.stack(losses).argmin())])
+
+    assert best_constant("l1") == pytest.approx(0.0, abs=0.006)
+    assert 0.0 < best_constant("l2") <= 0.1
+    with pytest.raises(ValueError):
+        exposure_loss(target, target, 1.0, 0.0, "l3")

@@ -16,6 +16,13 @@ class DataFormatChoice(str, enum.Enum):
     iea40k = "iea40k"
 
 
+class MeanLoss(str, enum.Enum):
+    """How the per-image mean residual is penalised in training."""
+
+    l1 = "l1"
+    l2 = "l2"
+
+
 def _usage_error(message: str) -> None:
     from .ui import usage_error
 
@@ -35,6 +42,8 @@ def train_command(
     lr: float = typer.Option(2e-3, "--lr", min=0.0, help="Peak learning rate (AdamW, warm-up + cosine)."),
     explore_share: float = typer.Option(0.3, "--explore-share", min=0.0, max=1.0, help="Share of training with the EAT exploration schedule."),
     twin_share: float = typer.Option(0.5, "--twin-share", min=0.0, max=0.5, help="Share of each batch made of EV twins (same crop, another exposure) ordered by a ranking loss; 0 turns them off."),
+    mean_weight: float = typer.Option(1.0, "--mean-weight", min=0.0, help="Weight of the per-image mean-residual term of the loss."),
+    mean_loss: MeanLoss = typer.Option(MeanLoss.l1, "--mean-loss", help="l1 or l2: how the per-image mean residual is penalised (l2 aims at the conditional mean: less shrinkage towards 'fine')."),
     rank_weight: float = typer.Option(1.0, "--rank-weight", min=0.0, help="Weight of the twins' ranking loss."),
     min_ev: float = typer.Option(-8.0, "--min-ev", min=-9.0, max=-0.5, help="Corpus training data: darkest global EV shift (real mistakes go far into the dark)."),
     max_ev: float = typer.Option(4.0, "--max-ev", min=0.5, max=5.0, help="Corpus training data: brightest global EV shift (validation keeps the simulator default)."),
@@ -111,6 +120,8 @@ def train_command(
         workers=workers if workers is not None else (8 if on_gpu else 1),
         twin_share=twin_share,
         rank_weight=rank_weight,
+        mean_weight=mean_weight,
+        mean_loss=mean_loss.value,
         simulator={"global_ev": (min_ev, max_ev), **({"p_original": originals} if originals is not None else {})},
         checkpoint_every_s=checkpoint_every,
         validate_every_s=validate_every,

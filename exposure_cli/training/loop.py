@@ -87,6 +87,7 @@ class TrainConfig:
     explore_share: float = 0.3
     explore_strength: float = 0.5
     mean_weight: float = 1.0
+    mean_loss: str = "l1"
     gradient_weight: float = 0.5
     seed: int = 0
     device: str = "cpu"
@@ -124,15 +125,28 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def exposure_loss(pred, target, mean_weight: float = 1.0, gradient_weight: float = 0.5):
+#: The squared mean term is divided by 2·MEAN_L2_SCALE, so its gradient equals the L1 term's at that error.
+MEAN_L2_SCALE = 0.05
+
+
+def exposure_loss(pred, target, mean_weight: float = 1.0, gradient_weight: float = 0.5, mean_loss: str = "l1"):
     """L1 per pixel + L1 of the per-image mean residual + L1 of the map's finite-difference gradients.
 
     The mean term makes the *overall* verdict (how over or under the photo is) count as much as the pixels,
     which is what holistic scores, EV-sweep ordering and the ROC bars measure; the gradient term asks map
-    edges to sit where the label's edges are.
+    edges to sit where the label's edges are. ``mean_loss="l2"`` squares the mean term (scaled, see
+    MEAN_L2_SCALE): L1 pulls a photo's verdict to the conditional *median* of what such a photo could be,
+    which shrinks large errors towards zero when the exposure is ambiguous; L2 aims at the conditional
+    mean, so the average verdict per exposure step is not biased towards "fine".
     """
     l1 = (pred - target).abs().mean()
-    mean_term = (pred.mean(dim=(1, 2, 3)) - target.mean(dim=(1, 2, 3))).abs().mean()
+    diff = pred.mean(dim=(1, 2, 3)) - target.mean(dim=(1, 2, 3))
+    if mean_loss == "l2":
+        mean_term = (diff * diff).mean() / (2.0 * MEAN_L2_SCALE)
+    elif mean_loss == "l1":
+        mean_term = diff.abs().mean()
+    else:
+        raise ValueError(f"mean_loss must be 'l1' or 'l2', not {mean_loss!r}")
     loss = l1 + mean_weight * mean_term
     if gradient_weight:
         dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
@@ -442,7 +456,7 @@ def train(
             with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
                 pred = model(images)
             pred = pred.float()
-            loss, parts = exposure_loss(pred, target, config.mean_weight, config.gradient_weight)
+            loss, parts = exposure_loss(pred, target, config.mean_weight, config.gradient_weight, config.mean_loss)
             parts["rank"] = 0.0
             if n_twins and config.rank_weight:
                 rank = ranking_loss(pred[:n_twins], pred[-n_twins:], target[:n_twins], target[-n_twins:])
