@@ -77,14 +77,64 @@ def write_overlays(data: Path, weights: str | None, out: Path, images: tuple[str
     return written
 
 
+def write_stack_overlays(root: Path, split: str, weights: str | None, out: Path,
+                         scenes: tuple[str, ...] = (), max_scenes: int = 4) -> list[Path]:
+    """Dark, best and bright frame of real bracket stacks (:mod:`exposure_cli.data.brackets`), each as
+    photo | model | stack label, with the model's mean r and stops of correction against the truth."""
+    import cv2
+
+    from ..analyzers import create_analyzer
+    from ..color import grey
+    from ..correction import ev_correction
+    from ..data.brackets import load_stacks
+
+    stacks = [s for s in load_stacks(root, split) if len(s.frames) >= 3]
+    if scenes:
+        stacks = [s for s in stacks if s.id in scenes]
+    stacks = stacks[:max_scenes]
+    analyzer = create_analyzer("eat", weights=weights, device="cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    written, lines = [], ["| stack frame | stops from best | mean r (model) | mean r (label) | ev_correction (model) |",
+                          "|---|---|---|---|---|"]
+    for st in stacks:
+        for k in sorted({0, st.best, len(st.frames) - 1}):
+            rgb = st.frame(k).astype(np.float32) / 255.0
+            label = st.label(k)
+            predicted = analyzer.analyze(rgb)
+            stops = ev_correction(grey(rgb), predicted)
+            rel = st.relative_ev_to_best[k]
+            caption = f"{rel:+.1f} EV: model {predicted.mean():+.2f} ({stops:+.1f} stops), label {label.mean():+.2f}"
+            path = out / f"stack_{st.id}_{k:02d}.jpg"
+            cv2.imwrite(str(path), render_row(rgb, predicted, label, caption), [cv2.IMWRITE_JPEG_QUALITY, 85])
+            written.append(path)
+            lines.append(f"| [{path.name}]({path.name}) | {rel:+.1f} | {predicted.mean():+.3f} | "
+                         f"{label.mean():+.3f} | {stops:+.2f} |")
+    (out / "stacks.md").write_text(
+        f"# EAT-IEA on real exposure brackets ({split} stacks)\n\nDarkest, best and brightest frame of each stack: "
+        "photo | model map | label from the stack (Mertens fusion as the ideal); red = over, blue = under. "
+        f"Made by `python -m exposure_cli.training.overlays {root} --brackets --split {split} --out {out}`.\n\n"
+        + "\n".join(lines) + "\n", encoding="utf-8")
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="IEA40K-layout validation folder, e.g. corpus/val")
+    parser.add_argument("data", type=Path, help="IEA40K-layout validation folder (corpus/val), or with "
+                        "--brackets a bracket folder (corpus/brackets)")
     parser.add_argument("--weights", default=None, help="weights file or folder (default: shipped)")
     parser.add_argument("--out", type=Path, default=Path("docs/model"))
     parser.add_argument("--images", nargs="*", default=list(DEFAULT_IMAGES))
+    parser.add_argument("--brackets", action="store_true", help="DATA is a bracket folder: overlay stacks")
+    parser.add_argument("--split", default="val", help="bracket split (train, val; lockbox only by name)")
+    parser.add_argument("--scenes", nargs="*", default=[], help="bracket scene ids (default: the first ones)")
+    parser.add_argument("--max-scenes", type=int, default=4)
     args = parser.parse_args(argv)
-    for path in write_overlays(args.data, args.weights, args.out, tuple(args.images)):
+    if args.brackets:
+        paths = write_stack_overlays(args.data, args.split, args.weights, args.out, tuple(args.scenes),
+                                     args.max_scenes)
+    else:
+        paths = write_overlays(args.data, args.weights, args.out, tuple(args.images))
+    for path in paths:
         print(path)
 
 
