@@ -2,13 +2,18 @@
 
 The residual map already says, per pixel, how much lighter or darker the ideal is on the grey channel:
 ``ideal_grey = observed_grey + r`` (:mod:`exposure_cli.color`). Exposure is a gain in linear light, so the
-stops between the two are ``log2(linear(ideal) / linear(observed))``. Per pixel that ratio is meaningless
-where the photo holds no information — a clipped highlight (any brighter scene gives the same 1.0) or a
-crushed shadow (any darker one gives 0) — so the estimate is the median of the per-pixel stops over the
-pixels the photo still *measures* (grey in ``[LOW, HIGH]``), each side weighted by how many pixels it has.
-A frame where fewer than ``MIN_MEASURED`` of the pixels are measured (a frame shot 8 stops too dark is all
-noise floor, one 5 stops too bright all white) falls back to the ratio of the mean linear levels, which
-stays finite because the noise floor and full well bound it; the result is clamped to ``±LIMIT`` stops.
+stops between the two are ``log2(linear(ideal) / linear(observed))``. That ratio is meaningless where the
+photo holds no information — a clipped highlight (any brighter scene gives the same 1.0) or a crushed
+shadow (any darker one gives 0) — so the estimate is the ratio of the mean linear levels of ideal and photo
+over the pixels the photo still *measures* well (grey in ``[LOW, HIGH]``, mid-tones). A frame where fewer
+than ``MIN_MEASURED`` of the pixels are measured (a frame shot 8 stops too dark is all noise floor, one 5
+stops too bright all white) uses every pixel instead, which stays finite because the noise floor and full
+well bound it; the result is clamped to ``±LIMIT`` stops.
+
+Why this estimator: with the *true* labels of the real bracket stacks (train and val, 144 frames within
+±3 EV of the best frame) it is off the known exposure offsets by 0.45 stops on average; the median of
+per-pixel stops over grey 0.02…0.97 (the first version) by 0.68, the mean of per-pixel stops by 0.57 —
+part of that floor is that a stack's ideal is an exposure fusion, not the best frame re-exposed.
 
 The sign matches what a photographer dials in: **positive brightens** (the photo is under-exposed),
 negative darkens. On a real bracket, the frame shot ``k`` stops below the keeper should read ``+k``.
@@ -20,8 +25,8 @@ import numpy as np
 
 from .color import srgb_to_linear
 
-#: Grey levels the photo still measures (neither crushed nor clipped).
-LOW, HIGH = 0.02, 0.97
+#: Grey levels the photo measures well (mid-tones: neither near the noise floor nor near clipping).
+LOW, HIGH = 0.1, 0.8
 #: Below this share of measured pixels the ratio of mean levels is used instead.
 MIN_MEASURED = 0.05
 #: Linear floor (about one 8-bit level above black) so that an all-black frame gives a finite answer.
@@ -56,13 +61,10 @@ def ev_correction(observed_grey: np.ndarray, residual: np.ndarray, mask: np.ndar
     ideal = np.clip(g + r, 0.0, 1.0)
     measured = (g >= LOW) & (g <= HIGH)
     if measured.mean() >= MIN_MEASURED:
-        lin_obs = np.maximum(srgb_to_linear(g[measured]), FLOOR)
-        lin_ideal = np.maximum(srgb_to_linear(ideal[measured]), FLOOR)
-        stops = float(np.median(np.log2(lin_ideal / lin_obs)))
-    else:
-        lin_obs = float(np.maximum(srgb_to_linear(g), FLOOR).mean())
-        lin_ideal = float(np.maximum(srgb_to_linear(ideal), FLOOR).mean())
-        stops = float(np.log2(lin_ideal / lin_obs))
+        g, ideal = g[measured], ideal[measured]
+    lin_obs = float(np.maximum(srgb_to_linear(g), FLOOR).mean())
+    lin_ideal = float(np.maximum(srgb_to_linear(ideal), FLOOR).mean())
+    stops = float(np.log2(lin_ideal / lin_obs))
     return float(np.clip(stops, -LIMIT, LIMIT))
 
 
