@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from .color import srgb_to_linear
 
 #: Grey levels the photo measures well (mid-tones: neither near the noise floor nor near clipping).
@@ -38,13 +40,34 @@ LIMIT = 10.0
 MAX_SAMPLES = 16_384
 
 
-def ev_correction(observed_grey: np.ndarray, residual: np.ndarray, mask: np.ndarray | None = None) -> float:
+@dataclass(frozen=True)
+class EVCalibration:
+    """``stops ← gain · stops + offset``: a two-number head fitted per weights file on the *train* bracket
+    stacks (``python -m exposure_cli.training.calibrate``), recorded in the weights' card. A model whose
+    maps are too timid at the extremes gives estimates that are too small in proportion; the gain undoes
+    that without touching the maps. The identity is the default (and the baseline analyzer's)."""
+
+    gain: float = 1.0
+    offset: float = 0.0
+
+    @classmethod
+    def from_card(cls, card: dict) -> "EVCalibration":
+        entry = card.get("ev_correction") or {}
+        return cls(float(entry.get("gain", 1.0)), float(entry.get("offset", 0.0)))
+
+
+IDENTITY = EVCalibration()
+
+
+def ev_correction(observed_grey: np.ndarray, residual: np.ndarray, mask: np.ndarray | None = None,
+                  calibration: EVCalibration = IDENTITY) -> float:
     """Stops to add to reach the ideal exposure (positive brightens); NaN for an empty region.
 
     Args:
         observed_grey: H×W grey levels of the photo in [0, 1] (BT.601 of its sRGB values).
         residual: H×W residual map of the same size (``r = grey(ideal) − grey(observed)``).
         mask: Optional boolean H×W region; ``None`` is the whole photo.
+        calibration: The analyzer's fitted gain and offset (identity by default).
     """
     g = np.asarray(observed_grey, dtype=np.float32)
     r = np.asarray(residual, dtype=np.float32)
@@ -64,8 +87,8 @@ def ev_correction(observed_grey: np.ndarray, residual: np.ndarray, mask: np.ndar
         g, ideal = g[measured], ideal[measured]
     lin_obs = float(np.maximum(srgb_to_linear(g), FLOOR).mean())
     lin_ideal = float(np.maximum(srgb_to_linear(ideal), FLOOR).mean())
-    stops = float(np.log2(lin_ideal / lin_obs))
+    stops = calibration.gain * float(np.log2(lin_ideal / lin_obs)) + calibration.offset
     return float(np.clip(stops, -LIMIT, LIMIT))
 
 
-__all__ = ["LIMIT", "ev_correction"]
+__all__ = ["IDENTITY", "LIMIT", "EVCalibration", "ev_correction"]

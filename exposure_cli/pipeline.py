@@ -288,7 +288,8 @@ class BatchProcessor:
         row.update(img.exif.columns())
         row.update(self.analyzer_columns)
         masks = self._masks(img.rgb) if self.regions else {}
-        row.update(image_stats(residual, masks, self.thresholds, grey=grey(img.rgb)))
+        row.update(image_stats(residual, masks, self.thresholds, grey=grey(img.rgb),
+                               ev_calibration=self.analyzer.ev_calibration))
         pending: list[Future] = []
         if self.out_dir is not None and self.overlays:
             try:

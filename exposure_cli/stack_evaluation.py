@@ -32,7 +32,7 @@ import numpy as np
 
 from .analyzers.base import Analyzer, AnalyzerInfo
 from .color import grey
-from .correction import ev_correction
+from .correction import IDENTITY, ev_correction
 
 #: A pixel is flagged over/under at this |r| (the report's default thresholds).
 FLAG = 0.1
@@ -102,7 +102,8 @@ class SceneResult:
         return [abs(f.ev_correction + f.relative_ev) for f in self.frames if abs(f.relative_ev) <= EV_WINDOW]
 
 
-def frame_result(image: np.ndarray, pred: np.ndarray, label: np.ndarray, relative_ev: float) -> FrameResult:
+def frame_result(image: np.ndarray, pred: np.ndarray, label: np.ndarray, relative_ev: float,
+                 calibration=None) -> FrameResult:
     """Score one predicted map (same size as `image`) against its stack label."""
     if label.shape != pred.shape:
         import cv2
@@ -113,7 +114,7 @@ def frame_result(image: np.ndarray, pred: np.ndarray, label: np.ndarray, relativ
         mean_label=float(label.mean()),
         under_share=float((pred >= FLAG).mean()),
         over_share=float((pred <= -FLAG).mean()),
-        ev_correction=ev_correction(grey(image), pred),
+        ev_correction=ev_correction(grey(image), pred, None, calibration or IDENTITY),
         relative_ev=float(relative_ev),
         mae=float(np.abs(pred - label).mean()),
     )
@@ -195,7 +196,8 @@ def evaluate_stacks(
                 preds = analyzer.analyze_batch(images)
                 res = SceneResult(stack.id, getattr(stack, "category", ""), int(stack.best))
                 for img, pred, lab, rel in zip(images, preds, stack.labels, stack.relative_ev_to_best):
-                    res.frames.append(frame_result(img, np.asarray(pred, np.float32), _as_label(lab), rel))
+                    res.frames.append(frame_result(img, np.asarray(pred, np.float32), _as_label(lab), rel,
+                                                   analyzer.ev_calibration))
                 scenes.append(res)
                 if progress:
                     progress(name, k + 1, len(stacks))

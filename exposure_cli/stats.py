@@ -238,6 +238,7 @@ def image_stats(
     masks: Mapping[str, np.ndarray | None] | None,
     thresholds: Thresholds,
     grey: np.ndarray | None = None,
+    ev_calibration=None,
 ) -> dict[str, object]:
     """Report columns for every region in REGIONS.
 
@@ -248,8 +249,11 @@ def image_stats(
         thresholds: Pixel thresholds.
         grey: The photo's H×W grey levels; needed for ``ev_correction`` (stops to add,
             :mod:`exposure_cli.correction`), which is NaN without it.
+        ev_calibration: The analyzer's :class:`~exposure_cli.correction.EVCalibration` (identity if None).
     """
-    from .correction import ev_correction
+    from .correction import IDENTITY, ev_correction
+
+    calibration = ev_calibration or IDENTITY
 
     masks = dict(masks or {})
     r = np.asarray(residual, dtype=np.float32)
@@ -279,7 +283,7 @@ def image_stats(
                 values = r.ravel() if region == "global" else r[np.asarray(masks[region], dtype=bool)]
             stats = _stats_from_fine(h, r.size, thresholds, values)
         stats["ev_correction"] = (
-            ev_correction(grey, r, None if region == "global" else masks[region])
+            ev_correction(grey, r, None if region == "global" else masks[region], calibration)
             if grey is not None and h is not None else float("nan")
         )
         for metric, value in stats.items():

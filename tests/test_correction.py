@@ -66,3 +66,27 @@ def test_report_columns_carry_the_correction_per_region(photo):
     # without the photo's grey levels the column exists but is NaN
     row = image_stats(label, None, Thresholds())
     assert math.isnan(row[column("global", "ev_correction")])
+
+
+def test_calibration_scales_the_estimate_and_identity_is_default(photo):
+    from exposure_cli.correction import EVCalibration
+
+    observed, label = render_ev(photo, -1.0)
+    g = grey(observed)
+    plain = ev_correction(g, label)
+    assert ev_correction(g, label, None, EVCalibration(2.0, 0.5)) == pytest.approx(2 * plain + 0.5)
+    assert EVCalibration.from_card({}) == EVCalibration()
+    assert EVCalibration.from_card({"ev_correction": {"gain": 1.5, "offset": -0.2}}) == EVCalibration(1.5, -0.2)
+    row = image_stats(label, None, Thresholds(), grey=g, ev_calibration=EVCalibration(2.0, 0.0))
+    assert row[column("global", "ev_correction")] == pytest.approx(2 * plain, abs=1e-5)
+
+
+def test_least_absolute_deviation_fit_recovers_gain_and_offset():
+    from exposure_cli.training.calibrate import fit_lad
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, 200)
+    y = 1.6 * x - 0.3
+    y[:10] += 5.0  # outliers: least absolute deviation ignores them
+    gain, offset = fit_lad(x, y)
+    assert gain == pytest.approx(1.6, abs=0.02) and offset == pytest.approx(-0.3, abs=0.02)

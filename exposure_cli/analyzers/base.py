@@ -39,6 +39,14 @@ class Analyzer(ABC):
     def analyze_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Residual maps for a batch of images (any mix of sizes)."""
 
+    @property
+    def ev_calibration(self):
+        """Gain and offset applied to the stops of correction estimated from this analyzer's maps
+        (:class:`exposure_cli.correction.EVCalibration`; identity unless the weights' card has one)."""
+        from ..correction import IDENTITY
+
+        return IDENTITY
+
     def analyze(self, image: np.ndarray) -> np.ndarray:
         """Residual map of one image."""
         return self.analyze_batch([image])[0]

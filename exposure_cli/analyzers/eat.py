@@ -90,6 +90,12 @@ class EATAnalyzer(Analyzer):
             extra={"architecture": str(card.get("architecture", "")), "weights": str(self._weights.path)},
         )
 
+    @property
+    def ev_calibration(self):
+        from ..correction import EVCalibration
+
+        return EVCalibration.from_card(self._weights.card)
+
     def analyze_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         results: list[np.ndarray | None] = [None] * len(images)
         resized: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
