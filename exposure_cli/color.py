@@ -46,3 +46,10 @@ def residual_from_grey(ideal_grey, observed_grey):
 def residual(ideal_rgb: np.ndarray, observed_rgb: np.ndarray) -> np.ndarray:
     """Exposure residual in the IEA40K convention: grey(ideal) − grey(observed), clipped to [-1, 1]."""
     return residual_from_grey(grey(ideal_rgb), grey(observed_rgb)).astype(np.float32)
+
+
+#: The side of zero an over-exposed pixel's residual lies on (observed lighter than ideal): −1.0. Read off
+#: :func:`residual_from_grey` itself, so whatever interprets residuals (statistics, rules) follows the one sign.
+OVER_SIGN = float(np.sign(residual_from_grey(np.float32(0.0), np.float32(1.0))))
+#: The side of an under-exposed pixel's residual (observed darker than ideal): +1.0.
+UNDER_SIGN = -OVER_SIGN

@@ -15,6 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .color import OVER_SIGN, UNDER_SIGN
+
 #: Histogram of r: HIST_BINS equal bins over [-1, 1]. Bin width 0.025 puts every multiple of 0.025
 #: (0.05, 0.1, 0.15, 0.2, 0.25, 0.3 …) on a bin edge, so common thresholds are answered exactly.
 HIST_BINS = 80
@@ -45,8 +47,8 @@ REGION_METRICS = (
 class Thresholds:
     """When a pixel counts as over/under-exposed, in units of r (grey-level difference ÷ 255).
 
-    A pixel is *over* when ``r <= -over`` and *under* when ``r >= under``; *severe* uses ``severe`` for
-    both sides. Defaults: 0.1 ≈ 25 grey levels, 0.3 ≈ 77 grey levels.
+    A pixel is *over* when ``r <= -over`` and *under* when ``r >= under`` (the sides are
+    ``color.OVER_SIGN`` and ``color.UNDER_SIGN``); *severe* uses ``severe`` for both sides. Defaults: 0.1 ≈ 25 grey levels, 0.3 ≈ 77 grey levels.
     """
 
     over: float = 0.1
@@ -111,10 +113,11 @@ def shares_from_hist_matrix(hist: np.ndarray, thresholds: Thresholds) -> dict[st
             return cdf[:, i]
         return cdf[:, i] + frac * h[:, i]
 
-    over = below(-thresholds.over)
-    under = total - below(thresholds.under)
-    s_over = below(-thresholds.severe)
-    s_under = total - below(thresholds.severe)
+    def beyond(side: float, t: float) -> np.ndarray:  # pixels at least t away from 0 on `side`
+        return below(-t) if side < 0 else total - below(t)
+
+    over, under = beyond(OVER_SIGN, thresholds.over), beyond(UNDER_SIGN, thresholds.under)
+    s_over, s_under = beyond(OVER_SIGN, thresholds.severe), beyond(UNDER_SIGN, thresholds.severe)
     with np.errstate(all="ignore"):
         pct = np.where(total > 0, 100.0 / np.where(total > 0, total, 1.0), np.nan)
     return {
@@ -182,8 +185,11 @@ def _stats_from_fine(h: np.ndarray, n_total: int, thresholds: Thresholds,
             return float(n - (cdf[k - 1] if k > 0 else 0.0))
         return float(np.count_nonzero(values >= t))
 
-    over, under = at_most(-thresholds.over), at_least(thresholds.under)
-    s_over, s_under = at_most(-thresholds.severe), at_least(thresholds.severe)
+    def beyond(side: float, t: float) -> float:  # pixels at least t away from 0 on `side`
+        return at_most(-t) if side < 0 else at_least(t)
+
+    over, under = beyond(OVER_SIGN, thresholds.over), beyond(UNDER_SIGN, thresholds.under)
+    s_over, s_under = beyond(OVER_SIGN, thresholds.severe), beyond(UNDER_SIGN, thresholds.severe)
     centres = (np.arange(FINE_BINS, dtype=np.float64) + 0.5) / (FINE_BINS / 2.0) - 1.0
     pct = 100.0 / n
     hf = h.astype(np.float64)

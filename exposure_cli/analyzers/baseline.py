@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import __version__
-from ..color import grey
+from ..color import grey, residual_from_grey
 from .base import Analyzer, AnalyzerInfo
 
 TARGET_MEAN = 0.45
@@ -57,5 +57,7 @@ def baseline_residual(rgb: np.ndarray) -> np.ndarray:
     top = np.where(brightest >= 0.995, np.maximum(g, HIGHLIGHT + 0.5 * (1 - HIGHLIGHT)), g)
     over = np.clip((top - HIGHLIGHT) / (1.0 - HIGHLIGHT), 0.0, 1.0)
     under = np.clip((SHADOW - g) / SHADOW, 0.0, 1.0)
-    r = global_term + under - over
-    return np.clip(r, -1.0, 1.0).astype(np.float32)
+    # the heuristic's ideal grey level: lifted where the photo is too dark, lowered where it is too light
+    observed = g.astype(np.float64)
+    ideal = observed + (global_term + under - over)
+    return residual_from_grey(ideal, observed).astype(np.float32)

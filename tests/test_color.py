@@ -1,0 +1,63 @@
+"""The residual convention, pinned with numbers: r = grey(ideal) − grey(observed), r < 0 over-exposed.
+
+Every producer (simulator, EV twins, baseline analyzer) computes residuals through
+``color.residual_from_grey``, and the statistics read the over/under sides from ``color.OVER_SIGN``, so
+the sign is written once. These tests fail if it flips.
+"""
+
+import numpy as np
+import pytest
+
+from exposure_cli.analyzers.baseline import baseline_residual
+from exposure_cli.color import OVER_SIGN, UNDER_SIGN, grey, residual, residual_from_grey
+from exposure_cli.stats import Thresholds, image_stats, shares_from_hist
+
+
+def flat(level: float, shape=(4, 5)) -> np.ndarray:
+    return np.full((*shape, 3), level, np.float32)
+
+
+def test_lighter_than_ideal_is_negative_and_darker_is_positive():
+    assert residual(flat(0.5), flat(0.8)) == pytest.approx(np.full((4, 5), -0.3), abs=1e-6)
+    assert residual(flat(0.5), flat(0.2)) == pytest.approx(np.full((4, 5), 0.3), abs=1e-6)
+    assert residual(flat(0.5), flat(0.5)) == pytest.approx(np.zeros((4, 5)), abs=1e-7)
+    assert OVER_SIGN == -1.0 and UNDER_SIGN == 1.0
+
+
+def test_residual_is_grey_difference_clipped():
+    ideal = np.zeros((1, 1, 3), np.float32)
+    ideal[..., 1] = 1.0  # pure green: grey 0.587
+    observed = np.zeros((1, 1, 3), np.float32)
+    assert residual(ideal, observed)[0, 0] == pytest.approx(0.587, abs=1e-6)
+    assert residual(observed, ideal)[0, 0] == pytest.approx(-0.587, abs=1e-6)
+    assert residual_from_grey(np.float32(0.0), np.float32(3.0)) == -1.0
+    assert residual_from_grey(np.float32(3.0), np.float32(0.0)) == 1.0
+    assert residual(flat(0.9), flat(0.1)).dtype == np.float32
+
+
+def test_residual_from_grey_gives_the_same_sign_on_torch_tensors():
+    torch = pytest.importorskip("torch")
+    r = residual_from_grey(torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.9, 0.5, 0.1]))
+    assert r.tolist() == pytest.approx([-0.4, 0.0, 0.4], abs=1e-6)
+
+
+def test_a_lighter_copy_reads_over_exposed_in_the_statistics():
+    t = Thresholds()
+    over_row = image_stats(residual(flat(0.4), flat(0.7)), None, t)
+    under_row = image_stats(residual(flat(0.4), flat(0.1)), None, t)
+    assert (over_row["over_pct"], over_row["under_pct"]) == (100.0, 0.0)
+    assert (under_row["over_pct"], under_row["under_pct"]) == (0.0, 100.0)
+    assert shares_from_hist(over_row["hist"], t)["over_pct"] == 100.0
+    assert shares_from_hist(under_row["hist"], t)["under_pct"] == 100.0
+
+
+def test_baseline_reads_white_as_over_and_black_as_under():
+    assert float(baseline_residual(flat(1.0)).mean()) < -0.5
+    assert float(baseline_residual(flat(0.0)).mean()) > 0.5
+    mid = baseline_residual(flat(0.45))
+    assert np.all(mid == 0.0)
+
+
+def test_grey_is_bt601():
+    rgb = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], np.float32)
+    assert grey(rgb)[0].tolist() == pytest.approx([0.299, 0.587, 0.114], abs=1e-7)
