@@ -14,7 +14,7 @@ from exposure_cli.cli import app
 from exposure_cli.color import grey
 from exposure_cli.data.iea40k import IEA40KWriter
 from exposure_cli.data.simulator import render_ev
-from exposure_cli.evaluation import evaluate, psnr, rankdata, roc_auc, spearman, ssim
+from exposure_cli.evaluation import evaluate, psnr, roc_auc, spearman, ssim
 
 from conftest import photo_like
 
@@ -152,11 +152,24 @@ def test_metric_functions() -> None:
     assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert np.isnan(spearman([1, 2, 3], [5, 5, 5]))
-    assert list(rankdata([10, 20, 20, 5])) == [2.0, 3.5, 3.5, 1.0]
     assert roc_auc([3, 4], [1, 2]) == 1.0
     assert roc_auc([1], [1]) == 0.5
     assert roc_auc([0.2, 0.9], [0.5]) == 0.5
     assert roc_auc([], [1]) is None
+    assert roc_auc([1, 3], [2, 2, 0]) == pytest.approx(4 / 6)  # pairs won: 1>0; 3>2, 3>2, 3>0
+
+
+def test_metric_functions_match_hand_computed_values() -> None:
+    # flat maps: no variance, so SSIM is the luminance term alone, (2xy + C1) / (x² + y² + C1), C1 = (0.01·2)²
+    c1 = (0.01 * 2.0) ** 2
+    assert ssim(np.full((16, 16), 0.5), np.full((16, 16), 0.3)) == pytest.approx((0.3 + c1) / (0.34 + c1), rel=1e-9)
+    # ties get their average rank: ranks x = (1, 2.5, 2.5, 4), y = (1, 2, 3, 4)
+    rx, ry = np.array([1, 2.5, 2.5, 4]), np.array([1, 2, 3, 4])
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(np.corrcoef(rx, ry)[0, 1])
+    assert np.isnan(ssim(np.zeros((10, 40)), np.zeros((10, 40))))  # smaller than the 11×11 window
+    assert ssim(np.zeros((11, 40)), np.zeros((11, 40))) == pytest.approx(1.0)
+    assert psnr(np.zeros(8), np.full(8, 1e-6)) == 100.0  # capped
+    assert psnr(np.zeros(8), np.full(8, 0.02)) == pytest.approx(10 * np.log10(4 / 0.0004))
 
 
 def test_unavailable_analyzer_is_a_usage_error(labelled_set) -> None:
