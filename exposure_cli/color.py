@@ -53,3 +53,8 @@ def residual(ideal_rgb: np.ndarray, observed_rgb: np.ndarray) -> np.ndarray:
 OVER_SIGN = float(np.sign(residual_from_grey(np.float32(0.0), np.float32(1.0))))
 #: The side of an under-exposed pixel's residual (observed darker than ideal): +1.0.
 UNDER_SIGN = -OVER_SIGN
+
+
+def ideal_grey(observed_grey, r):
+    """The ideal grey level a residual implies: the inverse of :func:`residual_from_grey` (unclipped)."""
+    return observed_grey + UNDER_SIGN * r

@@ -25,7 +25,7 @@ import numpy as np
 
 from dataclasses import dataclass
 
-from .color import srgb_to_linear
+from .color import ideal_grey, srgb_to_linear
 
 #: Grey levels the photo measures well (mid-tones: neither near the noise floor nor near clipping).
 LOW, HIGH = 0.1, 0.8
@@ -81,7 +81,7 @@ def ev_correction(observed_grey: np.ndarray, residual: np.ndarray, mask: np.ndar
         g, r = g[m], r[m]
     if g.size == 0:
         return float("nan")
-    ideal = np.clip(g + r, 0.0, 1.0)
+    ideal = np.clip(ideal_grey(g, r), 0.0, 1.0)
     measured = (g >= LOW) & (g <= HIGH)
     if measured.mean() >= MIN_MEASURED:
         g, ideal = g[measured], ideal[measured]

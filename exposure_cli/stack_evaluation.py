@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .analyzers.base import Analyzer, AnalyzerInfo
-from .color import grey
+from .color import grey, residual_from_grey
 from .correction import IDENTITY, ev_correction
 
 #: A pixel is flagged over/under at this |r| (the report's default thresholds).
@@ -54,7 +54,7 @@ class MeanGreyHeuristic(Analyzer):
         return AnalyzerInfo(MEAN_GREY, "1", "", self.working_long_side)
 
     def analyze_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return [np.clip(0.5 - grey(img), -1.0, 1.0).astype(np.float32) for img in images]
+        return [residual_from_grey(np.float32(0.5), grey(img)).astype(np.float32) for img in images]
 
 
 @dataclass

@@ -48,7 +48,8 @@ class Thresholds:
     """When a pixel counts as over/under-exposed, in units of r (grey-level difference ÷ 255).
 
     A pixel is *over* when ``r <= -over`` and *under* when ``r >= under`` (the sides are
-    ``color.OVER_SIGN`` and ``color.UNDER_SIGN``); *severe* uses ``severe`` for both sides. Defaults: 0.1 ≈ 25 grey levels, 0.3 ≈ 77 grey levels.
+    ``color.OVER_SIGN`` and ``color.UNDER_SIGN``); *severe* uses ``severe`` for both sides.
+    Defaults: 0.1 ≈ 25 grey levels, 0.3 ≈ 77 grey levels.
     """
 
     over: float = 0.1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from exposure_cli.analyzers.baseline import baseline_residual
-from exposure_cli.color import OVER_SIGN, UNDER_SIGN, grey, residual, residual_from_grey
+from exposure_cli.color import OVER_SIGN, UNDER_SIGN, grey, ideal_grey, residual, residual_from_grey
 from exposure_cli.stats import Thresholds, image_stats, shares_from_hist
 
 
@@ -61,3 +61,10 @@ def test_baseline_reads_white_as_over_and_black_as_under():
 def test_grey_is_bt601():
     rgb = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], np.float32)
     assert grey(rgb)[0].tolist() == pytest.approx([0.299, 0.587, 0.114], abs=1e-7)
+
+
+def test_ideal_grey_inverts_the_residual():
+    observed = np.array([0.2, 0.5, 0.9], np.float32)
+    r = np.array([0.3, 0.0, -0.4], np.float32)
+    assert ideal_grey(observed, r) == pytest.approx([0.5, 0.5, 0.5], abs=1e-6)
+    assert residual_from_grey(ideal_grey(observed, r), observed) == pytest.approx(r, abs=1e-6)
