@@ -69,3 +69,30 @@ def test_jsonl_keeps_text_that_looks_like_dates_or_numbers(tmp_path):
     back, _ = read_report(write_report(df, tmp_path / "r.jsonl", "jsonl", {}))
     assert list(back["path"]) == ["2024-01-01.jpg", "123"]
     write_report(back, tmp_path / "again.jsonl", "jsonl", {})  # round-trips without NaT
+
+
+def test_journal_rows_are_on_disk_before_append_returns(tmp_path, monkeypatch):
+    """append() flushes and fsyncs the journal itself: a power cut after it returns loses nothing."""
+    import os
+
+    real_fsync = os.fsync
+    synced: list[tuple[int, int]] = []  # (inode, size) of every file descriptor fsynced
+
+    def recording_fsync(fd):
+        info = os.fstat(fd)
+        synced.append((info.st_ino, info.st_size))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    journal = Journal(tmp_path)
+    journal.open()
+    try:
+        journal.append([{"path": "a.jpg", "status": "ok"}])
+        first = journal.path.stat()
+        assert (first.st_ino, first.st_size) in synced  # the whole first row was written when fsync ran
+        journal.append([{"path": "b.jpg", "status": "ok"}, {"path": "c.jpg", "status": "error"}])
+        second = journal.path.stat()
+        assert second.st_size > first.st_size and (second.st_ino, second.st_size) in synced
+    finally:
+        journal.close()
+    assert [r["path"] for r in journal.rows()] == ["a.jpg", "b.jpg", "c.jpg"]

@@ -33,10 +33,10 @@ points = "min(40, face.under_pct)"
 """
 
 
-def generated_rows(count: int = 12, seed: int = 3) -> list[dict]:
-    """Report rows as the scan makes them: statistics of generated residual maps and region masks."""
+def generated_maps(count: int = 12, seed: int = 3) -> list[tuple[np.ndarray, dict, dict]]:
+    """(residual map, region masks, file facts) per generated photo; the same every call."""
     rng = np.random.default_rng(seed)
-    rows = []
+    out = []
     for i in range(count):
         h, w = 60, 80
         y, x = np.mgrid[0:h, 0:w]
@@ -52,9 +52,18 @@ def generated_rows(count: int = 12, seed: int = 3) -> list[dict]:
         subject = person | (np.hypot(y - 30, x - 40) < 15)
         masks = {"face": face if face.any() else None, "person": person if person.any() else None,
                  "subject": subject, "background": ~subject, "sky": None}
+        facts = dict(path=f"shots/img_{i:02d}.jpg", status="ok", error=None, width=w, height=h,
+                     exif_iso=float(rng.choice([100, 800])), exif_exposure_time=1 / 250)
+        out.append((residual, masks, facts))
+    return out
+
+
+def generated_rows(count: int = 12, seed: int = 3) -> list[dict]:
+    """Report rows as the scan makes them: statistics of generated residual maps and region masks."""
+    rows = []
+    for residual, masks, facts in generated_maps(count, seed):
         row = stats.image_stats(residual, masks, SCAN)
-        row.update(path=f"shots/img_{i:02d}.jpg", status="ok", error=None, width=w, height=h,
-                   exif_iso=float(rng.choice([100, 800])), exif_exposure_time=1 / 250)
+        row.update(facts)
         rows.append(row)
     rows.append({"path": "shots/broken.jpg", "status": "error", "error": "cannot decode: truncated"})
     return rows
@@ -115,15 +124,83 @@ def test_rescored_shares_match_pixels_for_thresholds_on_bin_edges():
     rows = generated_rows(4)
     strict = stats.Thresholds(over=0.05, under=0.175, severe=0.3)
     frame = rules.MetricFrame.from_rows(rows[:-1], SCAN).with_thresholds(strict)
-    rng = np.random.default_rng(3)
-    # regenerate the first map exactly as generated_rows did, and count pixels directly
-    h, w = 60, 80
-    y, x = np.mgrid[0:h, 0:w]
-    residual = np.clip((rng.normal(0, 0.15) + 0.3 * np.sin(x / rng.uniform(5, 20)) * np.cos(y / rng.uniform(5, 20))
-                        + rng.normal(0, 0.05, (h, w))).astype(np.float32), -1, 1)
-    direct = stats.region_stats(residual, None, strict)
-    for metric in ("over_pct", "under_pct", "bad_pct", "severe_bad_pct"):
-        assert frame.metric(f"global.{metric}")[0] == pytest.approx(direct[metric], abs=1e-9)
+    for k, (residual, _, _) in enumerate(generated_maps(4)):
+        # count pixels directly
+        over, under = np.mean(residual <= -0.05) * 100, np.mean(residual >= 0.175) * 100
+        severe = (np.mean(residual <= -0.3) + np.mean(residual >= 0.3)) * 100
+        expected = {"over_pct": over, "under_pct": under, "bad_pct": over + under, "severe_bad_pct": severe}
+        for metric, value in expected.items():
+            assert frame.metric(f"global.{metric}")[k] == pytest.approx(value, abs=1e-9), (k, metric)
+
+
+#: Scored by hand below from the pixels of generated_maps(): deductions at the rule's own thresholds, a
+#: fallback for a missing face, a difference of two metrics; and a table whose rows test differences.
+HAND_DEDUCTIONS = """
+name = "hand"
+on_missing_region = "use_global"
+[thresholds]
+over = 0.05
+under = 0.175
+[[deductions]]
+when = "global.over_pct >= 20"
+points = 10
+[[deductions]]
+when = "face.under_pct > 5"
+points = "min(40, face.under_pct)"
+[[deductions]]
+when = "global.p95_residual - global.p05_residual > 0.524"
+points = "10 * (global.p95_residual - global.p05_residual)"
+"""
+HAND_TABLE = """
+name = "handtable"
+[[rows]]
+score = 30
+when = "global.over_pct - global.under_pct > 10"
+[[rows]]
+score = 60
+when = "global.under_pct - global.over_pct > 10"
+[otherwise]
+score = 100
+"""
+
+
+def hand_scores(maps) -> tuple[list[float], list[float]]:
+    """The two rule sets above, scored with numpy straight from the pixel maps."""
+    deductions, table = [], []
+    for residual, masks, _ in maps:
+        over = np.mean(residual <= -0.05) * 100
+        face = masks["face"]
+        face_under = np.mean((residual[face] if face is not None else residual) >= 0.175) * 100
+        spread = np.quantile(residual, 0.95) - np.quantile(residual, 0.05)
+        assert abs(spread - 0.524) > 0.0015  # never on the edge: the stored quantiles are exact to ±0.0005
+        score = 100.0 - 10 * (over >= 20) - (face_under > 5) * min(40.0, face_under)
+        score -= (spread > 0.524) * 10 * spread
+        deductions.append(max(0.0, score))
+        over, under = np.mean(residual <= -0.1) * 100, np.mean(residual >= 0.1) * 100
+        assert abs(over - under) != 10
+        table.append(30.0 if over - under > 10 else 60.0 if under - over > 10 else 100.0)
+    return deductions, table
+
+
+def test_rescore_matches_scores_computed_by_hand_from_the_pixels(tmp_path):
+    maps = generated_maps(24, seed=5)
+    rows = generated_rows(24, seed=5)
+    report = tmp_path / "report.parquet"
+    write_report(pd.DataFrame(rows), report, "parquet", {"thresholds": SCAN.as_dict(), "rule_sets": []})
+    (tmp_path / "hand.toml").write_text(HAND_DEDUCTIONS)
+    (tmp_path / "handtable.toml").write_text(HAND_TABLE)
+    out = tmp_path / "rescored.parquet"
+    result = CliRunner().invoke(app, ["rescore", str(report), "--out", str(out), "--rules", str(tmp_path / "hand.toml"),
+                                      "--rules", str(tmp_path / "handtable.toml")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    got, _ = read_report(out)
+    got = got[got["status"] == "ok"]
+    deductions, table = hand_scores(maps)
+    # every deduction and every table row decides some photos, so each one is checked
+    assert len(set(np.round(deductions, 3))) > 5 and min(deductions) < 80
+    assert set(table) == {30.0, 60.0, 100.0}
+    np.testing.assert_allclose(got["score_hand"].to_numpy(float), deductions, rtol=0, atol=0.03)
+    assert got["score_handtable"].tolist() == table
 
 
 def test_rescore_equals_a_real_scan_with_the_same_rules(tmp_path, rule_file):

@@ -167,15 +167,38 @@ def test_every_command_has_help_with_examples():
             assert "Examples" in text or "Example" in text, f"{name} {c.name} has no examples"
 
 
-def _kill_and_resume(photo_dir: Path, out: Path, delay: float) -> None:
+def _journal_paths(out: Path) -> set[str]:
+    from exposure_cli.report.writers import Journal
+
+    return {row["path"] for row in Journal(out).rows()}
+
+
+def _kill_after_rows(photo_dir: Path, out: Path, rows: int, timeout: float = 120.0) -> set[str]:
+    """Start a scan (resuming when `out` exists), SIGKILL it once its journal holds `rows` photos.
+
+    Returns the photos journalled when it died.
+    """
     cmd = [sys.executable, "-m", "exposure_cli", "scan", str(photo_dir), "--out", str(out), *FAST, "-q",
            "--batch-size", "1", "--workers", "1"]
     if out.exists():
         cmd.append("--resume")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    journal = out / ".exposure" / "journal.jsonl"
+    deadline = time.monotonic() + timeout
+
+    def lines() -> int:
+        try:
+            return journal.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            return 0
+
+    try:
+        while lines() < rows and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return _journal_paths(out)
 
 
 def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path):
@@ -185,11 +208,18 @@ def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path):
     reference = scan([photos], out=tmp_path / "ref", model="baseline", regions=False)
     ref, _ = read_report(reference.report_path)
     out = tmp_path / "killed"
-    for delay in (1.2, 1.5, 1.8):
-        _kill_and_resume(photos, out, delay)
-    done = subprocess.run([sys.executable, "-m", "exposure_cli", "scan", str(photos), "--out", str(out), *FAST,
-                           "-q", "--resume"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done_before = 0
+    for rows in (5, 15, 25):
+        done = _kill_after_rows(photos, out, rows)
+        # killed mid-scan: some photos were journalled, others were still missing, and each resumed run
+        # went on from where the previous one died
+        assert rows <= len(done) < 40, (rows, len(done))
+        assert len(done) > done_before
+        assert not (out / "report.parquet").exists()
+        done_before = len(done)
+    finished = subprocess.run([sys.executable, "-m", "exposure_cli", "scan", str(photos), "--out", str(out), *FAST,
+                               "-q", "--resume"], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
     got, _ = read_report(out / "report.parquet")
     assert list(got["path"]) == list(ref["path"])
     for col in ("over_pct", "under_pct", "mean_residual"):

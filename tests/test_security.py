@@ -254,8 +254,11 @@ def test_cli_with_tampered_weights_fails_cleanly(tiny_weights, tmp_path):
     write_image(tmp_path / "p" / "a.jpg", photo_like(30, 40))
     res = runner.invoke(app, ["scan", str(tmp_path / "p"), "--out", str(tmp_path / "o"), "--model", "eat",
                               "--weights", str(folder), "--device", "cpu", "-q"])
-    assert res.exit_code != 0
-    assert "checksum mismatch" in " ".join(str(res.output).split()) or "checksum mismatch" in str(res.exception)
+    # a usage error with a message, not a crash: exit code 2, no exception other than the exit, no traceback
+    assert res.exit_code == 2, (res.exit_code, res.exception)
+    assert isinstance(res.exception, SystemExit) and res.exception.code == 2
+    assert "checksum mismatch" in " ".join(str(res.output).split())
+    assert "Traceback" not in res.output
     assert not (tmp_path / "o" / "report.parquet").exists()
 
 
@@ -329,19 +332,47 @@ def test_fuzzed_raw_text_raises_only_validation_errors(text):
     _expression_only_raises_rule_errors(text)
 
 
-@pytest.mark.parametrize("text", [
-    "+".join(["1"] * 600),                     # long flat chain within the length cap
-    " or ".join(["true"] * 300),
-    "<".join(["1"] * 600),
-    "global.bad_pct >= " + "+".join(["1"] * 900),
-    "(" * 1000 + "1" + ")" * 1000,
-    "-" * 1999 + "1",
-    "not " * 490 + "true",
-    "1" * 5000,
-    "min(" + ",".join(["1"] * 900) + ")",
-], ids=lambda text: f"{text[:12]}…{len(text)}")
-def test_pathological_expressions_are_validation_errors_or_values(text):
-    _expression_only_raises_rule_errors(text)
+TOKENS = "more than 256 tokens"
+LENGTH = "characters long; at most 2000"
+DEPTH = "nested deeper than 60 levels"
+
+
+@pytest.mark.parametrize(("text", "outcome"), [
+    # over a limit: rejected with the message of the limit it broke
+    ("+".join(["1"] * 600), TOKENS),               # long flat chain within the length cap
+    (" or ".join(["true"] * 300), LENGTH),
+    ("<".join(["1"] * 600), TOKENS),
+    ("global.bad_pct >= " + "+".join(["1"] * 900), TOKENS),
+    ("(" * 1000 + "1" + ")" * 1000, LENGTH),
+    ("-" * 1999 + "1", TOKENS),
+    ("not " * 490 + "true", TOKENS),
+    ("1" * 5000, LENGTH),
+    ("min(" + ",".join(["1"] * 900) + ")", TOKENS),
+    ("(" * 61 + "1" + ")" * 61, DEPTH),
+    ("-" * 61 + "1", DEPTH),
+    ("1" * 400, "is out of range"),
+    # just inside every limit: evaluated, to the value arithmetic says
+    ("+".join(["1"] * 128), 128.0),                # 255 tokens
+    ("(" * 59 + "1" + ")" * 59, 1.0),
+    ("-" * 58 + "1", 1.0),
+    ("-" * 59 + "1", -1.0),
+    ("not " * 59 + "true", False),
+    ("min(" + ",".join(["2"] * 120) + ", 1)", 1.0),
+    ("1e308 * 10", math.inf),
+    ("1 / 0", math.inf),
+    ("0 / 0 == 0 / 0", False),                     # NaN equals nothing
+    ("global.bad_pct - 3 - 2", 0.0),              # left-associative: (5 − 3) − 2
+], ids=lambda v: f"{v[:12]}…{len(v)}" if isinstance(v, str) else repr(v))
+def test_pathological_expressions_are_rejected_or_evaluated_exactly(text, outcome):
+    if isinstance(outcome, str):
+        with pytest.raises(RuleError, match=re.escape(outcome)):
+            rule_expr.check(rule_expr.parse(text), _names())
+        return
+    node = rule_expr.parse(text)
+    rule_expr.check(node, _names())
+    env = rule_expr.Env(lookup=lambda name: np.full(2, 5.0), defines={}, present=lambda region: np.ones(2, bool),
+                        size=2)
+    assert np.asarray(rule_expr.evaluate(node, env)).tolist() == [outcome, outcome]
 
 
 @pytest.mark.parametrize("payload", INJECTIONS)

@@ -72,3 +72,40 @@ def test_percentiles_and_means_within_half_a_fine_bin():
     assert row["p50_residual"] == pytest.approx(float(np.median(r)), abs=1e-3)
     assert row["p95_residual"] == pytest.approx(float(np.percentile(r, 95)), abs=1e-3)
     assert row["mean_abs_residual"] == pytest.approx(float(np.abs(r).mean()), abs=5e-4)
+
+
+#: Values just past, on, and just short of every threshold of Thresholds(over=0.1, under=0.175, severe=0.3);
+#: each side has its own threshold, so a side reading the other side's threshold is caught too.
+EDGE_VALUES = [-0.3001, -0.3, -0.2999, -0.1001, -0.1, -0.0999, 0.0, 0.1, 0.1749, 0.175, 0.1751, 0.2999, 0.3, 0.3001]
+EDGE_EXPECTED = {  # counted by hand from EDGE_VALUES
+    "over_pct": 5,          # −0.3001, −0.3, −0.2999, −0.1001, −0.1   (not −0.0999)
+    "under_pct": 5,         # 0.175, 0.1751, 0.2999, 0.3, 0.3001      (not 0.1749, not 0.1)
+    "bad_pct": 10,
+    "severe_over_pct": 2,   # −0.3001, −0.3                            (not −0.2999)
+    "severe_under_pct": 2,  # 0.3, 0.3001                              (not 0.2999)
+    "severe_bad_pct": 4,
+}
+
+
+@pytest.mark.parametrize("path", ["map", "histogram", "map, raw values"])
+def test_each_threshold_counts_values_on_and_past_it_and_not_just_short_of_it(path):
+    r = np.array([EDGE_VALUES], np.float32)
+    expected = dict(EDGE_EXPECTED)
+    if path == "map":  # thresholds on the 0.001 grid: answered from the fine histogram
+        got = image_stats(r, {}, Thresholds(over=0.1, under=0.175, severe=0.3))
+    elif path == "histogram":  # what rescore answers from the stored 0.025-wide histogram
+        got = shares_from_hist(image_stats(r, {}, Thresholds())["hist"], Thresholds(over=0.1, under=0.175, severe=0.3))
+    else:  # one threshold off the grid: every side is compared on the raw values
+        got = image_stats(r, {}, Thresholds(over=0.1, under=0.175, severe=0.29985))
+        expected.update(severe_over_pct=3, severe_under_pct=3, severe_bad_pct=6)  # ±0.2999 are past ±0.29985
+    for metric, count in expected.items():
+        assert got[metric] == pytest.approx(count / len(EDGE_VALUES) * 100, abs=1e-9), metric
+
+
+def test_shares_between_histogram_edges_are_interpolated_inside_the_bin():
+    # 40 values spread evenly over the bin (−0.125, −0.1]: a threshold a fifth into the bin counts a fifth
+    r = np.linspace(-0.1249, -0.1, 40, dtype=np.float32).reshape(1, -1)
+    hist = image_stats(r, {}, Thresholds())["hist"]
+    assert shares_from_hist(hist, Thresholds(over=0.12))["over_pct"] == pytest.approx(20.0)
+    assert shares_from_hist(hist, Thresholds(over=0.1))["over_pct"] == pytest.approx(100.0)
+    assert shares_from_hist(hist, Thresholds(over=0.125))["over_pct"] == pytest.approx(0.0)

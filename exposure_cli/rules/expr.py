@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, MutableMapping, Sequence, Union
 
 import numpy as np
 
@@ -594,30 +594,42 @@ class Env:
     size: int
 
 
-def evaluate(node: Node, env: Env) -> np.ndarray:
-    """Evaluate a checked expression for every photo at once (float64 or bool array of ``env.size``)."""
+def evaluate(node: Node, env: Env, memo: MutableMapping[int, Any] | None = None) -> np.ndarray:
+    """Evaluate a checked expression for every photo at once (float64 or bool array of ``env.size``).
+
+    The one evaluator: tests, ``exposure rules`` and scoring all call it. Scoring passes `memo`, a mapping
+    that receives every sub-expression's value under ``id(node)`` (a define's value under the ``Name``
+    node that uses it), from which the reasons are written without evaluating anything again.
+    """
     with np.errstate(all="ignore"):
-        value = _eval(node, env)
+        value = _eval(node, env, memo)
     return np.broadcast_to(value, (env.size,)) if np.ndim(value) == 0 else value
 
 
-def _eval(node: Node, env: Env):
+def _eval(node: Node, env: Env, memo: MutableMapping[int, Any] | None):
+    value = _value(node, env, memo)
+    if memo is not None:
+        memo[id(node)] = value
+    return value
+
+
+def _value(node: Node, env: Env, memo: MutableMapping[int, Any] | None):
     if isinstance(node, Number):
         return np.float64(node.value)
     if isinstance(node, Bool):
         return np.bool_(node.value)
     if isinstance(node, Name):
         if node.name in env.defines:
-            return _eval(env.defines[node.name], env)
+            return _eval(env.defines[node.name], env, memo)
         return env.lookup(node.name)
     if isinstance(node, Unary):
-        value = _eval(node.operand, env)
+        value = _eval(node.operand, env, memo)
         if node.op == "not":
             return np.logical_not(value)
         return -value if node.op == "-" else value
     if isinstance(node, Binary):
-        left = _eval(node.left, env)
-        right = _eval(node.right, env)
+        left = _eval(node.left, env, memo)
+        right = _eval(node.right, env, memo)
         if node.op == "and":
             return np.logical_and(left, right)
         if node.op == "or":
@@ -630,11 +642,11 @@ def _eval(node: Node, env: Env):
             return left * right
         return np.true_divide(left, right)
     if isinstance(node, Compare):
-        return _COMPARE[node.op](_eval(node.left, env), _eval(node.right, env))
+        return COMPARE[node.op](_eval(node.left, env, memo), _eval(node.right, env, memo))
     if isinstance(node, Call):
         if node.func == "exists":
             return env.present(node.args[0].name)  # type: ignore[union-attr]
-        values = [_eval(arg, env) for arg in node.args]
+        values = [_eval(arg, env, memo) for arg in node.args]
         if node.func == "known":
             return np.isfinite(values[0])
         if node.func == "abs":
@@ -647,7 +659,8 @@ def _eval(node: Node, env: Env):
     raise RuleError(f"unsupported expression element {type(node).__name__}")  # pragma: no cover
 
 
-_COMPARE = {
+#: Comparison operator → vectorised function (``!=`` is false when either side is unknown).
+COMPARE = {
     "<": np.less,
     "<=": np.less_equal,
     ">": np.greater,

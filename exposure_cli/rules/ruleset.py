@@ -191,14 +191,11 @@ class TomlRuleSet(RuleSet):
     def _evaluate(self, frame: MetricFrame, condition: Condition) -> _Outcome:
         env, missing, fallback = self._env(frame, condition)
         memo = _Memo()
-        with np.errstate(all="ignore"):
-            fired = _eval_memo(condition.when, env, memo)
-            fired = np.broadcast_to(np.asarray(fired, dtype=bool), (frame.size,))
-            points = None
-            if condition.points is not None:
-                points = np.broadcast_to(
-                    np.asarray(_eval_memo(condition.points, env, memo), dtype=np.float64), (frame.size,)
-                )
+        fired = np.broadcast_to(np.asarray(expr.evaluate(condition.when, env, memo), dtype=bool), (frame.size,))
+        points = None
+        if condition.points is not None:
+            value = expr.evaluate(condition.points, env, memo)
+            points = np.broadcast_to(np.asarray(value, dtype=np.float64), (frame.size,))
         fallback_present = frame.present(fallback) if fallback else None
         return _Outcome(fired=fired, missing=missing, memo=memo, points=points, fallback=fallback,
                         fallback_present=fallback_present)
@@ -420,46 +417,6 @@ def _single_row(frame: MetricFrame, index: int) -> MetricFrame:
     hists = {region: matrix[index : index + 1] for region, matrix in frame._hists.items()}
     base = MetricFrame(columns, 1, frame.scan_thresholds, hists)
     return base.with_thresholds(frame.thresholds)
-
-
-def _eval_memo(node: Node, env: Env, memo: "_Memo"):
-    """Evaluate like :func:`expr.evaluate`, remembering every sub-result for the reasons."""
-    if isinstance(node, expr.Name) and node.name in env.defines:
-        value = _eval_memo(env.defines[node.name], env, memo)
-    elif isinstance(node, expr.Unary):
-        inner = _eval_memo(node.operand, env, memo)
-        value = np.logical_not(inner) if node.op == "not" else (-inner if node.op == "-" else inner)
-    elif isinstance(node, expr.Binary):
-        left = _eval_memo(node.left, env, memo)
-        right = _eval_memo(node.right, env, memo)
-        if node.op == "and":
-            value = np.logical_and(left, right)
-        elif node.op == "or":
-            value = np.logical_or(left, right)
-        elif node.op == "+":
-            value = left + right
-        elif node.op == "-":
-            value = left - right
-        elif node.op == "*":
-            value = left * right
-        else:
-            value = np.true_divide(left, right)
-    elif isinstance(node, expr.Compare):
-        value = expr._COMPARE[node.op](_eval_memo(node.left, env, memo), _eval_memo(node.right, env, memo))
-    elif isinstance(node, expr.Call) and node.func != "exists":
-        args = [_eval_memo(a, env, memo) for a in node.args]
-        if node.func == "known":
-            value = np.isfinite(args[0])
-        elif node.func == "abs":
-            value = np.abs(args[0])
-        else:
-            value = args[0]
-            for other in args[1:]:
-                value = np.fmin(value, other) if node.func == "min" else np.fmax(value, other)
-    else:
-        value = expr._eval(node, env)
-    memo[id(node)] = value
-    return value
 
 
 class _Memo(dict):
