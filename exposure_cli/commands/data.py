@@ -108,6 +108,46 @@ def build_command(
 
 
 @data_app.command(
+    "brackets",
+    epilog=(
+        "Examples:\n\n"
+        "  exposure data brackets corpus/brackets --mirrors /work/.mirror\n\n"
+        "  exposure data brackets /tmp/b --mirrors mirrors/ --scene drakeguan__desktop01 --no-strict"
+    ),
+)
+def brackets_command(
+    out: Path = typer.Argument(Path("corpus/brackets"), help="Folder to write (index.json, <scene>/, lockbox/)."),
+    mirrors: Path = typer.Option(..., "--mirrors", help="Folder of bare Git mirrors, one per repository: <owner>+<name>/repo."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="Bracket manifest [default: the one shipped in the package]."),
+    scene: Optional[List[str]] = typer.Option(None, "--scene", help="Only this scene id (repeatable)."),
+    strict: bool = typer.Option(True, "--strict/--no-strict", help="Stop with exit 1 at the first scene that fails (sha256 mismatch, missing file, misalignment); --no-strict lists failures and builds the rest."),
+) -> None:
+    """Build the real exposure brackets: verify each frame's sha256, align (MTB), fuse the ideal (Mertens)
+    and write per-frame residual labels, split into train / val / lockbox by scene."""
+    from ..data.brackets import DEFAULT_MANIFEST, BracketError, build, load_manifest
+
+    manifest_path = manifest or DEFAULT_MANIFEST
+    if not manifest_path.exists():
+        _usage_error(f"manifest {manifest_path} not found")
+    if not mirrors.is_dir():
+        _usage_error(f"--mirrors {mirrors} is not a folder")
+    try:
+        report = build(out, load_manifest(manifest_path), mirrors, scenes=scene or None, strict=strict, log=typer.echo)
+    except BracketError as exc:
+        typer.secho(str(exc), err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    for split in ("train", "val", "lockbox"):
+        cats = ", ".join(f"{c} {n}" for c, n in report.categories[split].items() if n)
+        typer.echo(f"{split:8s} {report.built[split]:3d} scenes ({cats})")
+    typer.echo(f"{report.frames} frames → {out}")
+    if report.failed:
+        typer.secho(f"{len(report.failed)} scene(s) failed:", err=True, fg=typer.colors.RED)
+        for f in report.failed:
+            typer.secho(f"  {f}", err=True)
+        raise typer.Exit(1)
+
+
+@data_app.command(
     "contact-sheet",
     epilog=(
         "Examples:\n\n"

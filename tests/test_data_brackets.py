@@ -1,0 +1,310 @@
+"""Real exposure brackets: manifest → bare git mirror → verified, aligned, fused, labelled stacks; splits."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exposure_cli.color import linear_to_srgb
+from exposure_cli.data.brackets import (
+    BracketError,
+    assign_splits,
+    build,
+    exposure_from_name,
+    exposure_value,
+    frame_record,
+    load_stacks,
+    sample_training_item,
+)
+
+TIMES = (1 / 100, 1 / 25, 4 / 25)  # 2 EV apart
+
+
+def scene_radiance(h: int = 192, w: int = 256, seed: int = 0) -> np.ndarray:
+    """A generated scene: non-periodic multi-scale log-normal texture (structure for MTB), a 3-stop
+    illumination ramp and a bright window (what a bracket is for)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    tex = np.zeros((h, w), np.float32)
+    for sigma, amp in ((1.0, 0.15), (4.0, 0.35), (16.0, 0.5)):
+        n = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigma)
+        tex += amp * n / (n.std() + 1e-6)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    illum = np.exp2(-1.5 + 3.0 * (x / w))
+    tint = rng.uniform(0.7, 1.1, 3).astype(np.float32)
+    rgb = (np.exp2(1.6 * tex) * illum)[..., None] * tint
+    rgb[20:60, 180:240] *= 6.0  # a bright window
+    return (rgb * 1.5).astype(np.float32)
+
+
+def render(radiance: np.ndarray, t: float) -> np.ndarray:
+    return np.round(linear_to_srgb(radiance * (t * 4.0)) * 255).astype(np.uint8)
+
+
+def jpeg_with_exif(rgb: np.ndarray, exposure_time: float) -> bytes:
+    from fractions import Fraction
+
+    from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
+
+    t = Fraction(exposure_time).limit_denominator(100_000)
+    exif = Image.Exif()
+    exif[0x0110] = "TestCam 1"
+    # EXIF sub-IFD, RATIONAL values as cameras write them: ExposureTime, FNumber, ISO
+    exif[0x8769] = {0x829A: IFDRational(t.numerator, t.denominator), 0x829D: IFDRational(4, 1), 0x8827: 100}
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=95, exif=exif)
+    return buf.getvalue()
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "HOME": str(cwd), "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout.strip()
+
+
+def make_mirror(tmp_path: Path, files: dict[str, bytes], repo: str = "someone/brackets") -> tuple[Path, str]:
+    """A bare mirror ``<mirrors>/someone+brackets/repo`` holding ``files``; returns (mirrors, commit)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git("init", "-q", cwd=work)
+    for path, data in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_bytes(data)
+    git("add", ".", cwd=work)
+    git("commit", "-q", "-m", "stacks", cwd=work)
+    commit = git("rev-parse", "HEAD", cwd=work)
+    mirrors = tmp_path / "mirrors"
+    dest = mirrors / repo.replace("/", "+") / "repo"
+    dest.parent.mkdir(parents=True)
+    git("clone", "-q", "--bare", str(work), str(dest), cwd=tmp_path)
+    return mirrors, commit
+
+
+@pytest.fixture(scope="module")
+def stacks_repo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("brackets")
+    files: dict[str, bytes] = {}
+    scenes = []
+    for k, (cat, split) in enumerate([("indoor", "train"), ("outdoor", "val"), ("night", "lockbox")]):
+        rad = scene_radiance(seed=k)
+        frames = []
+        for j, t in enumerate(TIMES):
+            path = f"hw1/scene{k}/IMG_{j}.jpg"
+            files[path] = jpeg_with_exif(render(rad, t), t)
+            frames.append(frame_record(files[path], path))
+        scenes.append({"id": f"test__scene{k}", "repo": "someone/brackets", "category": cat, "split": split,
+                       "licence": "no licence stated", "frames": frames[::-1]})  # unsorted on purpose
+    # a stack without exposure facts: PNG frames, one shifted by (3, 2) pixels
+    rad = scene_radiance(seed=7)
+    frames = []
+    for j, t in enumerate(TIMES):
+        img = render(rad, t)
+        if j == 0:
+            img = np.roll(img, (2, 3), axis=(0, 1))
+        path = f"hw1/nexif/{j}.png"
+        files[path] = png_bytes(img)
+        frames.append(frame_record(files[path], path))
+    scenes.append({"id": "test__noexif", "repo": "someone/brackets", "category": "backlit", "split": "train",
+                   "licence": "no licence stated", "frames": frames})
+    mirrors, commit = make_mirror(tmp, files)
+    for s in scenes:
+        s["commit"] = commit
+    manifest = {"version": 1, "scenes": scenes, "rejected": []}
+    out = tmp / "out"
+    report = build(out, manifest, mirrors, log=lambda s: None)
+    return {"tmp": tmp, "mirrors": mirrors, "commit": commit, "manifest": manifest, "out": out, "report": report}
+
+
+def _stack_json(out: Path, sid: str, lockbox: bool = False) -> dict:
+    return json.loads((out / ("lockbox" if lockbox else "") / sid / "stack.json").read_text())
+
+
+def test_frame_record_reads_exif_and_names() -> None:
+    rec = frame_record(jpeg_with_exif(np.zeros((16, 16, 3), np.uint8), 1 / 30), "a/IMG_1.jpg")
+    assert rec["ev_source"] == "exif" and rec["exposure_time"] == pytest.approx(1 / 30)
+    assert rec["iso"] == 100 and rec["f_number"] == 4.0 and rec["device"] == "TestCam 1"
+    rec = frame_record(png_bytes(np.zeros((16, 16, 3), np.uint8)), "x/IMG_1146_shutter_0.00025.png")
+    assert rec["ev_source"] == "filename" and rec["exposure_time"] == pytest.approx(0.00025)
+    rec = frame_record(png_bytes(np.zeros((16, 16, 3), np.uint8)), "x/3.png")
+    assert rec["ev_source"] == "estimated" and "exposure_time" not in rec
+    assert exposure_from_name("1_128.jpg") == pytest.approx(1 / 128)
+    assert exposure_from_name("DSC_0058.png") is None
+    # ISO and aperture count: twice the ISO = one stop more light, one stop of aperture = one stop less
+    assert exposure_value(0.01, 4.0, 200) - exposure_value(0.01, 4.0, 100) == pytest.approx(1.0)
+    assert exposure_value(0.01, 5.657, 100) - exposure_value(0.01, 4.0, 100) == pytest.approx(-1.0, abs=1e-3)
+
+
+def test_ev_from_exif_sorted_darkest_first(stacks_repo: dict) -> None:
+    info = _stack_json(stacks_repo["out"], "test__scene0")
+    assert [f["ev_source"] for f in info["frames"]] == ["exif"] * 3
+    assert [f["relative_ev"] for f in info["frames"]] == pytest.approx([0.0, 2.0, 4.0], abs=1e-3)
+    assert [f["path"] for f in info["frames"]] == [f"hw1/scene0/IMG_{j}.jpg" for j in range(3)]
+    means = [f["mean_grey"] for f in info["frames"]]
+    assert means == sorted(means)
+
+
+def test_estimated_ev_close_to_truth_and_alignment(stacks_repo: dict) -> None:
+    info = _stack_json(stacks_repo["out"], "test__noexif")
+    assert [f["ev_source"] for f in info["frames"]] == ["estimated"] * 3
+    assert [f["relative_ev"] for f in info["frames"]] == pytest.approx([0.0, 2.0, 4.0], abs=0.25)
+    # the darkest frame was rolled by (dy, dx) = (2, 3): MTB finds it relative to the middle frame
+    dx, dy = info["frames"][0]["shift"]
+    assert abs(dx + 3) <= 1 and abs(dy + 2) <= 1  # MTB is exact to about a pixel
+    assert info["frames"][1]["shift"] == [0, 0]
+    assert info["alignment_error"] < 0.03
+
+
+def test_labels_sign_best_frame_and_files(stacks_repo: dict) -> None:
+    out = stacks_repo["out"]
+    for sid in ("test__scene0", "test__scene1", "test__noexif"):
+        info = _stack_json(out, sid)
+        assert info["best"] == 1
+        assert [f["relative_ev_to_best"] for f in info["frames"]] == pytest.approx([-2.0, 0.0, 2.0], abs=0.25)
+        labels = [np.load(out / sid / f["label"]) for f in info["frames"]]
+        assert all(lab.dtype == np.float16 and lab.shape == (info["height"], info["width"]) for lab in labels)
+        assert float(labels[0].mean()) > 0.05  # darker than the ideal → under → r > 0
+        assert float(labels[2].mean()) < -0.05  # brighter → over → r < 0
+        assert abs(float(labels[1].mean())) < abs(float(labels[0].mean()))
+        assert (out / sid / "ideal.png").exists() and (out / sid / "02.png").exists()
+
+
+def test_sha256_mismatch_names_scene_and_path(stacks_repo: dict, tmp_path: Path) -> None:
+    manifest = copy.deepcopy(stacks_repo["manifest"])
+    scene = manifest["scenes"][0]
+    scene["frames"][1]["sha256"] = "0" * 64
+    with pytest.raises(BracketError, match=r"test__scene0.*sha256 mismatch.*hw1/scene0/IMG_1\.jpg"):
+        build(tmp_path / "o", manifest, stacks_repo["mirrors"], log=lambda s: None)
+    # a tampered file in a later commit of the mirror fails the same way
+    mirrors = stacks_repo["mirrors"]
+    git_dir = mirrors / "someone+brackets" / "repo"
+    work = tmp_path / "clone"
+    git("clone", "-q", str(git_dir), str(work), cwd=tmp_path)
+    data = bytearray((work / "hw1/scene0/IMG_2.jpg").read_bytes())
+    data[-10] ^= 0xFF
+    (work / "hw1/scene0/IMG_2.jpg").write_bytes(bytes(data))
+    git("commit", "-q", "-am", "tamper", cwd=work)
+    git("push", "-q", str(git_dir), "HEAD:refs/heads/tampered", cwd=work)
+    manifest = copy.deepcopy(stacks_repo["manifest"])
+    manifest["scenes"][0]["commit"] = git("rev-parse", "HEAD", cwd=work)
+    with pytest.raises(BracketError, match=r"test__scene0.*hw1/scene0/IMG_2\.jpg"):
+        build(tmp_path / "o2", manifest, mirrors, log=lambda s: None)
+    # --no-strict builds the rest and reports the failure
+    report = build(tmp_path / "o3", manifest, mirrors, strict=False, log=lambda s: None)
+    assert len(report.failed) == 1 and "IMG_2.jpg" in report.failed[0]
+    assert report.built["train"] == 1 and report.built["val"] == 1
+
+
+def test_misaligned_stack_is_rejected(stacks_repo: dict, tmp_path: Path) -> None:
+    files = {}
+    frames = []
+    for j, t in enumerate(TIMES):
+        rad = scene_radiance(seed=0 if j != 1 else 5)
+        img = render(rad, t)
+        if j == 1:
+            img = img[::-1, ::-1].copy()  # another scene, upside down
+        path = f"s/{j}.jpg"
+        files[path] = jpeg_with_exif(img, t)
+        frames.append(frame_record(files[path], path))
+    mirrors, commit = make_mirror(tmp_path, files)
+    manifest = {"scenes": [{"id": "bad", "repo": "someone/brackets", "commit": commit, "category": "indoor",
+                            "split": "train", "frames": frames}]}
+    with pytest.raises(BracketError, match="bad: misaligned"):
+        build(tmp_path / "o", manifest, mirrors, log=lambda s: None)
+
+
+def test_lockbox_only_by_name(stacks_repo: dict) -> None:
+    out = stacks_repo["out"]
+    index = json.loads((out / "index.json").read_text())
+    assert "test__scene2" not in json.dumps(index["scenes"])
+    assert index["lockbox"]["n_scenes"] == 1
+    assert {s.id for s in load_stacks(out)} == {"test__scene0", "test__noexif"}
+    assert {s.id for s in load_stacks(out, "val")} == {"test__scene1"}
+    assert {s.id for s in load_stacks(out, "all")} == {"test__scene0", "test__noexif", "test__scene1"}
+    lock = load_stacks(out, split="lockbox")
+    assert [s.id for s in lock] == ["test__scene2"] and lock[0].category == "night"
+    assert stacks_repo["report"].built == {"train": 2, "val": 1, "lockbox": 1}
+    with pytest.raises(ValueError):
+        load_stacks(out, "test")
+
+
+def test_sample_training_item(stacks_repo: dict) -> None:
+    stacks = load_stacks(stacks_repo["out"], "train")
+    st = stacks[0]
+    assert st.best == 1 and len(st.frames) == len(st.labels) == 3
+    assert st.relative_ev_to_best[st.best] == 0.0
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        image, res = sample_training_item(stacks, rng, 64)
+        assert image.shape == (3, 64, 64) and res.shape == (1, 64, 64)
+        assert image.dtype == np.float32 and res.dtype == np.float32
+        assert 0.0 <= image.min() and image.max() <= 1.0 and -1.0 <= res.min() and res.max() <= 1.0
+        seen.add(round(float(res.mean()), 2))
+    assert len(seen) > 5  # different stacks / frames / windows
+    a = sample_training_item(stacks, np.random.default_rng(3), 64)
+    b = sample_training_item(stacks, np.random.default_rng(3), 64)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    # the label belongs to the frame: a full uncropped window equals r of that frame (up to float16)
+    image, res = sample_training_item([st], np.random.default_rng(1), None)
+    assert res.shape[1:] == image.shape[1:] == (min(st.frame(0).shape[:2]),) * 2
+
+
+def test_assign_splits_deterministic_stratified_and_stable() -> None:
+    cats = ["indoor"] * 10 + ["night"] * 10 + ["outdoor"] * 5
+    scenes = [{"id": f"s{i:02d}", "category": c} for i, c in enumerate(cats)]
+    scenes[1]["group"] = scenes[2]["group"] = "same-place"
+    a = copy.deepcopy(scenes)
+    b = copy.deepcopy(scenes)[::-1]
+    assign_splits(a)
+    assign_splits(b)
+    assert {s["id"]: s["split"] for s in a} == {s["id"]: s["split"] for s in b}
+    by = {s["id"]: s["split"] for s in a}
+    assert by["s01"] == by["s02"]
+    for cat, n in (("indoor", 10), ("night", 10)):
+        counts = {k: sum(1 for s in a if s["category"] == cat and s["split"] == k) for k in ("train", "val", "lockbox")}
+        assert counts["train"] >= 5 and counts["val"] >= 1 and counts["lockbox"] >= 1, counts
+    # adding scenes never moves a recorded split
+    more = copy.deepcopy(a) + [{"id": f"n{i}", "category": "night"} for i in range(5)]
+    assign_splits(more)
+    assert all(s["split"] == by[s["id"]] for s in more if s["id"] in by)
+    assert {s["split"] for s in more if s["id"].startswith("n")} <= {"train", "val", "lockbox"}
+
+
+def test_shipped_manifest_is_consistent() -> None:
+    from exposure_cli.data.brackets import DEFAULT_MANIFEST, load_manifest
+
+    m = load_manifest(DEFAULT_MANIFEST)
+    ids = [s["id"] for s in m["scenes"]]
+    assert len(ids) == len(set(ids)) and len(ids) >= 20
+    reserved = ("memorial", "grandcanal", "corridor", "oldhouse", "rovinia", "searock", "secretbeach")
+    for s in m["scenes"]:
+        assert len(s["commit"]) == 40 and s["split"] in ("train", "val", "lockbox")
+        assert s["category"] in ("indoor", "outdoor", "night", "backlit")
+        assert s["repo"].lower() not in ("ningning1317/vfx2018", "yi-chen-lee/digivfx_hw1")
+        assert len(s["frames"]) >= 3
+        for f in s["frames"]:
+            assert len(f["sha256"]) == 64 and f["ev_source"] in ("exif", "filename", "list", "estimated")
+            assert not any(r in f["path"].lower() for r in reserved), f["path"]
+    for r in m["rejected"]:
+        assert r["reason"] in ("reserved", "duplicate", "misaligned", "too few frames", "not a bracket", "incomplete")
+    # scenes of one group share a split
+    groups: dict[str, set[str]] = {}
+    for s in m["scenes"]:
+        groups.setdefault(s.get("group") or s["id"], set()).add(s["split"])
+    assert all(len(v) == 1 for v in groups.values())
