@@ -13,9 +13,11 @@ import pytest
 
 from exposure_cli.color import linear_to_srgb
 from exposure_cli.data.brackets import (
+    CAMERA_EV_GAIN,
     BracketError,
     assign_splits,
     build,
+    estimate_relative_ev,
     exposure_from_name,
     exposure_value,
     frame_record,
@@ -120,8 +122,9 @@ def stacks_repo(tmp_path_factory: pytest.TempPathFactory) -> dict:
         path = f"hw1/nexif/{j}.png"
         files[path] = png_bytes(img)
         frames.append(frame_record(files[path], path))
+    # rendered with the exact sRGB curve: no camera tone-curve correction (ev_gain 1)
     scenes.append({"id": "test__noexif", "repo": "someone/brackets", "category": "backlit", "split": "train",
-                   "licence": "no licence stated", "frames": frames})
+                   "licence": "no licence stated", "frames": frames, "ev_gain": 1.0})
     mirrors, commit = make_mirror(tmp, files)
     for s in scenes:
         s["commit"] = commit
@@ -162,7 +165,11 @@ def test_ev_from_exif_sorted_darkest_first(stacks_repo: dict) -> None:
 def test_estimated_ev_close_to_truth_and_alignment(stacks_repo: dict) -> None:
     info = _stack_json(stacks_repo["out"], "test__noexif")
     assert [f["ev_source"] for f in info["frames"]] == ["estimated"] * 3
-    assert [f["relative_ev"] for f in info["frames"]] == pytest.approx([0.0, 2.0, 4.0], abs=0.25)
+    assert [f["relative_ev"] for f in info["frames"]] == pytest.approx([0.0, 2.0, 4.0], abs=0.1)
+    # camera JPEGs: the measured tone-curve gain divides each estimated step
+    frames = [render(scene_radiance(seed=7), t) for t in TIMES]
+    assert estimate_relative_ev(frames, gain=CAMERA_EV_GAIN) == pytest.approx(
+        [0.0, 2.0 / CAMERA_EV_GAIN, 4.0 / CAMERA_EV_GAIN], abs=0.05)
     # the darkest frame was rolled by (dy, dx) = (2, 3): MTB finds it relative to the middle frame
     dx, dy = info["frames"][0]["shift"]
     assert abs(dx + 3) <= 1 and abs(dy + 2) <= 1  # MTB is exact to about a pixel
