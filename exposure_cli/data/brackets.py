@@ -575,7 +575,7 @@ class Stack:
         """Residual map of frame ``k``, float32 H×W (cached as float16)."""
         key = ("l", k)
         if key not in self._cache:
-            self._cache[key] = np.load(self.labels[k])
+            self._cache[key] = np.load(self.labels[k], allow_pickle=False)
         return self._cache[key].astype(np.float32)
 
     def ideal_rgb(self) -> np.ndarray:
