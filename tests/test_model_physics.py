@@ -58,7 +58,20 @@ def test_highlights_clipped_by_over_exposure_are_flagged_over(analyzer, photo):
     assert hit / total >= 0.9, hit / total
 
 
-def test_shadows_crushed_by_under_exposure_are_flagged_under(analyzer, photo):
+def _load(name):
+    from skimage import data
+
+    return getattr(data, name)().astype(np.float32) / 255.0
+
+
+@pytest.mark.parametrize("name", [
+    *PHOTOS[:3],
+    # Known miss of the stage-4 weights (docs/MODEL.md): 76.6 % of the rocket's crushed shadows are
+    # flagged, not 90 %. Strict, so the test says so as soon as a model meets the bar.
+    pytest.param("rocket", marks=pytest.mark.xfail(strict=True, reason="stage-4 weights flag 76.6 % (bar 90 %)")),
+])
+def test_shadows_crushed_by_under_exposure_are_flagged_under(analyzer, name):
+    photo = _load(name)
     before = grey(photo)
     hit = total = 0
     for ev in (-3.0, -4.0, -5.0, -6.0):
