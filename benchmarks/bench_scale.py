@@ -152,7 +152,8 @@ def per_image_costs(photos: list[Path], model: str, weights: str | None, reps: i
 
 def driver_ingest(sample_row: dict, rows: int = 20000, batch: int = 8) -> dict:
     """Rows/s the driver ingests: JSON parse (as rows arrive from Ray) + journal append, fsync per batch."""
-    from exposure_cli.report.writers import Journal, row_to_json
+    from exposure_cli.outdir import Journal
+    from exposure_cli.report.writers import row_to_json
 
     text = row_to_json(sample_row)
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,7 +216,7 @@ def main() -> None:
                           for k, v in out["models"][model]["per_image"].items()})
         from exposure_cli.engines.ray_engine import FLUSH_ROWS
         from exposure_cli.pipeline import scan
-        from exposure_cli.report.writers import Journal
+        from exposure_cli.outdir import Journal
 
         with tempfile.TemporaryDirectory() as tmp:
             scan([small], out=Path(tmp), model="baseline")
@@ -274,7 +275,7 @@ def main() -> None:
                         "median_marginal_images_per_s": float(np.nanmedian([r["marginal_images_per_s"] for r in rs])),
                         "runs": rs,
                     }
-                from exposure_cli.report.writers import Journal
+                from exposure_cli.outdir import Journal
 
                 sample = next(Journal(Path(tmp) / "local_0").rows())  # a real row, as the driver receives it
             out["models"][model] = res

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from . import __version__
+from ._version import __version__
 
 #: Command modules under exposure_cli.commands, in --help order.
 COMMAND_MODULES = ("scan", "samples", "train", "rules", "rescore", "report", "data", "eval")

@@ -163,19 +163,22 @@ def save_weights(model, folder: str | os.PathLike, card: dict[str, Any]) -> Path
     the training config, data manifest hash and validation metrics. Files are written to temporary names
     and renamed, so a reader never sees a half-written pair.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from .atomic import atomic_write, atomic_write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    tmp_weights = folder / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp_weights), metadata={"architecture": str(card.get("architecture", ""))})
-    os.chmod(tmp_weights, 0o644)  # safetensors writes 0600; shipped weights must be world-readable
-    card = {**card, "sha256": sha256_file(tmp_weights), "weights_file": WEIGHTS_FILE}
-    tmp_card = folder / (CARD_FILE + ".tmp")
-    tmp_card.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp_weights, folder / WEIGHTS_FILE)
-    os.replace(tmp_card, folder / CARD_FILE)
+    data = save(state, metadata={"architecture": str(card.get("architecture", ""))})
+    card = {**card, "sha256": hashlib.sha256(data).hexdigest(), "weights_file": WEIGHTS_FILE}
+
+    def write_weights(fh) -> None:
+        fh.write(data)
+        os.fchmod(fh.fileno(), 0o644)  # shipped weights must be world-readable whatever the umask
+
+    atomic_write(folder / WEIGHTS_FILE, write_weights)
+    atomic_write_text(folder / CARD_FILE, json.dumps(card, indent=2, sort_keys=True) + "\n")
     return folder / WEIGHTS_FILE
 
 

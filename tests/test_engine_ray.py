@@ -31,7 +31,8 @@ except ImportError:
 
 from exposure_cli.cli import app  # noqa: E402
 from exposure_cli.pipeline import scan  # noqa: E402
-from exposure_cli.report.writers import Journal, read_report  # noqa: E402
+from exposure_cli.outdir import Journal  # noqa: E402
+from exposure_cli.report.writers import read_report  # noqa: E402
 
 runner = CliRunner()
 

@@ -243,7 +243,7 @@ def test_unreadable_file_and_folder_are_rows_not_crashes(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_file_timeout_abandons_a_decoder_that_never_returns(tmp_path, monkeypatch):
-    import exposure_cli.pipeline as pipeline
+    import exposure_cli.processing as pipeline
 
     for i in range(5):
         write_image(tmp_path / "in" / f"{i}.jpg", photo_like(40, 50, seed=i))
@@ -273,7 +273,7 @@ def test_file_timeout_abandons_a_decoder_that_never_returns(tmp_path, monkeypatc
 LIBRARY_CALLER = """
 import sys, threading, time
 from pathlib import Path
-import exposure_cli.pipeline as pipeline
+import exposure_cli.processing as pipeline
 from exposure_cli import scan
 real = pipeline.decode_file
 def stuck(path, **options):

@@ -22,7 +22,8 @@ import pytest
 from conftest import exposure_cmd, photo_like, subprocess_env, write_image
 from exposure_cli.pipeline import ScanError, scan
 from exposure_cli.report import writers
-from exposure_cli.report.writers import Journal, read_report
+from exposure_cli.outdir import Journal
+from exposure_cli.report.writers import read_report
 
 #: Regions on (the default): slower per photo, so kills land among rows, and the masks are covered too.
 SCAN_OPTS = ["--model", "baseline", "-q", "--batch-size", "1", "--workers", "1"]

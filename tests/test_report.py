@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from exposure_cli.report.schema import ReportFormat, base_columns
-from exposure_cli.report.writers import Journal, finalize, read_report, write_report
+from exposure_cli.outdir import Journal, finalize
+from exposure_cli.report.writers import read_report, write_report
 from exposure_cli.stats import Thresholds, image_stats
 
 

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..color import grey, residual_from_grey
 from .base import Analyzer, AnalyzerInfo
 

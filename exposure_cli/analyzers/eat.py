@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..imageops import map_to_image_size, to_working_size
 from ..weights import load_model, resolve_weights
 from .base import Analyzer, AnalyzerInfo

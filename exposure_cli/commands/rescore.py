@@ -39,11 +39,11 @@ def _read_parquet(path: Path) -> tuple[Any, dict[str, Any]]:
 def _rescore_parquet(source: Path, target: Path, rule_sets: list, update_meta) -> tuple[Any, dict[str, Any], float]:
     """Parquet in, Parquet out, without a round trip through Python rows (the fast path)."""
     import json
-    import os
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from ..atomic import atomic_write
     from ..report.writers import META_KEY
     from ..rules import MetricFrame, score_frame, thresholds_from_metadata
 
@@ -64,9 +64,7 @@ def _rescore_parquet(source: Path, target: Path, rule_sets: list, update_meta) -
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[META_KEY] = json.dumps(new_meta).encode("utf-8")
     table = table.replace_schema_metadata(schema_meta)
-    tmp = target.with_name(f".{target.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)
+    atomic_write(target, lambda fh: pq.write_table(table, fh))
     return table, new_meta, seconds
 
 

@@ -1,7 +1,7 @@
-"""Scan engines: where :class:`exposure_cli.pipeline.BatchProcessor` (the unit of work) runs.
+"""Scan engines: where :class:`exposure_cli.processing.BatchProcessor` (the unit of work) runs.
 
-* ``local`` — threads in this process (:func:`exposure_cli.pipeline.scan`'s own loop); the default and
-  the fastest choice on one machine.
+* ``local`` — threads in this process (:mod:`exposure_cli.engines.local`); the default and the fastest
+  choice on one machine.
 * ``ray`` — Ray Data on a local or existing Ray cluster (:mod:`exposure_cli.engines.ray_engine`), for
   many machines and GPUs. Needs the ``ray`` extra.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from types import ModuleType
+from typing import Any, Callable, Iterator
 
 
 class Engine(str, Enum):
@@ -93,5 +94,22 @@ def check_engine(engine: str | Engine, ray_address: str | None = None) -> Engine
     return chosen
 
 
-__all__ = ["Engine", "EngineUnavailable", "RAY_INSTALL_HINT", "check_engine", "prepare_ray_environment",
-           "require_ray"]
+#: An engine's loop: ``(todo, options, processor) -> batches of finished rows`` (files on disk).
+EngineLoop = Callable[..., Iterator[list[dict[str, Any]]]]
+
+
+def engine_loop(engine: str | Engine) -> EngineLoop:
+    """The loop of an engine, by name. The pipeline dispatches through this and imports no engine itself;
+    the Ray engine's module (and Ray) is imported only when it is chosen."""
+    chosen = Engine(engine)
+    if chosen is Engine.local:
+        from .local import run_local
+
+        return run_local
+    from .ray_engine import run_ray  # imports Ray lazily itself; only reached with --engine ray
+
+    return run_ray
+
+
+__all__ = ["Engine", "EngineLoop", "EngineUnavailable", "RAY_INSTALL_HINT", "check_engine", "engine_loop",
+           "prepare_ray_environment", "require_ray"]

@@ -7,8 +7,8 @@ Shape of a run (``exposure scan … --engine ray``):
    bookkeeping, the report metadata. Only the inputs still to do are sent to the cluster.
 2. ``ray.data.from_items(inputs).map_batches(ScanWorker, compute=ActorPoolStrategy(size=N))``: each
    actor builds the analyzer once (on its GPU when it has one), then for every batch of inputs decodes
-   them in a thread pool (:func:`exposure_cli.pipeline.decode_item`, reading object storage directly on
-   the worker) and runs :class:`exposure_cli.pipeline.BatchProcessor` — the very code the local engine
+   them in a thread pool (:func:`exposure_cli.processing.decode_item`, reading object storage directly on
+   the worker) and runs :class:`exposure_cli.processing.BatchProcessor` — the very code the local engine
    runs — returning one finished row per input (failures included).
 3. The driver streams the rows back (``iter_batches``) into the same journal the local engine fills,
    and the same ``finalize`` writes the report. So the report's file name, columns, types, sort order,
@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..discovery import InputFile
-from ..pipeline import BatchProcessor, Decoded, ScanError, ScanOptions, _settle, decode_item
+from ..errors import ScanError
+from ..processing import BatchProcessor, Decoded, ScanOptions, decode_item, settle
 from ..report.writers import row_to_json
 from . import require_ray
 from .uris import RemoteInput
@@ -187,7 +188,7 @@ class ScanWorker:
                 fut.cancel()
                 decoded.append(Decoded(item, error=f"decoding took longer than {self.options.file_timeout:g} s; skipped"))
         rows, pending = self.processor.process(decoded, self.write_pool)
-        rows = _settle(rows, pending)  # overlay/map files on disk before their rows are reported
+        rows = settle(rows, pending)  # overlay/map files on disk before their rows are reported
         return {"row": [row_to_json(r) for r in rows]}
 
 
@@ -195,9 +196,7 @@ class ScanWorker:
 
 
 def _package_parent() -> str:
-    import exposure_cli
-
-    return str(Path(exposure_cli.__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parents[2])  # the folder holding the exposure_cli package
 
 
 def local_instance_kwargs(num_cpus: int | None = None) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
+from ..atomic import atomic_write_text
+
 #: Report columns shown (when present) besides rule-set columns, in order.
 METRIC_COLUMNS = (
     "over_pct",
@@ -166,9 +168,7 @@ def write_html_report(
         embed_thumbnails=embed_thumbnails,
     )
     html = _TEMPLATE.replace("{{TITLE}}", _escape_text(title)).replace("{{DATA}}", safe_json(data))
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, html)
     return out
 
 

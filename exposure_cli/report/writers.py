@@ -1,15 +1,14 @@
-"""Writing and reading reports: a crash-safe journal during the scan, one tidy file at the end.
+"""Writing and reading reports (Parquet, CSV, JSONL) and their metadata sidecars.
 
-While a scan runs, finished rows are appended to ``OUT/.exposure/journal.jsonl`` and flushed + fsynced
-once per batch, so a scan killed at any moment loses at most the batch in flight (a torn last line is
-ignored on resume). The report file (``report.parquet`` / ``.csv`` / ``.jsonl``) is (re)built from the
-journal — deduplicated by ``path`` (the last row wins), sorted by ``path`` — into a temporary file that is
-atomically renamed into place, so readers never see a half-written report.
+During a scan, rows go to the output folder's journal, and the report file is rebuilt from it at the end;
+that state — journal, lock, resume, finalisation, crash safety — is :mod:`exposure_cli.outdir`. Every
+report file is written through :func:`exposure_cli.atomic.atomic_write` (temporary, fsync, rename).
 
 Parquet keeps histograms as ``list<int64>`` columns and carries the scan's metadata (tool version,
 analyzer, thresholds, rule sets) under the schema metadata key ``exposure_cli``. CSV is flat for
 spreadsheets: histograms become space-separated counts; CSV and JSONL get the metadata in a sidecar
-``report.meta.json``.
+``<stem>.meta.json`` beside them (``report.meta.json`` for a scan's ``report.csv``; a rescored
+``report.rescored.csv`` gets ``report.rescored.meta.json`` and leaves the scan's own alone).
 """
 
 from __future__ import annotations
@@ -21,8 +20,9 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, TextIO
 
+from ..atomic import atomic_write, atomic_write_text
 from .schema import REPORT_FILENAMES, ReportFormat, arrow_schema
 
 STATE_DIR = ".exposure"
@@ -43,119 +43,15 @@ def row_to_json(row: Mapping[str, Any]) -> str:
     return json.dumps({k: _jsonable(v) for k, v in row.items()}, ensure_ascii=False, allow_nan=True)
 
 
-class Journal:
-    """Append-only JSONL journal of finished rows (see module docstring)."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.dir = Path(out_dir) / STATE_DIR
-        self.path = self.dir / JOURNAL_NAME
-        self._fh: io.TextIOWrapper | None = None
-
-    def exists(self) -> bool:
-        return self.path.exists() and self.path.stat().st_size > 0
-
-    def rows(self) -> Iterator[dict[str, Any]]:
-        """Every complete row, in journal order (a torn trailing line is skipped)."""
-        if not self.path.exists():
-            return
-        with open(self.path, "rb") as fh:
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    break  # torn write from a killed scan
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue
-
-    def statuses(self) -> dict[str, str]:
-        """path → status of the last row per path."""
-        return {r["path"]: r.get("status", "ok") for r in self.rows()}
-
-    def open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._truncate_torn_tail()
-        self._fh = open(self.path, "a", encoding="utf-8", newline="\n")
-
-    def _truncate_torn_tail(self) -> None:
-        if not self.path.exists():
-            return
-        with open(self.path, "rb+") as fh:
-            data = fh.read()
-            if data and not data.endswith(b"\n"):
-                fh.truncate(data.rfind(b"\n") + 1)
-
-    def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Append rows and make them durable (one write + fsync per call)."""
-        assert self._fh is not None, "journal not open"
-        text = "".join(row_to_json(r) + "\n" for r in rows)
-        if not text:
-            return
-        self._fh.write(text)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        if self._fh is not None:
-            fh, self._fh = self._fh, None
-            try:
-                fh.close()
-            except OSError:
-                # Only a failed append leaves unflushed text behind, and that append has raised
-                # already; every row that append() returned for is on disk.
-                pass
+def sidecar_name(report_name: str) -> str:
+    """The metadata sidecar of a report file: ``report.csv`` → ``report.meta.json``."""
+    stem = report_name.rsplit(".", 1)[0] if "." in report_name else report_name
+    return f"{stem}.meta.json"
 
 
-def _ordered_unique_rows(rows_source: Journal) -> list[tuple[str, int]]:
-    """(path, byte offset of its last row) sorted by path, from one pass over the journal."""
-    last: dict[str, int] = {}
-    with open(rows_source.path, "rb") as fh:
-        offset = 0
-        for line in fh:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                key = json.loads(line)["path"]
-            except (ValueError, KeyError, TypeError):
-                offset += len(line)
-                continue
-            last[key] = offset
-            offset += len(line)
-    return sorted(last.items())
-
-
-def _iter_by_offsets(journal: Journal, order: Sequence[tuple[str, int]]) -> Iterator[dict[str, Any]]:
-    with open(journal.path, "rb") as fh:
-        for _, off in order:
-            fh.seek(off)
-            yield json.loads(fh.readline())
-
-
-def finalize(
-    out_dir: Path,
-    fmt: ReportFormat,
-    columns: Sequence[str],
-    metadata: Mapping[str, Any],
-) -> Path:
-    """Build the report file from the journal, atomically. Returns its path."""
-    journal = Journal(out_dir)
-    target = Path(out_dir) / REPORT_FILENAMES[fmt]
-    tmp = target.with_name(f".{target.name}.tmp")
-    order = _ordered_unique_rows(journal) if journal.path.exists() else []
-    rows = _iter_by_offsets(journal, order) if order else iter(())
-    meta_path = Path(out_dir) / "report.meta.json"
-    meta_tmp = meta_path.with_name(".report.meta.json.tmp")
-    try:
-        write_rows(rows, tmp, fmt, columns, metadata)
-        os.replace(tmp, target)
-        meta_tmp.write_text(json.dumps(dict(metadata), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(meta_tmp, meta_path)
-    except BaseException:
-        # On a full disk the previous report (if any) stays in place; leave no half-written temporaries.
-        for leftover in (tmp, meta_tmp):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-        raise
-    return target
+def sidecar_path(report: str | os.PathLike) -> Path:
+    report = Path(report)
+    return report.with_name(sidecar_name(report.name))
 
 
 def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
@@ -197,24 +93,29 @@ def _normalise(v: Any, typ) -> Any:
 
 def write_rows(
     rows: Iterable[Mapping[str, Any]],
-    path: Path,
+    path: Path | BinaryIO,
     fmt: ReportFormat,
     columns: Sequence[str],
     metadata: Mapping[str, Any],
 ) -> int:
-    """Stream rows into a report file of the given format. Returns the row count."""
-    path = Path(path)
+    """Stream rows into a report file (a path, or a binary file object left open). Returns the row count."""
     n = 0
     if fmt == ReportFormat.parquet:
         import pyarrow.parquet as pq
 
+        where = path if hasattr(path, "write") else str(path)
         schema = arrow_schema(list(columns)).with_metadata({META_KEY: json.dumps(dict(metadata)).encode()})
-        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        with pq.ParquetWriter(where, schema, compression="zstd") as writer:
             for chunk in _chunks(rows, ROW_GROUP):
                 writer.write_table(_arrow_table(chunk, schema), row_group_size=ROW_GROUP)
                 n += len(chunk)
         return n
-    with open(path, "w", encoding="utf-8", newline="") as fh:
+    with contextlib.ExitStack() as stack:
+        if hasattr(path, "write"):
+            fh = io.TextIOWrapper(path, encoding="utf-8", newline="")
+            stack.callback(fh.detach)  # leave the caller's file open
+        else:
+            fh = stack.enter_context(open(path, "w", encoding="utf-8", newline=""))
         w = RowStreamWriter(fh, fmt, columns)
         for r in rows:
             w.write(r)
@@ -279,7 +180,7 @@ def read_report(path: str | os.PathLike) -> tuple["pandas.DataFrame", dict[str, 
             if c.endswith("hist"):
                 df[c] = [None if v is None else list(v) for v in df[c]]
         return df, meta
-    sidecar = path.with_name("report.meta.json")
+    sidecar = sidecar_path(path)
     if sidecar.exists():
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
     if suffix == ".csv":
@@ -300,12 +201,10 @@ def write_report(df, path: str | os.PathLike, fmt: ReportFormat | str | None = N
     """Write a DataFrame as a report (atomically), keeping its column order."""
     path = Path(path)
     fmt = ReportFormat(fmt) if fmt else ReportFormat(path.suffix.lstrip(".").lower() or "parquet")
-    tmp = path.with_name(f".{path.name}.tmp")
     records = ({k: (None if _isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records"))
-    write_rows(records, tmp, fmt, list(df.columns), metadata or {})
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: write_rows(records, fh, fmt, list(df.columns), metadata or {}))
     if fmt != ReportFormat.parquet:
-        path.with_name("report.meta.json").write_text(json.dumps(dict(metadata or {}), indent=2) + "\n")
+        atomic_write_text(sidecar_path(path), json.dumps(dict(metadata or {}), indent=2, ensure_ascii=False) + "\n")
     return path
 
 

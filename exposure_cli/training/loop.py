@@ -286,9 +286,9 @@ def evaluate_mae(model, batches: list[Any], device: str, amp_dtype=None) -> dict
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from ..atomic import atomic_write
+
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def train(

@@ -1,0 +1,425 @@
+"""The unit of work of a scan: decoded photos in, report rows (+ overlay and map files) out.
+
+:class:`BatchProcessor` is shared by every engine (:mod:`exposure_cli.engines`): the local engine's
+threads and the Ray engine's actors run this very code, so their rows are the same. :func:`decode_item`
+decodes one input and never raises; :class:`Batcher` groups decoded photos by shape.
+
+This module imports neither the pipeline (:mod:`exposure_cli.pipeline`, which orchestrates a scan) nor the
+engines, so every engine can import it.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .analyzers import Analyzer
+from .atomic import atomic_write
+from .color import grey
+from .decoding import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode_bytes, decode_file
+from .discovery import InputFile
+from .errors import ScanError
+from .outdir import FINGERPRINT_KEY, output_path
+from .report.schema import ReportFormat
+from .stats import Thresholds, image_stats
+
+#: Region masks are computed at most at this long side (they are smooth; the stats are shares).
+REGION_LONG_SIDE = 512
+
+@dataclass
+class ScanOptions:
+    """Everything a scan needs besides its inputs. Defaults are the CLI's defaults."""
+
+    out: Path | str | None = None
+    format: ReportFormat = ReportFormat.parquet
+    model: str | None = None
+    weights: str | None = None
+    device: str = "auto"
+    batch_size: int = 8
+    workers: int = 0  # 0 → one decode thread per core (at least 2)
+    working_long_side: int = 512
+    analysis_long_side: int = 1024
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    rules: Sequence[str] = ()
+    overlays: bool = False
+    maps: bool = False
+    regions: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    retry_errors: bool = False
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    include_hidden: bool = False
+    follow_symlinks: bool = False
+    recursive: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    file_timeout: float = 120.0
+    #: Threads for the model's own CPU kernels (0: half the cores, at least 1). The decode and finishing
+    #: pools need the rest: on 2 cores, torch's default of one thread per core made its OpenMP threads
+    #: spin against the decoders and a scan ran ~4× slower (measured, docs/PERFORMANCE.md).
+    torch_threads: int = 0
+    compile: bool = False  # torch.compile the model (pays for long scans; see docs/PERFORMANCE.md)
+    # Engine (see exposure_cli.engines): "local" threads here, or "ray" (Ray Data, local or a cluster).
+    engine: str = "local"
+    ray_address: str | None = None  # None: start a private local Ray instance
+    num_gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    concurrency: int = 0  # Ray workers (actors); 0: one per GPU, else one per 2 CPUs
+
+
+# ---------------------------------------------------------------------------------------------- rows
+
+
+def file_facts(item: InputFile) -> dict[str, Any]:
+    """size and mtime (ISO 8601, UTC) of an input, where it can be stat-ed, and its fingerprint.
+
+    The fingerprint (size, mtime in ns, inode; a journal-only field, never a report column) is what
+    ``--resume`` compares to tell a finished input from a changed one (:mod:`exposure_cli.outdir`).
+    """
+    listed = getattr(item, "facts", None)
+    if listed is not None:  # objects on remote storage carry them from the listing (engines.uris)
+        facts = dict(listed())
+        facts[FINGERPRINT_KEY] = fingerprint(item)
+        return facts
+    try:
+        st = item.path.stat()
+    except OSError:
+        return {"size_bytes": None, "mtime": None, FINGERPRINT_KEY: None}
+    return stat_facts(st)
+
+
+def stat_facts(st: os.stat_result) -> dict[str, Any]:
+    """The report's file facts (and the journal's fingerprint) from one ``stat``."""
+    mtime = datetime.fromtimestamp(st.st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
+    return {"size_bytes": int(st.st_size), "mtime": mtime.replace("+00:00", "Z"),
+            FINGERPRINT_KEY: f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"}
+
+
+def fingerprint(item: InputFile) -> str | None:
+    """The identity of an input as it is now (None when it cannot be stat-ed); see :func:`file_facts`."""
+    listed = getattr(item, "facts", None)
+    if listed is not None:
+        facts = listed()
+        return f"{facts.get('size_bytes')}:{facts.get('mtime')}"
+    try:
+        st = item.path.stat()
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
+def legacy_facts(item: InputFile) -> dict[str, Any]:
+    """``size_bytes`` and ``mtime`` as a scan reports them (to compare with journals without fingerprints)."""
+    facts = file_facts(item)
+    return {"size_bytes": facts.get("size_bytes"), "mtime": facts.get("mtime")}
+
+
+def error_row(item: InputFile, message: str, analyzer_columns: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"path": item.key, "status": "error", "error": message}
+    row.update(file_facts(item))
+    suffix = item.path.suffix.lower().lstrip(".")
+    row["format"] = suffix or None
+    row.update(analyzer_columns)
+    return row
+
+
+@dataclass
+class Decoded:
+    """A decode outcome: an image or an error message."""
+
+    item: InputFile
+    image: DecodedImage | None = None
+    error: str | None = None
+
+
+def decode_item(item: InputFile, options: ScanOptions, working_long_side: int) -> Decoded:
+    """Decode one input; never raises (errors become ``Decoded.error``)."""
+    if item.problem:
+        return Decoded(item, error=item.problem)
+    try:
+        sizes = dict(target_long_side=working_long_side,
+                     analysis_long_side=max(options.analysis_long_side, working_long_side),
+                     max_pixels=options.max_pixels)
+        read_remote = getattr(item, "read_bytes", None)  # objects on s3:// etc. (engines.uris)
+        if read_remote is not None:
+            img = decode_bytes(read_remote(), suffix=item.path.suffix, **sizes)
+        else:
+            img = decode_file(item.path, **sizes)
+        return Decoded(item, image=img)
+    except DecodeError as exc:
+        return Decoded(item, error=str(exc))
+    except MemoryError:
+        return Decoded(item, error="out of memory while decoding (image too large?)")
+    except Exception as exc:  # a codec bug must not stop the batch
+        return Decoded(item, error=f"decoder failed: {type(exc).__name__}: {exc}")
+
+
+class BatchProcessor:
+    """The unit of work: decoded photos → report rows (+ overlay and map files).
+
+    Args:
+        analyzer: Produces residual maps.
+        thresholds: Pixel thresholds for the statistics.
+        rule_sets: Loaded rule sets (see :mod:`exposure_cli.rules`); may be empty.
+        out_dir: Where overlays/maps go (None: no files).
+        overlays: Write ``out_dir/overlays/<path>.jpg``.
+        maps: Write ``out_dir/maps/<path>.npy`` (float16, analysis resolution).
+        regions: Compute face/person/subject/background/sky masks for per-region statistics.
+    """
+
+    def __init__(self, analyzer: Analyzer, thresholds: Thresholds, rule_sets: Sequence[Any] = (),
+                 out_dir: Path | None = None, overlays: bool = False, maps: bool = False,
+                 regions: bool = True) -> None:
+        self.analyzer = analyzer
+        self.thresholds = thresholds
+        self.rule_sets = list(rule_sets)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.overlays = overlays
+        self.maps = maps
+        self.regions = regions
+        info = analyzer.info
+        self.analyzer_columns = {"analyzer": info.name, "analyzer_version": info.version,
+                                 "weights_sha256": info.weights_sha256 or None}
+
+    def error_rows(self, decoded: Iterable[Decoded]) -> list[dict[str, Any]]:
+        rows = [error_row(d.item, d.error or "unknown error", self.analyzer_columns) for d in decoded]
+        return [self._score(r) for r in rows]
+
+    def _analyze(self, good: Sequence[Decoded]) -> tuple[list[np.ndarray] | None, str | None]:
+        if not good:
+            return [], None
+        try:
+            return self.analyzer.analyze_batch([d.image.rgb for d in good]), None
+        except Exception as exc:  # a model failure fails these photos, not the scan
+            return None, f"analyzer failed: {exc}"
+
+    def _safe_row(self, d: Decoded, residual: np.ndarray, pool) -> tuple[dict[str, Any], list[Future]]:
+        try:
+            return self._row(d, residual, pool)
+        except Exception as exc:  # statistics/regions on an odd photo fail it, not the scan
+            error = f"analysis failed: {type(exc).__name__}: {exc}"
+            return self.error_rows([Decoded(d.item, error=error)])[0], []
+
+    def process(self, batch: Sequence[Decoded],
+                writer_pool: ThreadPoolExecutor | None = None) -> tuple[list[dict[str, Any]], list[Future]]:
+        """Rows for a batch of decode outcomes, plus futures of pending file writes (if a pool is given)."""
+        good = [d for d in batch if d.image is not None]
+        rows_by_id: dict[int, dict[str, Any]] = {}
+        futures: list[Future] = []
+        maps, failure = self._analyze(good)
+        for d in batch:
+            if d.image is None:
+                rows_by_id[id(d)] = self.error_rows([d])[0]
+            elif failure is not None:
+                rows_by_id[id(d)] = self.error_rows([Decoded(d.item, error=failure)])[0]
+        for d, residual in zip(good, maps or []):
+            row, pending = self._safe_row(d, residual, writer_pool)
+            rows_by_id[id(d)] = row
+            futures.extend(pending)
+        return [rows_by_id[id(d)] for d in batch], futures
+
+    def submit(self, batch: Sequence[Decoded], pool: ThreadPoolExecutor) -> list[Future]:
+        """Like :meth:`process`, but everything after the model runs in `pool`.
+
+        The model runs here (it is batched and multi-threaded itself); regions, statistics, rules and
+        the overlay/map files of each photo run in `pool`, overlapping with the next batch's model.
+        Returns one future per input, in order, each resolving to the finished row (files on disk).
+        """
+        good = [d for d in batch if d.image is not None]
+        maps, failure = self._analyze(good)
+        residuals = {id(d): m for d, m in zip(good, maps or [])}
+        out: list[Future] = []
+        for d in batch:
+            if id(d) in residuals:
+                out.append(pool.submit(self._finish, d, residuals[id(d)]))
+            else:
+                error = d.error if d.image is None else failure
+                out.append(done_future(self.error_rows([Decoded(d.item, error=error)])[0]))
+        return out
+
+    def _finish(self, d: Decoded, residual: np.ndarray) -> dict[str, Any]:
+        row, futures = self._safe_row(d, residual, INLINE)
+        return settle([row], futures)[0]
+
+    def _row(self, d: Decoded, residual: np.ndarray, pool: ThreadPoolExecutor | None):
+        img = d.image
+        assert img is not None
+        row: dict[str, Any] = {"path": d.item.key, "status": "ok", "error": None}
+        row.update(file_facts(d.item))
+        row.update(format=img.format, width=img.width, height=img.height,
+                   analysis_width=int(img.rgb.shape[1]), analysis_height=int(img.rgb.shape[0]),
+                   bit_depth=img.bit_depth)
+        row.update(img.exif.columns())
+        row.update(self.analyzer_columns)
+        masks = self._masks(img.rgb) if self.regions else {}
+        row.update(image_stats(residual, masks, self.thresholds, grey=grey(img.rgb),
+                               ev_calibration=self.analyzer.ev_calibration))
+        pending: list[Future] = []
+        if self.out_dir is not None and self.overlays:
+            try:
+                target = output_path(self.out_dir, "overlays", d.item.key, ".jpg")
+            except ScanError as exc:  # the photo keeps its statistics; only the file is refused
+                row["error"] = f"overlay not written: {exc}"
+            else:
+                row["overlay_path"] = target.relative_to(self.out_dir.resolve()).as_posix()
+                pending.append(self._submit(pool, _write_overlay, target, img.rgb, residual, self.thresholds))
+        if self.out_dir is not None and self.maps:
+            try:
+                target = output_path(self.out_dir, "maps", d.item.key, ".npy")
+            except ScanError as exc:
+                row["error"] = f"map not written: {exc}"
+            else:
+                row["map_path"] = target.relative_to(self.out_dir.resolve()).as_posix()
+                pending.append(self._submit(pool, _write_map, target, residual))
+        return self._score(row), [f for f in pending if f is not None]
+
+    @staticmethod
+    def _submit(pool, fn, *args) -> Future | None:
+        if pool is None:
+            fn(*args)
+            return None
+        return pool.submit(fn, *args)
+
+    def _masks(self, rgb: np.ndarray) -> dict[str, np.ndarray | None]:
+        from .decoding import limit_long_side
+        from .regions import compute_regions
+
+        h, w = rgb.shape[:2]
+        small = limit_long_side(rgb, REGION_LONG_SIDE)
+        masks = compute_regions(small)
+        if small.shape[:2] == (h, w):
+            return masks
+        import cv2
+
+        return {name: None if m is None else
+                cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+                for name, m in masks.items()}
+
+    def _score(self, row: dict[str, Any]) -> dict[str, Any]:
+        if self.rule_sets:
+            from .rules import score_row
+
+            row.update(score_row(self.rule_sets, row, self.thresholds))
+        return row
+
+
+def _write_overlay(target: Path, rgb: np.ndarray, residual: np.ndarray, thresholds: Thresholds) -> None:
+    import cv2
+
+    from .report.overlays import render_overlay
+
+    img = render_overlay(rgb, residual, thresholds)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:
+        raise OSError(errno.EIO, "JPEG encoding of the overlay failed")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, lambda fh: fh.write(buf.tobytes()))
+
+
+def _write_map(target: Path, residual: np.ndarray) -> None:
+    import io
+
+    # Serialised first: np.save into a real file writes with C stdio, whose failure on a full disk is an
+    # OSError without errno ("N requested and M written"), which the scan cannot tell from a bad file.
+    buf = io.BytesIO()
+    np.save(buf, residual.astype(np.float16), allow_pickle=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, lambda fh: fh.write(buf.getbuffer()))
+
+
+def done_future(value: Any) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+class _InlineExecutor:
+    """Runs a submitted call at once and returns its completed future (errors captured, not raised)."""
+
+    @staticmethod
+    def submit(fn, *args) -> Future:
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future, like a pool would
+            f.set_exception(exc)
+        return f
+
+
+INLINE = _InlineExecutor()
+
+
+# -------------------------------------------------------------------------------------------- batching
+
+
+def bucket_key(image: DecodedImage, working_long_side: int, multiple: int = 32) -> tuple[int, int]:
+    """Shape class at the working resolution: photos in one bucket batch with little padding."""
+    h, w = image.rgb.shape[:2]
+    s = working_long_side / max(h, w)
+    return (math.ceil(h * s / multiple), math.ceil(w * s / multiple))
+
+
+class Batcher:
+    """Groups decoded photos by bucket; emits full batches, and the biggest bucket under memory pressure."""
+
+    def __init__(self, batch_size: int, working_long_side: int, max_buffered: int | None = None) -> None:
+        self.batch_size = max(1, batch_size)
+        self.working_long_side = working_long_side
+        self.max_buffered = max_buffered or 4 * self.batch_size
+        self.buckets: dict[tuple[int, int], list[Decoded]] = {}
+        self.buffered = 0
+
+    def add(self, d: Decoded) -> list[Decoded] | None:
+        assert d.image is not None
+        key = bucket_key(d.image, self.working_long_side)
+        bucket = self.buckets.setdefault(key, [])
+        bucket.append(d)
+        self.buffered += 1
+        if len(bucket) >= self.batch_size:
+            return self._take(key)
+        if self.buffered >= self.max_buffered:
+            return self._take(max(self.buckets, key=lambda k: len(self.buckets[k])))
+        return None
+
+    def _take(self, key) -> list[Decoded]:
+        batch = self.buckets.pop(key)
+        self.buffered -= len(batch)
+        return batch
+
+    def drain(self) -> Iterator[list[Decoded]]:
+        for key in list(self.buckets):
+            yield self._take(key)
+
+
+def settle(rows: list[dict[str, Any]], futures: list[Future]) -> list[dict[str, Any]]:
+    """Wait for a batch's file writes; a failed write becomes an error on its row, not a crash."""
+    errors = []
+    for f in futures:
+        try:
+            f.result()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
+            errors.append(str(exc))
+    if errors:
+        for r in rows:
+            if r.get("status") == "ok" and (r.get("overlay_path") or r.get("map_path")):
+                r["error"] = f"output file not written: {errors[0]}"
+    return rows
+
+
+def default_workers() -> int:
+    """Decode threads when ``--workers 0``: one per core, at least 2."""
+    return max(2, os.cpu_count() or 2)
+
+
+__all__ = ["INLINE", "Batcher", "BatchProcessor", "Decoded", "REGION_LONG_SIDE", "ScanOptions", "bucket_key",
+           "decode_item", "default_workers", "done_future", "error_row", "file_facts", "fingerprint",
+           "legacy_facts", "settle", "stat_facts"]
