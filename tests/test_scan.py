@@ -168,7 +168,7 @@ def test_every_command_has_help_with_examples():
 
 
 def _journal_paths(out: Path) -> set[str]:
-    from exposure_cli.report.writers import Journal
+    from exposure_cli.outdir import Journal
 
     return {row["path"] for row in Journal(out).rows()}
 
