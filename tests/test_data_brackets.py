@@ -255,6 +255,7 @@ def test_sample_training_item(stacks_repo: dict) -> None:
     st = stacks[0]
     assert st.best == 1 and len(st.frames) == len(st.labels) == 3
     assert st.relative_ev_to_best[st.best] == 0.0
+    assert {s.id: s.ev_source for s in stacks} == {"test__scene0": "exif", "test__noexif": "estimated"}
     rng = np.random.default_rng(0)
     seen = set()
     for _ in range(20):

@@ -520,11 +520,18 @@ def build(out: Path, manifest: dict[str, Any], mirrors: Path, long_side: int = L
         "counts": {k: report.built[k] for k in ("train", "val")},
         "lockbox": {"n_scenes": report.built["lockbox"], "note": "read only with load_stacks(root, split='lockbox')"},
     }
-    (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
     (out / "lockbox").mkdir(exist_ok=True)
-    (out / "lockbox" / "index.json").write_text(json.dumps({"version": MANIFEST_VERSION, "scenes": entries["lockbox"]},
-                                                           indent=1) + "\n")
+    _write_atomic(out / "lockbox" / "index.json",
+                  json.dumps({"version": MANIFEST_VERSION, "scenes": entries["lockbox"]}, indent=1) + "\n")
+    _write_atomic(out / "index.json", json.dumps(index, indent=1) + "\n")
     return report
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Readers (a training run using the folder) see the old or the new file, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def sorted_shas(stack_info: dict[str, Any], scene: dict[str, Any]) -> list[str]:
@@ -550,6 +557,8 @@ class Stack:
         relative_ev: EV of each frame relative to the darkest (log2 exposure ratio).
         relative_ev_to_best: EV of each frame relative to the best frame.
         best: Index of the frame with the smallest mean |r| against the ideal.
+        ev_source: Where the EVs come from: ``exif``, ``filename``, ``list`` (exact exposure facts) or
+            ``estimated`` (from the pixels; its scale is uncertain by about ±20 %, see docs/DATA.md).
     """
 
     id: str
@@ -561,6 +570,7 @@ class Stack:
     relative_ev: list[float]
     relative_ev_to_best: list[float]
     best: int
+    ev_source: str = ""
     info: dict[str, Any] = field(default_factory=dict, repr=False)
     _cache: dict[Any, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -616,7 +626,7 @@ def load_stacks(root: str | Path, split: str = "train") -> list[Stack]:
             labels=[d / f["label"] for f in info["frames"]],
             relative_ev=[f["relative_ev"] for f in info["frames"]],
             relative_ev_to_best=[f["relative_ev_to_best"] for f in info["frames"]],
-            best=int(info["best"]), info=info,
+            best=int(info["best"]), ev_source=info["frames"][0].get("ev_source") or "", info=info,
         ))
     return stacks
 
