@@ -181,7 +181,7 @@ def decode_bytes(
         raise DecodeError("empty file (0 bytes)")
     fmt = sniff_format(data)
     suffix = suffix.lower()
-    from .discovery import HEIF_EXTENSIONS, RAW_EXTENSIONS
+    from .formats import HEIF_EXTENSIONS, RAW_EXTENSIONS
 
     if fmt == "heif" or (fmt is None and suffix in HEIF_EXTENSIONS):
         return _decode_heif(data, analysis_long_side, max_pixels)

@@ -24,18 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-#: Extensions decoded by OpenCV out of the box.
-CORE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".dib", ".gif"}
-)
-#: Extensions that need the ``heif`` extra.
-HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".avif"})
-#: Camera RAW extensions that need the ``raw`` extra.
-RAW_EXTENSIONS = frozenset(
-    {".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf", ".pef",
-     ".srw", ".3fr", ".iiq", ".erf", ".kdc", ".mrw", ".x3f", ".rwl"}
-)
-IMAGE_EXTENSIONS = CORE_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS
+from .formats import CORE_EXTENSIONS, HEIF_EXTENSIONS, IMAGE_EXTENSIONS, RAW_EXTENSIONS  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -82,7 +71,8 @@ class UniqueKeys:
         return candidate
 
 
-def _matches(patterns: Sequence[str], rel: str) -> bool:
+def matches_any(patterns: Sequence[str], rel: str) -> bool:
+    """Whether `rel` (a relative path) or its file name matches any of the glob `patterns`."""
     name = rel.rsplit("/", 1)[-1]
     return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
 
@@ -153,18 +143,18 @@ def discover(
             for rel, full, problem in _walk(
                 path, recursive, include_hidden, follow_symlinks, excluded_real, real_roots, extensions
             ):
-                if exclude and _matches(exclude, rel):
+                if exclude and matches_any(exclude, rel):
                     continue
-                if include and not _matches(include, rel):
+                if include and not matches_any(include, rel):
                     continue
                 if not first_time(full):
                     continue
                 yield InputFile(full, unique(safe_key(prefix + [rel])), path, problem)
         else:
             name = path.name
-            if exclude and _matches(exclude, name):
+            if exclude and matches_any(exclude, name):
                 continue
-            if include and not _matches(include, name):
+            if include and not matches_any(include, name):
                 continue
             problem = None
             if not os.path.lexists(path):

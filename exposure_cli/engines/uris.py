@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from ..decoding import DecodeError
-from ..discovery import IMAGE_EXTENSIONS, InputFile, UniqueKeys, _matches, safe_key
+from ..discovery import IMAGE_EXTENSIONS, InputFile, UniqueKeys, matches_any, safe_key
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
@@ -168,12 +168,12 @@ def discover_uris(
             yield make(root, name or "_", problem=info)
             continue
         if info.type == pafs.FileType.NotFound:
-            if exclude and _matches(exclude, name) or include and not _matches(include, name):
+            if exclude and matches_any(exclude, name) or include and not matches_any(include, name):
                 continue
             yield make(root, name, problem="file not found")
             continue
         if info.type == pafs.FileType.File:
-            if exclude and _matches(exclude, name) or include and not _matches(include, name):
+            if exclude and matches_any(exclude, name) or include and not matches_any(include, name):
                 continue
             if (uri, root) not in seen_objects:
                 seen_objects.add((uri, root))
@@ -190,11 +190,11 @@ def discover_uris(
             rel = entry.path[len(root):].lstrip("/")
             if not include_hidden and any(part.startswith(".") for part in rel.split("/")):
                 continue
-            if exclude and _matches(exclude, rel):
+            if exclude and matches_any(exclude, rel):
                 continue
             if Path(rel).suffix.lower() not in extensions:
                 continue
-            if include and not _matches(include, rel):
+            if include and not matches_any(include, rel):
                 continue
             yield make(entry.path, rel, size=entry.size, mtime=entry.mtime)
 

@@ -189,6 +189,19 @@ class MetricFrame:
         """A frame over a pyarrow Table; columns convert on first use, histograms without Python lists."""
         return cls(_ArrowColumns(table), table.num_rows, scan_thresholds)
 
+    def row(self, index: int) -> "MetricFrame":
+        """A one-row frame of photo `index`, at this frame's thresholds (for explaining one photo)."""
+        columns = {}
+        for key in list(self._columns.keys()) if hasattr(self._columns, "keys") else list(self._columns):
+            column = self._columns[key]
+            try:
+                value = column.iloc[index]  # pandas
+            except AttributeError:
+                value = column[index]
+            columns[key] = [value]
+        hists = {region: matrix[index : index + 1] for region, matrix in self._hists.items()}
+        return MetricFrame(columns, 1, self.scan_thresholds, hists).with_thresholds(self.thresholds)
+
     # -- raw access
     def has_column(self, column: str) -> bool:
         return column in self._columns

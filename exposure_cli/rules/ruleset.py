@@ -329,7 +329,7 @@ class TomlRuleSet(RuleSet):
         return text
 
     def explain(self, frame: MetricFrame, index: int) -> list[dict[str, Any]]:
-        sub = _single_row(frame, index)
+        sub = frame.row(index)
         result = self.score(sub)
         lines: list[dict[str, Any]] = []
         decided = False
@@ -403,20 +403,6 @@ class TomlRuleSet(RuleSet):
 
 def _missing_at(outcome: _Outcome, i: int) -> list[str]:
     return [region for region, mask in outcome.missing.items() if mask[i]]
-
-
-def _single_row(frame: MetricFrame, index: int) -> MetricFrame:
-    columns = {}
-    for key in list(frame._columns.keys()) if hasattr(frame._columns, "keys") else list(frame._columns):
-        column = frame._columns[key]
-        try:
-            value = column.iloc[index]  # pandas
-        except AttributeError:
-            value = column[index]
-        columns[key] = [value]
-    hists = {region: matrix[index : index + 1] for region, matrix in frame._hists.items()}
-    base = MetricFrame(columns, 1, frame.scan_thresholds, hists)
-    return base.with_thresholds(frame.thresholds)
 
 
 class _Memo(dict):
