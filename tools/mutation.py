@@ -1,0 +1,284 @@
+"""Mutation testing with mutmut: does the suite notice when the code is changed a little?
+
+For each target (a group of modules and the test files that exercise them) this copies the package and
+its tests into a scratch folder, lets mutmut rewrite every function there into many small variants
+(``+`` → ``-``, ``<`` → ``<=``, a constant changed, an argument dropped, …) and runs, for each variant,
+only the tests that cover the function it lives in. A variant that no test notices *survived*.
+
+    python tools/mutation.py                      # every target (tens of minutes on 2 cores)
+    python tools/mutation.py color stats          # some targets
+    python tools/mutation.py --quick              # the fast subset CI runs (tests/test_mutation.py)
+    python tools/mutation.py rules --show         # also print the diff of every surviving variant
+
+Score = killed ÷ (variants − the ones listed as equivalent in tools/mutation_equivalent.toml). A variant
+that no selected test runs ("no tests") or that times out counts as not killed. ``--min-score`` makes the
+exit status 1 when a target scores lower; a listed equivalent that no longer exists is reported, so the
+list cannot rot. docs/TESTING.md has the scores and every survivor with its reason.
+
+mutmut must be importable (it is in the ``test`` extra); the scratch copy is removed unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EQUIVALENT_FILE = ROOT / "tools" / "mutation_equivalent.toml"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Files mutated, the tests run against them, and which functions count (globs on mutant names)."""
+
+    files: tuple[str, ...]
+    tests: tuple[str, ...]
+    functions: tuple[str, ...] = ("*",)
+    note: str = ""
+
+
+TARGETS: dict[str, Target] = {
+    "color": Target(("exposure_cli/color.py",), ("tests/test_color.py",)),
+    "stats": Target(("exposure_cli/stats.py",), ("tests/test_stats.py", "tests/test_color.py")),
+    "rules": Target(
+        ("exposure_cli/rules/*.py",),
+        ("tests/test_rules_expr.py", "tests/test_rules_sets.py", "tests/test_rules_metrics.py",
+         "tests/test_rescore.py", "tests/test_rules_plugins.py"),
+    ),
+    "writers": Target(("exposure_cli/report/writers.py",), ("tests/test_report.py", "tests/test_writers.py")),
+    "orientation": Target(
+        ("exposure_cli/decoding.py", "exposure_cli/exif.py"),
+        ("tests/test_decoding.py", "tests/test_orientation.py"),
+        functions=("exposure_cli.decoding.x_apply_orientation__*", "exposure_cli.exif.x_orientation*"),
+        note="apply_orientation and the EXIF orientation reader only",
+    ),
+    "resume": Target(
+        ("exposure_cli/pipeline.py", "exposure_cli/outdir.py"),
+        ("tests/test_resume.py",),
+        functions=("exposure_cli.pipeline.x_prepare_resume__*", "exposure_cli.outdir.x_*resume*",
+                   "exposure_cli.outdir.x_*fingerprint*", "exposure_cli.outdir.x_previous_*"),
+        note="deciding what a --resume skips",
+    ),
+}
+
+#: The subset CI runs on every test run: the residual sign, the threshold counts, the rule evaluator.
+QUICK: dict[str, Target] = {
+    "quick-color": Target(("exposure_cli/color.py",), ("tests/test_color.py",),
+                          functions=("exposure_cli.color.x_residual*", "exposure_cli.color.x_ideal_grey*")),
+    "quick-stats": Target(("exposure_cli/stats.py",), ("tests/test_stats.py",),
+                          functions=("exposure_cli.stats.x_shares_from_hist_matrix__*",)),
+    "quick-rules": Target(("exposure_cli/rules/expr.py",), ("tests/test_rules_expr.py",),
+                          functions=("exposure_cli.rules.expr.x__value__*", "exposure_cli.rules.expr.x_evaluate__*")),
+}
+
+#: mutmut exit code → outcome (mutmut.stats.status_by_exit_code, folded into what the score needs).
+KILLED_CODES = {1, 3, 37}
+SURVIVED_CODES = {0}
+NO_TESTS_CODES = {5, 33}
+TIMEOUT_CODES = {36, 24, -24, 152, 255}
+SKIPPED_CODES = {34}
+
+
+@dataclass
+class Result:
+    name: str
+    target: Target
+    outcome: dict[str, str] = field(default_factory=dict)  # mutant → killed/survived/no tests/timeout/…
+    equivalent: dict[str, str] = field(default_factory=dict)  # mutant → why it cannot be killed
+    stale_equivalents: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    workdir: Path | None = None
+
+    def count(self, kind: str) -> int:
+        return sum(1 for m, o in self.outcome.items() if o == kind and m not in self.equivalent)
+
+    @property
+    def considered(self) -> int:
+        return sum(1 for m, o in self.outcome.items() if m not in self.equivalent and o != "skipped")
+
+    @property
+    def score(self) -> float:
+        return 100.0 * self.count("killed") / self.considered if self.considered else 100.0
+
+    def survivors(self) -> list[str]:
+        return sorted(m for m, o in self.outcome.items() if o != "killed" and o != "skipped" and m not in self.equivalent)
+
+    def as_dict(self) -> dict:
+        return {
+            "target": self.name, "mutants": len(self.outcome), "equivalent": len(self.equivalent),
+            "killed": self.count("killed"), "survived": self.count("survived"), "no_tests": self.count("no tests"),
+            "timeout": self.count("timeout"), "score_pct": round(self.score, 1), "seconds": round(self.seconds, 1),
+            "survivors": {m: self.outcome[m] for m in self.survivors()},
+            "equivalents": self.equivalent, "stale_equivalents": self.stale_equivalents,
+        }
+
+
+def _outcome(code: int | None) -> str:
+    if code in KILLED_CODES:
+        return "killed"
+    if code in SURVIVED_CODES:
+        return "survived"
+    if code in NO_TESTS_CODES:
+        return "no tests"
+    if code in TIMEOUT_CODES:
+        return "timeout"
+    if code in SKIPPED_CODES:
+        return "skipped"
+    return "not checked" if code is None else "suspicious"
+
+
+def load_equivalents(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
+    """mutant name → reason it is equivalent (behaves like the original for every input the code gets)."""
+    if not path.is_file():
+        return {}
+    import tomllib
+
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return {name: str(entry["why"]) for name, entry in data.get("equivalent", {}).items()}
+
+
+def _toml_list(values) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def prepare(workdir: Path, target: Target) -> list[str]:
+    """Copy the package and tests into `workdir`, configure mutmut there; returns the test files used."""
+    for name in ("exposure_cli", "tests"):
+        shutil.copytree(ROOT / name, workdir / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    tests = [t for t in target.tests if (workdir / t).is_file()]
+    if not tests:
+        raise SystemExit(f"none of the test files {target.tests} exists")
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    pyproject += (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["exposure_cli/"]\n'
+        f"only_mutate = {_toml_list(target.files)}\n"
+        f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "--timeout", "300"]\n'
+        "use_git_change_detection = false\n"
+    )
+    (workdir / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    return tests
+
+
+def read_outcomes(workdir: Path) -> dict[str, str]:
+    outcome: dict[str, str] = {}
+    for meta in (workdir / "mutants").rglob("*.meta"):
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        for name, code in data.get("exit_code_by_key", {}).items():
+            outcome[name] = _outcome(code)
+    return outcome
+
+
+def show(workdir: Path, mutant: str) -> str:
+    env = _env()
+    proc = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=workdir, env=env,
+                          capture_output=True, text=True)
+    return proc.stdout.strip()
+
+
+def _env() -> dict[str, str]:
+    """The environment for mutmut: one thread per process, and never the checkout itself on the path (the
+    tests must import the mutated copy)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    else:
+        env.pop("PYTHONPATH", None)
+    return env
+
+
+def run_target(name: str, target: Target, max_children: int, keep: bool, log) -> Result:
+    equivalents = load_equivalents()
+    workdir = Path(tempfile.mkdtemp(prefix=f"mutation-{name}-"))
+    started = time.monotonic()
+    result = Result(name, target, workdir=workdir)
+    try:
+        tests = prepare(workdir, target)
+        log(f"[{name}] mutating {', '.join(target.files)}; tests: {', '.join(tests)}")
+        patterns = [p for p in target.functions if p != "*"]
+        cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *patterns]
+        proc = subprocess.run(cmd, cwd=workdir, env=_env(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr)[-3000:]
+            raise SystemExit(f"[{name}] mutmut failed (exit {proc.returncode}):\n{tail}")
+        outcome = read_outcomes(workdir)
+        result.outcome = {m: o for m, o in outcome.items()
+                          if any(fnmatch.fnmatchcase(m, p) for p in target.functions) and o != "not checked"}
+        module_prefixes = {f.replace("/", ".").removesuffix(".py").replace("*", "") for f in target.files}
+        mine = {m: why for m, why in equivalents.items()
+                if any(m.startswith(p) for p in module_prefixes)
+                and any(fnmatch.fnmatchcase(m, p) for p in target.functions)}
+        result.equivalent = {m: why for m, why in mine.items() if m in result.outcome}
+        result.stale_equivalents = sorted(m for m in mine if m not in result.outcome)
+    finally:
+        result.seconds = time.monotonic() - started
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+            result.workdir = None
+    return result
+
+
+def markdown(results: list[Result]) -> str:
+    lines = ["| target | mutants | equivalent | killed | survived | no tests | timeout | score | time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        d = r.as_dict()
+        lines.append(f"| {r.name} | {d['mutants']} | {d['equivalent']} | {d['killed']} | {d['survived']} | "
+                     f"{d['no_tests']} | {d['timeout']} | {d['score_pct']:.1f} % | {d['seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", help=f"targets (default: all): {', '.join(TARGETS)}")
+    parser.add_argument("--quick", action="store_true", help="the small fast subset CI runs")
+    parser.add_argument("--max-children", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    parser.add_argument("--min-score", type=float, default=None, help="exit 1 if a target scores lower (%%)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--show", action="store_true", help="print the diff of every survivor")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folders")
+    args = parser.parse_args(argv)
+
+    chosen = QUICK if args.quick else TARGETS
+    names = args.targets or list(chosen)
+    unknown = [n for n in names if n not in chosen]
+    if unknown:
+        parser.error(f"unknown target(s) {unknown}; choose from {list(chosen)}")
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    results = []
+    for name in names:
+        result = run_target(name, chosen[name], args.max_children, keep=args.keep or args.show, log=log)
+        results.append(result)
+        d = result.as_dict()
+        log(f"[{name}] {d['killed']}/{result.considered} killed ({d['score_pct']:.1f} %), "
+            f"{len(result.equivalent)} equivalent, {result.seconds:.0f} s")
+        for mutant in result.survivors():
+            print(f"  {result.outcome[mutant]:<9} {mutant}")
+            if args.show and result.workdir is not None:
+                print("    " + show(result.workdir, mutant).replace("\n", "\n    "))
+        for mutant in result.stale_equivalents:
+            print(f"  stale equivalent (no such mutant any more): {mutant}")
+        if args.show and result.workdir is not None and not args.keep:
+            shutil.rmtree(result.workdir, ignore_errors=True)
+    print(markdown(results))
+    if args.json:
+        args.json.write_text(json.dumps([r.as_dict() for r in results], indent=2) + "\n", encoding="utf-8")
+    if args.min_score is not None and any(r.score < args.min_score for r in results):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
