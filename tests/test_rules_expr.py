@@ -200,3 +200,41 @@ def test_random_token_soup_only_ever_raises_rule_error(text):
 @given(st.text(max_size=60))
 def test_arbitrary_unicode_only_ever_raises_rule_error(text):
     _run(text)
+
+
+def test_unary_plus_keeps_the_value_and_minus_negates_it():
+    cols = {"global.over_pct": [3.0, -2.0]}
+    assert evaluate("+global.over_pct", cols).tolist() == [3.0, -2.0]
+    assert evaluate("-+global.over_pct", cols).tolist() == [-3.0, 2.0]
+    assert evaluate("+-global.over_pct", cols).tolist() == [-3.0, 2.0]
+
+
+def _sub_expressions(node):
+    yield node
+    if isinstance(node, expr.Unary):
+        yield from _sub_expressions(node.operand)
+    elif isinstance(node, (expr.Binary, expr.Compare)):
+        yield from _sub_expressions(node.left)
+        yield from _sub_expressions(node.right)
+    elif isinstance(node, expr.Call) and node.func != "exists":
+        for arg in node.args:
+            yield from _sub_expressions(arg)
+
+
+def test_the_memo_holds_the_value_of_every_sub_expression():
+    """Scoring writes its reasons from the memo: every node evaluated, a define's tree included."""
+    spread = expr.parse("global.p95_residual - global.p05_residual")
+    names = expr.Names(metrics=metric_types(), defines={"spread": spread}, regions=REGIONS)
+    node = expr.parse("max(abs(-spread), 0.1) * 2 >= 1 and not (global.over_pct < 5 or exists(face))")
+    expr.check(node, names)
+    columns = {"global.p95_residual": [0.3, 0.1], "global.p05_residual": [-0.4, 0.0], "global.over_pct": [7.0, 2.0]}
+    env = expr.Env(lookup=lambda n: np.asarray(columns[n], dtype=np.float64), defines=names.defines,
+                   present=lambda r: np.array([False, True]), size=2)
+    memo: dict = {}
+    assert expr.evaluate(node, env, memo).tolist() == [True, False]
+    for sub in [*_sub_expressions(node), *_sub_expressions(spread)]:
+        assert id(sub) in memo, expr.to_source(sub)
+    assert np.asarray(memo[id(spread)]).tolist() == pytest.approx([0.7, 0.1])
+    left = node.left  # max(abs(-spread), 0.1) * 2 >= 1
+    assert np.asarray(memo[id(left.left)]).tolist() == pytest.approx([1.4, 0.2])
+    assert np.asarray(memo[id(node.right)]).tolist() == [True, False]  # not (… or exists(face))

@@ -109,3 +109,17 @@ def test_shares_between_histogram_edges_are_interpolated_inside_the_bin():
     assert shares_from_hist(hist, Thresholds(over=0.12))["over_pct"] == pytest.approx(20.0)
     assert shares_from_hist(hist, Thresholds(over=0.1))["over_pct"] == pytest.approx(100.0)
     assert shares_from_hist(hist, Thresholds(over=0.125))["over_pct"] == pytest.approx(0.0)
+
+
+def test_histogram_matrix_answers_each_row_on_its_own_and_empty_rows_are_nan():
+    from exposure_cli.stats import shares_from_hist_matrix
+
+    one = image_stats(np.array([EDGE_VALUES], np.float32), {}, Thresholds())["hist"]
+    other = image_stats(np.full((1, 10), -0.5, np.float32), {}, Thresholds())["hist"]
+    matrix = np.stack([one, np.zeros(HIST_BINS, np.int64), other])
+    shares = shares_from_hist_matrix(matrix, Thresholds(over=0.1, under=0.175, severe=0.3))
+    assert shares["over_pct"][0] == pytest.approx(5 / 14 * 100)
+    assert np.isnan(shares["over_pct"][1]) and np.isnan(shares["under_pct"][1])
+    assert shares["over_pct"][2] == 100.0 and shares["severe_over_pct"][2] == 100.0
+    with pytest.raises(ValueError, match=f"N×{HIST_BINS} histogram matrix, got shape \\(3, 7\\)"):
+        shares_from_hist_matrix(np.zeros((3, 7)), Thresholds())
