@@ -148,6 +148,28 @@ def test_analyze_image_api():
     rgb = photo_like(50, 70).astype(np.float32) / 255
     r = analyze_image(rgb, model="baseline")
     assert r.shape == (50, 70) and r.dtype == np.float32 and -1 <= r.min() <= r.max() <= 1
+    # uint8 input is the same photo
+    assert np.allclose(analyze_image(np.round(rgb * 255).astype(np.uint8), model="baseline"), r, atol=0.01)
+
+
+@pytest.mark.parametrize("model", ["baseline", "eat"])
+def test_analyze_image_reads_darker_copies_more_under_and_brighter_ones_more_over(model):
+    """Direction and size, not only shape: the same photo at −2 … +2 EV (in linear light)."""
+    import cv2
+
+    from exposure_cli import __file__ as package_file
+    from exposure_cli.analyzers import create_analyzer
+    from exposure_cli.color import linear_to_srgb, srgb_to_linear
+
+    photo = cv2.imread(str(Path(package_file).parent / "samples" / "chelsea.jpg"))
+    rgb = cv2.resize(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB).astype(np.float32) / 255, (160, 120),
+                     interpolation=cv2.INTER_AREA)
+    analyzer = create_analyzer(model, device="cpu") if model == "eat" else create_analyzer(model)
+    means = [float(analyze_image(linear_to_srgb(srgb_to_linear(rgb) * 2.0**ev), analyzer=analyzer).mean())
+             for ev in (-2, -1, 0, 1, 2)]
+    assert all(a > b for a, b in zip(means, means[1:])), means  # strictly more "over" as it brightens
+    assert means[0] > 0.1 and means[-1] < -0.15, means  # two stops off reads clearly under / over
+    assert abs(means[2]) < 0.05, means  # the original photo is close to well exposed
 
 
 def test_version_and_help():
