@@ -23,7 +23,6 @@ is ``0.5 − mean grey``) and the ``baseline`` analyzer.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -271,10 +270,6 @@ def format_table_rows(result: dict[str, Any]) -> list[list[str]]:
                 cells.append(fmt.format(v))
         rows.append(cells)
     return rows
-
-
-def dumps(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=1)
 
 
 __all__ = ["MEAN_GREY", "MeanGreyHeuristic", "SceneResult", "evaluate_stacks", "frame_result", "summarise"]

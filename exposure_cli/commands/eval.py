@@ -95,14 +95,21 @@ def register(app: typer.Typer) -> None:
         rows = result.pop("per_image", None)
         if per_image is not None:
             _write_csv(per_image, rows or [])
-        text = json.dumps(result, indent=1)
-        if json_out:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(text + "\n")
-        if output is OutputFormat.json:
-            typer.echo(text)
+        if _emit_json(result, output, json_out):
             return
         _print_table(result)
+
+
+def _emit_json(result: dict, output: "OutputFormat", json_out: Optional[Path]) -> bool:
+    """Write the JSON result to `json_out` (if given) and to stdout for ``--format json``; True if printed."""
+    text = json.dumps(result, indent=1)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n")
+    if output is OutputFormat.json:
+        typer.echo(text)
+        return True
+    return False
 
 
 def _is_bracket_folder(data: Path) -> bool:
@@ -123,12 +130,7 @@ def _eval_stacks(data: Path, pairs, split: str, device: str, working_long_side, 
         result = evaluate_stacks(data, pairs, split=split, device=device, working_long_side=working_long_side)
     except (FileNotFoundError, ValueError, OSError, RuntimeError) as exc:
         _usage_error(str(exc))
-    text = json.dumps(result, indent=1)
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(text + "\n")
-    if output is OutputFormat.json:
-        typer.echo(text)
+    if _emit_json(result, output, json_out):
         return
     from rich import box
     from rich.console import Console
