@@ -63,6 +63,7 @@ def collect(weights: str | Path, brackets: str | Path, split: str = "train") -> 
 
 def calibrate(weights: str | Path, brackets: str | Path) -> dict[str, Any]:
     """Fit on the train stacks and write the result into the card next to `weights`."""
+    from ..atomic import atomic_write_bytes
     from ..weights import resolve_weights
 
     path = resolve_weights(weights)
@@ -79,9 +80,7 @@ def calibrate(weights: str | Path, brackets: str | Path) -> dict[str, Any]:
     card_path = path.parent / "card.json"
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card["ev_correction"] = entry
-    tmp = card_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(card_path)
+    atomic_write_bytes(card_path, (json.dumps(card, indent=1) + "\n").encode("utf-8"))
     return entry
 
 
