@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from exposure_cli.analyzers.baseline import baseline_residual
-from exposure_cli.color import OVER_SIGN, UNDER_SIGN, grey, ideal_grey, residual, residual_from_grey
+from exposure_cli.color import (
+    OVER_SIGN,
+    UNDER_SIGN,
+    grey,
+    ideal_grey,
+    linear_to_srgb,
+    residual,
+    residual_from_grey,
+    srgb_to_linear,
+)
 from exposure_cli.stats import Thresholds, image_stats, shares_from_hist
 
 
@@ -68,3 +77,17 @@ def test_ideal_grey_inverts_the_residual():
     r = np.array([0.3, 0.0, -0.4], np.float32)
     assert ideal_grey(observed, r) == pytest.approx([0.5, 0.5, 0.5], abs=1e-6)
     assert residual_from_grey(ideal_grey(observed, r), observed) == pytest.approx(r, abs=1e-6)
+
+
+def test_srgb_transfer_functions_match_iec_61966_2_1():
+    # the linear segment below 0.04045 (sRGB) / 0.0031308 (linear), the 2.4 power curve above it
+    srgb = np.array([0.0, 0.02, 0.04045, 0.5, 1.0], np.float32)
+    linear = np.array([0.0, 0.02 / 12.92, 0.0031308, ((0.5 + 0.055) / 1.055) ** 2.4, 1.0])
+    assert srgb_to_linear(srgb) == pytest.approx(linear, abs=2e-6)
+    assert linear_to_srgb(np.float32(0.18)) == pytest.approx(1.055 * 0.18 ** (1 / 2.4) - 0.055, abs=1e-6)
+    assert linear_to_srgb(np.float32(0.002)) == pytest.approx(0.002 * 12.92, abs=1e-7)
+    assert linear_to_srgb(linear.astype(np.float32)) == pytest.approx(srgb, abs=2e-6)
+    # inputs are clipped to [0, 1] on both sides, and come back float32
+    assert srgb_to_linear(np.array([-0.5, 1.5], np.float32)).tolist() == [0.0, 1.0]
+    assert linear_to_srgb(np.array([-0.5, 1.5], np.float32)).tolist() == pytest.approx([0.0, 1.0], abs=1e-6)
+    assert srgb_to_linear(srgb).dtype == np.float32 and linear_to_srgb(srgb).dtype == np.float32
