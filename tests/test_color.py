@@ -70,6 +70,8 @@ def test_baseline_reads_white_as_over_and_black_as_under():
 def test_grey_is_bt601():
     rgb = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], np.float32)
     assert grey(rgb)[0].tolist() == pytest.approx([0.299, 0.587, 0.114], abs=1e-7)
+    assert grey(rgb.astype(np.float64)).dtype == np.float32  # always float32, whatever comes in
+    assert grey([[[255, 255, 255]]]).dtype == np.float32
 
 
 def test_ideal_grey_inverts_the_residual():
