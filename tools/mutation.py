@@ -58,15 +58,16 @@ TARGETS: dict[str, Target] = {
     "orientation": Target(
         ("exposure_cli/decoding.py", "exposure_cli/exif.py"),
         ("tests/test_decoding.py", "tests/test_orientation.py"),
-        functions=("exposure_cli.decoding.x_apply_orientation__*", "exposure_cli.exif.x_orientation*"),
-        note="apply_orientation and the EXIF orientation reader only",
+        functions=("exposure_cli.decoding.x_apply_orientation__*", "exposure_cli.exif.x__parse_tiff__*",
+                   "exposure_cli.exif.x__read_ifd__*", "exposure_cli.exif.x__decode_value__*"),
+        note="apply_orientation and the EXIF IFD reader that finds the orientation tag",
     ),
     "resume": Target(
         ("exposure_cli/pipeline.py", "exposure_cli/outdir.py"),
         ("tests/test_resume.py",),
         functions=("exposure_cli.pipeline.x_prepare_resume__*", "exposure_cli.outdir.x_*resume*",
                    "exposure_cli.outdir.x_*fingerprint*", "exposure_cli.outdir.x_previous_*"),
-        note="deciding what a --resume skips",
+        note="deciding what a --resume skips; test file and function names follow the issue-14 split (outdir.py)",
     ),
 }
 
