@@ -27,10 +27,6 @@ def _imports(path: Path):
                     yield alias.name, []
 
 
-#: Known and on their way out: the issue-14 split moves ``_settle`` into ``processing.settle``.
-KNOWN = {"exposure_cli/engines/ray_engine.py: from exposure_cli.pipeline import _settle"}
-
-
 def test_no_private_name_is_imported_from_another_module():
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -38,7 +34,7 @@ def test_no_private_name_is_imported_from_another_module():
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
             if private:
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}: from {module} import {', '.join(private)}")
-    assert sorted(set(offenders) - KNOWN) == []
+    assert offenders == []
 
 
 def test_decoding_does_not_depend_on_discovery():
