@@ -4,6 +4,7 @@ Usage:
     python benchmarks/bench_rules.py rescore --rows 100000          # rows/s of score_dataframe + the command
     python benchmarks/bench_rules.py regions                        # ms per 512-px photo for compute_regions
     python benchmarks/bench_rules.py html --rows 10000 --screenshot /tmp/report.png
+    python benchmarks/bench_rules.py bombs                          # ms to reject definition bombs
 
 ``html`` writes a synthetic 10 000-row report page (one file name is ``<script>alert(1)</script>.jpg``),
 loads it in headless Chromium (Debian package ``chromium``; ``apt-get install -y chromium``), prints how
@@ -193,9 +194,29 @@ def bench_html(rows: int, screenshot: Path) -> int:
     return 0 if drawn and hostile_as_text else 1
 
 
+def bench_bombs(repeats: int = 5) -> None:
+    """How fast rule files with exponential definitions or 3 000-deep chains are rejected (ms)."""
+    from exposure_cli.rules import RuleError, parse_rule_text
+
+    doubling = [f'd{i} = "d{i - 1} + d{i - 1}"' for i in range(1, 60)]
+    chain = [f'c{i} = "c{i - 1} + 1"' for i in range(1, 3000)]
+    for label, body, last in (("doubling", doubling, "d59"), ("chain", chain, "c2999")):
+        lines = ['d0 = "global.over_pct"', 'c0 = "global.over_pct"'] + body
+        text = "\n".join(['name = "bomb"', "[define]", *lines, "[[rows]]", "score = 1", f'when = "{last} > 1"'])
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            try:
+                parse_rule_text(text)
+            except RuleError:
+                pass
+            times.append(time.perf_counter() - started)
+        print(f"{label}: rejected in {1000 * min(times):.0f} ms (best of {repeats})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("rescore", "regions", "html"))
+    parser.add_argument("what", choices=("rescore", "regions", "html", "bombs"))
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--screenshot", type=Path, default=Path(tempfile.gettempdir()) / "exposure-report.png")
     args = parser.parse_args()
@@ -204,6 +225,8 @@ def main() -> int:
         bench_rescore(args.rows or 100_000)
     elif args.what == "regions":
         bench_regions()
+    elif args.what == "bombs":
+        bench_bombs()
     else:
         return bench_html(args.rows or 10_000, args.screenshot)
     return 0

@@ -85,6 +85,11 @@ def _within(path: Path, roots: Sequence[Path]) -> bool:
     return any(real == r or r in real.parents for r in roots)
 
 
+def missing_inputs(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """The local paths in `paths` that do not exist at all (URIs such as ``s3://`` are not checked)."""
+    return [str(p) for p in paths if "://" not in str(p) and not os.path.lexists(p)]
+
+
 def discover(
     paths: Sequence[str | os.PathLike],
     *,

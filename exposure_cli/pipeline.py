@@ -49,6 +49,8 @@ class ScanResult:
     seconds: float = 0.0
     report_path: Path | None = None
     worst: list[tuple[float, str]] = field(default_factory=list)  # (bad_pct, path), worst first
+    #: The lowest scores under the first rule set: (score, path, grade, first reason), lowest first.
+    lowest: list[tuple[float, str, str, str]] = field(default_factory=list)
     below: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # rule → [(path, score)]
     error_samples: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
@@ -300,10 +302,21 @@ def _account(result: ScanResult, rows: Sequence[Mapping[str, Any]], rule_sets: S
             result.errors += 1
             if len(result.error_samples) < 10:
                 result.error_samples.append((r["path"], r.get("error") or ""))
-        for rs in rule_sets:
+        for i, rs in enumerate(rule_sets):
             score = r.get(f"score_{rs.name}")
             if score is not None and not (isinstance(score, float) and math.isnan(score)):
                 result.below.setdefault(rs.name, []).append((r["path"], float(score)))
+                if i == 0:
+                    _keep_lowest(result.lowest, float(score), r, rs.name)
+
+
+def _keep_lowest(lowest: list, score: float, row: Mapping[str, Any], name: str, keep: int = 5) -> None:
+    reason = str(row.get(f"reasons_{name}") or "").split("; ")[0]
+    entry = (score, str(row["path"]), str(row.get(f"grade_{name}") or ""), reason)
+    if len(lowest) < keep or entry < lowest[-1]:
+        lowest.append(entry)
+        lowest.sort()
+        del lowest[keep:]
 
 
 # ---------------------------------------------------------------------------------------------- API

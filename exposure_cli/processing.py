@@ -28,7 +28,7 @@ from .decoding import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode_byte
 from .discovery import InputFile
 from .errors import ScanError
 from .outdir import FINGERPRINT_KEY, output_path
-from .report.schema import ReportFormat
+from .report.schema import DEFAULT_RULES, ReportFormat
 from .stats import Thresholds, image_stats
 
 #: Region masks are computed at most at this long side (they are smooth; the stats are shares).
@@ -48,7 +48,7 @@ class ScanOptions:
     working_long_side: int = 512
     analysis_long_side: int = 1024
     thresholds: Thresholds = field(default_factory=Thresholds)
-    rules: Sequence[str] = ()
+    rules: Sequence[str] = DEFAULT_RULES  # () for none
     overlays: bool = False
     maps: bool = False
     regions: bool = True

@@ -93,14 +93,15 @@ def test_stats_from_region_masks():
 
 def test_fast_enough_for_the_scan():
     """The scan calls this once per photo; the budget is about 15 ms for a 512-px photo (measured numbers:
-    benchmarks/bench_rules.py regions). The bound here is loose because CI shares its cores."""
+    benchmarks/bench_rules.py regions). The bound here only catches an order-of-magnitude regression (CI
+    shares its cores; the time itself is the benchmark's to measure)."""
     rgb = landscape()
     regions.compute_regions(rgb)
     started = time.perf_counter()
     for _ in range(5):
         regions.compute_regions(rgb)
     per_photo = (time.perf_counter() - started) / 5
-    assert per_photo < 0.1, f"{per_photo * 1000:.0f} ms per photo"
+    assert per_photo < 1.0, f"{per_photo * 1000:.0f} ms per photo"
 
 
 def test_detector_status_names_what_is_used():

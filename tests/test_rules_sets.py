@@ -424,6 +424,9 @@ def test_absent_fallback_region_falls_back_to_global_and_says_so():
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_definition_bombs_and_deep_chains_are_rejected_quickly(reverse):
+    """Rejected before any expansion: an expanded d59 has 2**59 nodes, which no machine finishes. The bound
+    below only tells "stopped early" from "hung" (it is 15× the slowest time seen under load); the time
+    itself is measured by ``benchmarks/bench_rules.py bombs``, not asserted here."""
     import time
 
     doubling = [f'd{i} = "d{i - 1} + d{i - 1}"' for i in range(1, 60)]
@@ -436,4 +439,4 @@ def test_definition_bombs_and_deep_chains_are_rejected_quickly(reverse):
         started = time.perf_counter()
         with pytest.raises(RuleError, match="too large|too deeply"):
             parse_rule_text(text)
-        assert time.perf_counter() - started < 2
+        assert time.perf_counter() - started < 30

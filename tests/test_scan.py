@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from conftest import photo_like, write_image
 from exposure_cli.cli import app
 from exposure_cli.pipeline import ScanError, analyze_image, scan
-from exposure_cli.report.schema import base_columns
+from exposure_cli.report.schema import base_columns, rule_columns
 from exposure_cli.report.writers import read_report
 
 runner = CliRunner()
@@ -52,7 +52,7 @@ def test_formats_have_the_same_columns(photo_dir, tmp_path, fmt, name):
     out = tmp_path / fmt
     assert run("scan", str(photo_dir), "--out", str(out), "--format", fmt, *FAST, "-q").exit_code == 0
     df, meta = read_report(out / name)
-    assert list(df.columns) == base_columns()
+    assert list(df.columns) == base_columns() + rule_columns(["default"])  # the default rule set applies
     assert len(df) == 6 and meta["analyzer"]["name"] == "baseline"
 
 

@@ -10,8 +10,17 @@ from typing import List, Optional
 
 import typer
 
+from ..discovery import missing_inputs
 from ..engines import Engine
-from ..report.schema import ReportFormat
+from ..report.schema import DEFAULT_RULES, ReportFormat
+
+#: Exit codes of ``exposure scan`` (the README has the table; ``rescore`` and ``report`` use 0, 1 and 2 alike).
+EXIT_OK = 0
+EXIT_FAILED = 1  # a check asked for failed (--fail-on-error, --fail-under), or the scan could not finish
+EXIT_USAGE = 2  # bad option or value, unknown rule set or model, a named input that does not exist
+EXIT_NOTHING_FOUND = 3  # the inputs hold no photos
+EXIT_ALL_FAILED = 4  # every file scanned in this run failed
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; the partial report is valid
 
 
 class Device(str, Enum):
@@ -76,7 +85,8 @@ def register(app: typer.Typer) -> None:
         over: float = typer.Option(0.1, "--over-threshold", min=0.001, max=1.0, help="A pixel is over-exposed when it is this much brighter than ideal (grey-level difference ÷ 255)."),
         under: float = typer.Option(0.1, "--under-threshold", min=0.001, max=1.0, help="A pixel is under-exposed when it is this much darker than ideal."),
         severe: float = typer.Option(0.3, "--severe-threshold", min=0.001, max=1.0, help="Threshold for the severe_* shares."),
-        rules: List[str] = typer.Option([], "--rules", "-r", help="Rule set (preset name or TOML file); repeatable."),
+        rules: List[str] = typer.Option([], "--rules", "-r", help="Rule set (preset name or TOML file); repeatable. Default: the 'default' preset."),
+        no_rules: bool = typer.Option(False, "--no-rules", help="No scores: statistics only."),
         fail_under: List[str] = typer.Option([], "--fail-under", help="NAME=SCORE: exit 1 if any photo scores below SCORE under rule set NAME."),
         overlays: bool = typer.Option(False, "--overlays", help="Write heatmap overlays to OUT/overlays/."),
         maps: bool = typer.Option(False, "--maps", help="Write raw residual maps (float16 .npy) to OUT/maps/."),
@@ -109,6 +119,9 @@ def register(app: typer.Typer) -> None:
         from .ui import ScanProgress, make_console, print_summary
 
         limits = _fail_under(fail_under)
+        if no_rules and rules:
+            raise typer.BadParameter("--no-rules and --rules contradict each other", param_hint="--no-rules")
+        rules = [] if no_rules else (list(rules) or list(DEFAULT_RULES))
         if engine is not Engine.local:
             from ..engines import EngineUnavailable, check_engine
 
@@ -130,7 +143,12 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(f"{', '.join(unknown)} not among the --rules ({', '.join(names)})",
                                          param_hint="--fail-under")
         elif limits:
-            raise typer.BadParameter("needs --rules", param_hint="--fail-under")
+            raise typer.BadParameter("needs rules (drop --no-rules)", param_hint="--fail-under")
+        missing = missing_inputs([p for p in paths if p != "-"])
+        if missing:  # like grep and rsync: a named input that is not there is an error, before any work
+            for p in missing:
+                typer.secho(f"Error: {p}: no such file or folder", err=True, fg=typer.colors.RED)
+            raise typer.Exit(EXIT_USAGE)
         if "-" in paths:
             paths = [p for p in paths if p != "-"] + _read_stdin_paths()
             if not paths:
@@ -158,16 +176,17 @@ def register(app: typer.Typer) -> None:
         try:
             with bar:
                 result = scan(paths, options, progress=bar.advance, on_total=bar.start)
+                bar.finish(result.images_per_second)  # the bar ends on the summary's figure
         except ScanError as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_FAILED)
         except Exception as exc:
             from ..weights import WeightsError
             from ..registry import RegistryError
 
             if isinstance(exc, (RegistryError, WeightsError, FileNotFoundError, ValueError)):
                 console.print(f"[bold red]error:[/] {exc}", highlight=False)
-                raise typer.Exit(2)
+                raise typer.Exit(EXIT_USAGE)
             raise
         finally:
             _restore_sigterm(previous_sigterm)
@@ -175,14 +194,24 @@ def register(app: typer.Typer) -> None:
             print_summary(console, result, verbose=verbose)
         if result.interrupted:
             console.print("[yellow]interrupted[/]: the partial report is valid; continue with --resume")
-            _exit(130)
-        code = 0
+            _exit(EXIT_INTERRUPTED)
+        if result.total == 0:  # like pytest's "no tests collected": an empty run is not a success
+            where = ", ".join(paths) if len(paths) <= 3 else f"{len(paths)} inputs"
+            console.print(f"[bold red]error:[/] no photos found in {where} "
+                          "(looked for JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC and RAW files; see --include, --hidden)",
+                          highlight=False)
+            _exit(EXIT_NOTHING_FOUND)
+        if result.processed and not result.ok:
+            console.print(f"[bold red]error:[/] every file scanned failed ({result.errors} of {result.processed}); "
+                          "the report lists why", highlight=False)
+            _exit(EXIT_ALL_FAILED)
+        code = EXIT_OK
         if fail_on_error and result.errors:
-            code = 1
+            code = EXIT_FAILED
         for name, limit in limits.items():
             failing = [(p, s) for p, s in result.below.get(name, []) if s < limit]
             if failing:
-                code = 1
+                code = EXIT_FAILED
                 if show:
                     console.print(f"[red]{len(failing)} photo(s) score below {limit:g} on {name}[/]")
         _exit(code)

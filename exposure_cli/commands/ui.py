@@ -24,9 +24,17 @@ def make_console(stderr: bool = False) -> Console:
 
 
 class _RateColumn(ProgressColumn):
+    """Photos per second since the scan started: the same figure the summary prints at the end.
+
+    (Rich's own speed is a moving average over the last seconds; after a slow start it disagreed with the
+    summary several-fold.)
+    """
+
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:5.1f} img/s" if speed else "  –   img/s")
+        speed = task.fields.get("final_rate")
+        if speed is None and task.elapsed and task.completed:
+            speed = task.completed / task.elapsed
+        return Text(f"{speed:5.1f} img/s" if speed and speed == speed else "  –   img/s")
 
 
 class _ErrorsColumn(ProgressColumn):
@@ -61,13 +69,21 @@ class ScanProgress:
         if self.task is not None:
             self.progress.update(self.task, advance=step, errors=errors)
 
+    def finish(self, rate: float) -> None:
+        """Show `rate` (the summary's photos per second) as the bar's last figure."""
+        if self.task is not None:
+            self.progress.update(self.task, final_rate=rate)
+            self.progress.refresh()
+
 
 def print_summary(console: Console, result, verbose: bool = False) -> None:
     table = Table(title="exposure scan", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     table.add_row("inputs", str(result.total))
-    table.add_row("scanned now", f"{result.processed} ({result.images_per_second:.1f} img/s, {result.seconds:.1f} s)")
+    rate = result.images_per_second
+    table.add_row("scanned now", f"{result.processed} ({rate:.1f} img/s, {result.seconds:.1f} s)"
+                  if result.processed else "0")
     if result.skipped:
         table.add_row("already done (resume)", str(result.skipped))
     table.add_row("ok", str(result.ok))
@@ -75,7 +91,17 @@ def print_summary(console: Console, result, verbose: bool = False) -> None:
     if result.report_path:
         table.add_row("report", str(result.report_path))
     console.print(table)
-    if result.worst:
+    if result.lowest:
+        name = result.rule_names[0]
+        low = Table(title=f"lowest scores ({name}; every score is in the report)", title_justify="left")
+        low.add_column("photo", overflow="fold")
+        low.add_column("score", justify="right")
+        low.add_column("grade")
+        low.add_column("first reason", overflow="fold")
+        for score, path, grade, reason in result.lowest:
+            low.add_row(path, f"{score:.0f}", grade, reason)
+        console.print(low)
+    elif result.worst:
         worst = Table(title="most badly exposed (share of pixels over or under)", title_justify="left")
         worst.add_column("photo")
         worst.add_column("bad area", justify="right")

@@ -16,6 +16,9 @@ class ReportFormat(str, Enum):
     jsonl = "jsonl"
 
 
+#: Rule sets a scan applies when none are named (``--no-rules``: none).
+DEFAULT_RULES = ("default",)
+
 REPORT_FILENAMES = {ReportFormat.parquet: "report.parquet", ReportFormat.csv: "report.csv", ReportFormat.jsonl: "report.jsonl"}
 
 #: Identity and file facts.
