@@ -132,8 +132,16 @@ def scan(
     out_dir = resolve_out(options)
     if out_dir is None and (options.overlays or options.maps):
         raise ScanError("--overlays and --maps need an output folder (--out DIR), not a pipe")
-    if out_dir is None and options.format == ReportFormat.parquet and options.out == "-":
-        raise ScanError("Parquet cannot be streamed to a pipe; use --format csv or --format jsonl with --out -")
+    if out_dir is None and options.format in (ReportFormat.parquet, ReportFormat.xlsx) and options.out == "-":
+        raise ScanError(f"{options.format.value} cannot be streamed to a pipe; use --format csv or --format jsonl "
+                        "with --out -")
+    if options.format == ReportFormat.xlsx:
+        from .report.writers import MissingExtraError, require_xlsx
+
+        try:  # before the scan, not after it
+            require_xlsx()
+        except MissingExtraError as exc:
+            raise ScanError(str(exc)) from None
     distributed = _check_engine(options, analyzer)
 
     rule_sets = []

@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         """
         from ..registry import RegistryError
         from ..report.html import write_html_report
+        from ..report.writers import MissingExtraError
         from ..rules import RuleError, load_rule_sets, score_dataframe, thresholds_from_metadata
         from .rescore import read_any_report, report_file
 
@@ -51,7 +52,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         try:
             df, metadata = read_any_report(report)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, MissingExtraError) as exc:
             typer.echo(f"Error: cannot read report {report}: {exc}", err=True)
             raise typer.Exit(2) from None
         if rules:

@@ -100,14 +100,14 @@ def rescore_report(
     report = Path(report)
     source = report_file(report)
     if not source.is_file():
-        raise FileNotFoundError(f"no report.parquet, report.csv or report.jsonl in {report}")
+        raise FileNotFoundError(f"no report.parquet, report.csv, report.jsonl or report.xlsx in {report}")
     rule_sets = load_rule_sets(specs)
     target = Path(out) if out else default_output(report)
     if target.exists() and target.resolve() == source.resolve():
         raise ValueError(f"refusing to overwrite the input report {source}; pass another --out")
     fmt = target.suffix.lstrip(".").lower() or "parquet"
-    if fmt not in ("parquet", "csv", "jsonl"):
-        raise ValueError(f"--out must end in .parquet, .csv or .jsonl, not {target.name}")
+    if fmt not in ("parquet", "csv", "jsonl", "xlsx"):
+        raise ValueError(f"--out must end in .parquet, .csv, .jsonl or .xlsx, not {target.name}")
     target.parent.mkdir(parents=True, exist_ok=True)
 
     def update_meta(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +160,7 @@ def register(app: typer.Typer) -> None:
         rule set with the same name are replaced.
         """
         from ..registry import RegistryError
+        from ..report.writers import MissingExtraError
         from ..rules import RuleError, below_threshold, parse_fail_under, score_columns
 
         try:
@@ -173,7 +174,7 @@ def register(app: typer.Typer) -> None:
         started = time.perf_counter()
         try:
             target, df, _, seconds = rescore_report(report, list(rules), out)
-        except (RegistryError, RuleError, ValueError, FileNotFoundError) as exc:
+        except (RegistryError, RuleError, ValueError, FileNotFoundError, MissingExtraError) as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(2) from None
         rows = len(df)

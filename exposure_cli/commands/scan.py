@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
         paths: List[str] = typer.Argument(..., help="Folders and files to scan; '-' reads paths from stdin."),
         out: str = typer.Option("exposure-report", "--out", "-o",
                                 help="Output folder (report, overlays, maps); '-' streams CSV/JSONL rows to stdout."),
-        fmt: ReportFormat = typer.Option(ReportFormat.parquet, "--format", "-f", help="Report format."),
+        fmt: ReportFormat = typer.Option(ReportFormat.parquet, "--format", "-f", help="Report format (xlsx: pip install 'exposure-cli[xlsx]')."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Analyzer name (default: eat when its weights ship, else baseline)."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Model weights (.safetensors); default: $EXPOSURE_WEIGHTS, then the shipped weights."),
         device: str = typer.Option("auto", "--device", callback=_device, help="auto, cpu, cuda, cuda:N or mps."),
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Scan photos: per-pixel exposure maps, statistics, vendor scores, a report.
 
-        Writes OUT/report.parquet (or .csv/.jsonl) with one row per input file — failures included, with
+        Writes OUT/report.parquet (or .csv/.jsonl/.xlsx) with one row per input file — failures included, with
         status "error" and a readable error — plus overlays and maps when asked.
         """
         from ..pipeline import ScanError, ScanOptions, scan
@@ -160,6 +160,13 @@ def register(app: typer.Typer) -> None:
         to_stdout = out == "-"
         if to_stdout and fmt == ReportFormat.parquet:
             fmt = ReportFormat.csv
+        if fmt == ReportFormat.xlsx:
+            from ..report.writers import MissingExtraError, require_xlsx
+
+            try:
+                require_xlsx()
+            except MissingExtraError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--format") from None
         options = ScanOptions(
             out=out, format=fmt, model=model, weights=str(weights) if weights else None, device=device,
             batch_size=batch_size, workers=workers, working_long_side=working_size, thresholds=thresholds,

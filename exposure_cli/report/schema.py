@@ -14,12 +14,14 @@ class ReportFormat(str, Enum):
     parquet = "parquet"
     csv = "csv"
     jsonl = "jsonl"
+    xlsx = "xlsx"
 
 
 #: Rule sets a scan applies when none are named (``--no-rules``: none).
 DEFAULT_RULES = ("default",)
 
-REPORT_FILENAMES = {ReportFormat.parquet: "report.parquet", ReportFormat.csv: "report.csv", ReportFormat.jsonl: "report.jsonl"}
+REPORT_FILENAMES = {ReportFormat.parquet: "report.parquet", ReportFormat.csv: "report.csv",
+                    ReportFormat.jsonl: "report.jsonl", ReportFormat.xlsx: "report.xlsx"}
 
 #: Identity and file facts.
 FILE_COLUMNS = (
@@ -41,6 +43,15 @@ OUTPUT_COLUMNS = ("overlay_path", "map_path")
 _STRING = {"path", "status", "error", "format", "mtime", "analyzer", "analyzer_version", "weights_sha256",
            "exif_make", "exif_model", "exif_datetime", "overlay_path", "map_path"}
 _INT = {"size_bytes", "width", "height", "analysis_width", "analysis_height", "bit_depth"}
+
+
+def is_string_column(c: str) -> bool:
+    """Text columns (everything else is a number, an integer or a histogram)."""
+    return c in _STRING or c.startswith(("grade_", "reasons_"))
+
+
+def is_int_column(c: str) -> bool:
+    return c in _INT
 
 
 def stat_columns() -> list[str]:
@@ -72,9 +83,9 @@ def arrow_schema(columns: list[str]):
 
     fields = []
     for c in columns:
-        if c in _STRING or c.startswith(("grade_", "reasons_")):
+        if is_string_column(c):
             t = pa.string()
-        elif c in _INT:
+        elif is_int_column(c):
             t = pa.int64()
         elif c.endswith("hist"):
             t = pa.list_(pa.int64())

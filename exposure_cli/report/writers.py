@@ -6,9 +6,16 @@ report file is written through :func:`exposure_cli.atomic.atomic_write` (tempora
 
 Parquet keeps histograms as ``list<int64>`` columns and carries the scan's metadata (tool version,
 analyzer, thresholds, rule sets) under the schema metadata key ``exposure_cli``. CSV is flat for
-spreadsheets: histograms become space-separated counts; CSV and JSONL get the metadata in a sidecar
+spreadsheets: histograms become space-separated counts; CSV, JSONL and XLSX get the metadata in a sidecar
 ``<stem>.meta.json`` beside them (``report.meta.json`` for a scan's ``report.csv``; a rescored
 ``report.rescored.csv`` gets ``report.rescored.meta.json`` and leaves the scan's own alone).
+
+Spreadsheets: CSV files start with a UTF-8 byte-order mark (Excel reads UTF-8 only with it), ``mtime`` is
+written as ``YYYY-MM-DDTHH:MM:SS`` (UTC; the form LibreOffice and Excel read as a date), and every text
+cell that a spreadsheet would run as a formula is escaped (:func:`escape_formula`). ``read_report`` undoes
+all three, so the tool's own readers get the original values back. XLSX (``pip install
+'exposure-cli[xlsx]'``) writes typed cells — numbers, datetimes, text that is never a formula — with a
+frozen header, an autofilter, fitted widths and scores coloured as on the HTML page.
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ import io
 import json
 import math
 import os
+import re
+import stat
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from ..atomic import atomic_write, atomic_write_text
-from .schema import REPORT_FILENAMES, ReportFormat, arrow_schema
+from .schema import REPORT_FILENAMES, ReportFormat, arrow_schema, is_int_column, is_string_column
 
 STATE_DIR = ".exposure"
 JOURNAL_NAME = "journal.jsonl"
@@ -110,6 +120,8 @@ def write_rows(
                 writer.write_table(_arrow_table(chunk, schema), row_group_size=ROW_GROUP)
                 n += len(chunk)
         return n
+    if fmt == ReportFormat.xlsx:
+        return _write_xlsx(rows, path, columns, metadata)
     with contextlib.ExitStack() as stack:
         if hasattr(path, "write"):
             fh = io.TextIOWrapper(path, encoding="utf-8", newline="")
@@ -125,19 +137,25 @@ def write_rows(
 
 
 class RowStreamWriter:
-    """Writes rows as CSV or JSONL to a text stream as they come (used for ``--out -`` too)."""
+    """Writes rows as CSV or JSONL to a text stream as they come (used for ``--out -`` too).
+
+    CSV into a regular file (a report, or ``--out - > report.csv``) starts with a UTF-8 byte-order mark
+    for spreadsheets; CSV into a pipe or a terminal does not (the programs reading a pipe don't want one).
+    """
 
     def __init__(self, fh: TextIO, fmt: ReportFormat, columns: Sequence[str]) -> None:
-        if fmt == ReportFormat.parquet:
-            raise ValueError("Parquet cannot be streamed to a pipe; use --format csv or --format jsonl")
+        if fmt in (ReportFormat.parquet, ReportFormat.xlsx):
+            raise ValueError(f"{fmt.value} cannot be streamed to a pipe; use --format csv or --format jsonl")
         self.fh, self.fmt, self.columns = fh, fmt, list(columns)
         self._csv = csv.writer(fh, lineterminator="\n") if fmt == ReportFormat.csv else None
         if self._csv is not None:
+            if _is_regular_file(fh):
+                fh.write("\ufeff")
             self._csv.writerow(self.columns)
 
     def write(self, row: Mapping[str, Any]) -> None:
         if self._csv is not None:
-            self._csv.writerow([_csv_cell(row.get(c)) for c in self.columns])
+            self._csv.writerow([_csv_cell(row.get(c), c) for c in self.columns])
         else:
             self.fh.write(row_to_json({c: row.get(c) for c in self.columns}) + "\n")
 
@@ -145,7 +163,38 @@ class RowStreamWriter:
         self.fh.flush()
 
 
-def _csv_cell(v: Any) -> Any:
+def _is_regular_file(fh: Any) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fh.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+#: OWASP "CSV injection": a text cell starting with one of these is run as a formula by spreadsheets.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formula(text: str) -> str:
+    """Make a text cell inert in spreadsheets (OWASP CSV injection): prefix ``'`` to text starting with
+    ``= + - @``, tab or CR. Text that already starts with ``'`` gets one more, so :func:`unescape_formula`
+    gives every value back exactly."""
+    if text and (text[0] in FORMULA_TRIGGERS or text[0] == "'"):
+        return "'" + text
+    return text
+
+
+def unescape_formula(text: str) -> str:
+    """The inverse of :func:`escape_formula`."""
+    return text[1:] if text.startswith("'") else text
+
+
+_ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+_ISO_LOCAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
+#: Columns holding times: ISO 8601 UTC (``mtime``) and EXIF's ``YYYY:MM:DD HH:MM:SS`` (``exif_datetime``).
+DATETIME_FORMATS = {"mtime": "%Y-%m-%dT%H:%M:%SZ", "exif_datetime": "%Y:%m:%d %H:%M:%S"}
+
+
+def _csv_cell(v: Any, column: str = "") -> Any:
     if v is None:
         return ""
     if hasattr(v, "tolist"):
@@ -154,7 +203,158 @@ def _csv_cell(v: Any) -> Any:
         return " ".join(str(int(x)) for x in v)
     if isinstance(v, float):
         return "" if math.isnan(v) else repr(v)
+    if isinstance(v, str):
+        if column == "mtime" and _ISO_UTC.match(v):
+            return v[:-1]  # without the "Z", spreadsheets read it as a date (UTC, as documented)
+        return escape_formula(v)
     return v
+
+
+def _from_csv_text(df: Any) -> Any:
+    """Undo the spreadsheet-friendly CSV writing: formula escapes, the date form of ``mtime``."""
+    for c in df.columns:
+        if is_string_column(c):
+            df[c] = [unescape_formula(v) if isinstance(v, str) else v for v in df[c]]
+    if "mtime" in df.columns:
+        df["mtime"] = [v + "Z" if isinstance(v, str) and _ISO_LOCAL.match(v) else v for v in df["mtime"]]
+    return df
+
+
+# ---------------------------------------------------------------------------------------------- XLSX
+
+#: Excel's row limit, less the header.
+XLSX_MAX_ROWS = 1_048_575
+#: Score colours and bands, as on the HTML page (report/html.py): below 50 bad, below 80 middling.
+SCORE_BANDS = ((50.0, "#DD2233"), (80.0, "#BB7700"), (math.inf, "#22AA77"))
+
+
+class MissingExtraError(RuntimeError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def require_xlsx() -> Any:
+    """The XlsxWriter module, or a :class:`MissingExtraError` naming the extra."""
+    try:
+        import xlsxwriter
+    except ImportError:
+        raise MissingExtraError(
+            "--format xlsx needs XlsxWriter: pip install 'exposure-cli[xlsx]'") from None
+    return xlsxwriter
+
+
+def score_colour(score: float) -> str:
+    for limit, colour in SCORE_BANDS:
+        if score < limit:
+            return colour
+    return SCORE_BANDS[-1][1]
+
+
+def _write_xlsx(rows: Iterable[Mapping[str, Any]], path: Path, columns: Sequence[str],
+                metadata: Mapping[str, Any]) -> int:
+    xlsxwriter = require_xlsx()
+    columns = list(columns)
+    # constant_memory streams rows to disk; the options make sure no text ever becomes a formula,
+    # a number or a link: every text cell is written with write_string.
+    book = xlsxwriter.Workbook(path if hasattr(path, "write") else str(path), {"constant_memory": True, "strings_to_formulas": False,
+                                           "strings_to_numbers": False, "strings_to_urls": False})
+    try:
+        sheet = book.add_worksheet("report")
+        header = book.add_format({"bold": True, "bottom": 1, "bg_color": "#EEEEEE"})
+        when = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        bands = {colour: book.add_format({"bold": True, "font_color": colour}) for _, colour in SCORE_BANDS}
+        widths = [len(c) for c in columns]
+        for j, c in enumerate(columns):
+            sheet.write_string(0, j, c, header)
+        n = 0
+        for n, row in enumerate(rows, start=1):
+            if n > XLSX_MAX_ROWS:
+                raise ValueError(f"an XLSX sheet holds at most {XLSX_MAX_ROWS:,} rows; use --format parquet or csv")
+            band = {}
+            for j, c in enumerate(columns):
+                v = row.get(c)
+                if hasattr(v, "tolist"):
+                    v = v.tolist()
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    continue
+                if c.startswith("score_") and isinstance(v, (int, float)):
+                    band[c[len("score_"):]] = bands[score_colour(float(v))]
+                    sheet.write_number(n, j, float(v), band[c[len("score_"):]])
+                    width = len(f"{v:g}")
+                elif c.startswith("grade_") and c[len("grade_"):] in band:
+                    sheet.write_string(n, j, str(v), band[c[len("grade_"):]])
+                    width = len(str(v))
+                elif isinstance(v, list):
+                    text = " ".join(str(int(x)) for x in v)
+                    sheet.write_string(n, j, text)
+                    width = min(len(text), 24)
+                elif isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                    sheet.write_string(n, j, str(v))
+                    width = len(str(v))
+                elif isinstance(v, (int, float)):
+                    if math.isinf(v):
+                        sheet.write_string(n, j, "inf" if v > 0 else "-inf")
+                    else:
+                        sheet.write_number(n, j, v)
+                    width = len(f"{v:.6g}")
+                elif c in DATETIME_FORMATS and _parse_time(v, c) is not None:
+                    sheet.write_datetime(n, j, _parse_time(v, c), when)
+                    width = 19
+                else:
+                    sheet.write_string(n, j, v)
+                    width = len(v)
+                widths[j] = max(widths[j], width)
+        for j, width in enumerate(widths):
+            sheet.set_column(j, j, min(width, 60) + 2)
+        sheet.freeze_panes(1, 1)  # the header row and the photo's path stay in view
+        sheet.autofilter(0, 0, max(n, 1), len(columns) - 1)
+        info = book.add_worksheet("metadata")
+        for i, (key, value) in enumerate(dict(metadata).items()):
+            info.write_string(i, 0, str(key))
+            info.write_string(i, 1, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+        info.set_column(0, 0, 20)
+        info.set_column(1, 1, 100)
+    finally:
+        book.close()
+    return n
+
+
+def _parse_time(v: str, column: str) -> datetime | None:
+    try:
+        return datetime.strptime(v, DATETIME_FORMATS[column])
+    except ValueError:
+        return None
+
+
+def _read_xlsx(path: Path) -> Any:
+    import pandas as pd
+
+    try:
+        import openpyxl  # noqa: F401  (pandas' reader for .xlsx)
+    except ImportError:
+        raise MissingExtraError("reading an XLSX report needs openpyxl: pip install 'exposure-cli[xlsx]'") from None
+    df = pd.read_excel(path, sheet_name="report", engine="openpyxl", keep_default_na=False, na_values=[""],
+                       dtype={c: object for c in _xlsx_header(path) if is_string_column(c)})
+    for c in df.columns:
+        if c.endswith("hist"):
+            df[c] = [list(map(int, v.split())) if isinstance(v, str) and v else None for v in df[c]]
+        elif c in DATETIME_FORMATS:
+            df[c] = [v.strftime(DATETIME_FORMATS[c]) if hasattr(v, "strftime") else v for v in df[c]]
+        elif is_string_column(c):
+            df[c] = [None if isinstance(v, float) and math.isnan(v) else (v if v is None or isinstance(v, str) else str(v))
+                     for v in df[c]]
+        elif is_int_column(c):
+            df[c] = df[c].astype("Int64") if df[c].isna().any() else df[c].astype("int64")
+    return df
+
+
+def _xlsx_header(path: Path) -> list[str]:
+    import openpyxl
+
+    book = openpyxl.load_workbook(path, read_only=True)
+    try:
+        return [str(c.value) for c in next(book["report"].iter_rows(min_row=1, max_row=1))]
+    finally:
+        book.close()
 
 
 def read_report(path: str | os.PathLike) -> tuple["pandas.DataFrame", dict[str, Any]]:  # noqa: F821
@@ -165,7 +365,7 @@ def read_report(path: str | os.PathLike) -> tuple["pandas.DataFrame", dict[str, 
     if path.is_dir():
         candidates = [path / n for n in REPORT_FILENAMES.values() if (path / n).exists()]
         if not candidates:
-            raise FileNotFoundError(f"no report.parquet, report.csv or report.jsonl in {path}")
+            raise FileNotFoundError(f"no report.parquet, report.csv, report.jsonl or report.xlsx in {path}")
         path = candidates[0]
     meta: dict[str, Any] = {}
     suffix = path.suffix.lower()
@@ -184,16 +384,21 @@ def read_report(path: str | os.PathLike) -> tuple["pandas.DataFrame", dict[str, 
     if sidecar.exists():
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
     if suffix == ".csv":
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"path": str, "error": str})
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), [])
+        df = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, na_values=[""],
+                         dtype={c: str for c in header if is_string_column(c)})
         for c in df.columns:
             if c.endswith("hist"):
                 df[c] = [list(map(int, v.split())) if isinstance(v, str) and v else None for v in df[c]]
-        return df, meta
+        return _from_csv_text(df), meta
+    if suffix == ".xlsx":
+        return _read_xlsx(path), meta
     if suffix in (".jsonl", ".json"):
         # No type guessing: paths that look like dates or numbers must stay text.
         df = pd.read_json(path, lines=True, dtype=False)
         return df, meta
-    raise ValueError(f"unknown report format: {path.name} (expected .parquet, .csv or .jsonl)")
+    raise ValueError(f"unknown report format: {path.name} (expected .parquet, .csv, .jsonl or .xlsx)")
 
 
 def write_report(df, path: str | os.PathLike, fmt: ReportFormat | str | None = None,
