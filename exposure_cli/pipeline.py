@@ -232,7 +232,7 @@ def _scan_to_dir(paths, options, folder: OutputFolder, analyzer, rule_sets, rule
     journal = folder.journal()
     journal.open()
     processor = BatchProcessor(analyzer, options.thresholds, rule_sets, out_dir, options.overlays,
-                               options.maps, options.regions)
+                               options.maps, options.regions, options.overlay_style, options.maps_resolution)
     if on_total:
         on_total(len(todo))
     failed = False

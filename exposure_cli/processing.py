@@ -50,7 +50,9 @@ class ScanOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     rules: Sequence[str] = DEFAULT_RULES  # () for none
     overlays: bool = False
+    overlay_style: str = "solid"  # "solid" or "zebra" (report.overlays.OverlayStyle)
     maps: bool = False
+    maps_resolution: str = "full"  # "full": the photo's decoded, upright size; "analysis": the analysis size
     regions: bool = True
     resume: bool = False
     overwrite: bool = False
@@ -169,14 +171,17 @@ class BatchProcessor:
         thresholds: Pixel thresholds for the statistics.
         rule_sets: Loaded rule sets (see :mod:`exposure_cli.rules`); may be empty.
         out_dir: Where overlays/maps go (None: no files).
-        overlays: Write ``out_dir/overlays/<path>.jpg``.
-        maps: Write ``out_dir/maps/<path>.npy`` (float16, analysis resolution).
+        overlays: Write ``out_dir/overlays/<name>.overlay.jpg`` (see :func:`report.overlays.overlay_name`).
+        maps: Write ``out_dir/maps/<path>.npy`` (float16).
+        overlay_style: ``solid`` or ``zebra``.
+        maps_resolution: ``full`` (the photo's decoded, upright size) or ``analysis``.
         regions: Compute face/person/subject/background/sky masks for per-region statistics.
     """
 
     def __init__(self, analyzer: Analyzer, thresholds: Thresholds, rule_sets: Sequence[Any] = (),
                  out_dir: Path | None = None, overlays: bool = False, maps: bool = False,
-                 regions: bool = True) -> None:
+                 regions: bool = True, overlay_style: str = "solid",
+                 maps_resolution: str = "full") -> None:
         self.analyzer = analyzer
         self.thresholds = thresholds
         self.rule_sets = list(rule_sets)
@@ -184,6 +189,10 @@ class BatchProcessor:
         self.overlays = overlays
         self.maps = maps
         self.regions = regions
+        self.overlay_style = overlay_style
+        if maps_resolution not in ("full", "analysis"):
+            raise ValueError(f"maps_resolution must be 'full' or 'analysis', not {maps_resolution!r}")
+        self.maps_resolution = maps_resolution
         info = analyzer.info
         self.analyzer_columns = {"analyzer": info.name, "analyzer_version": info.version,
                                  "weights_sha256": info.weights_sha256 or None}
@@ -264,12 +273,15 @@ class BatchProcessor:
         pending: list[Future] = []
         if self.out_dir is not None and self.overlays:
             try:
-                target = output_path(self.out_dir, "overlays", d.item.key, ".jpg")
+                from .report.overlays import overlay_name
+
+                target = output_path(self.out_dir, "overlays", overlay_name(d.item.key), "")
             except ScanError as exc:  # the photo keeps its statistics; only the file is refused
                 row["error"] = f"overlay not written: {exc}"
             else:
                 row["overlay_path"] = target.relative_to(self.out_dir.resolve()).as_posix()
-                pending.append(self._submit(pool, _write_overlay, target, img.rgb, residual, self.thresholds))
+                pending.append(self._submit(pool, _write_overlay, target, img.rgb, residual, self.thresholds,
+                                            self.overlay_style))
         if self.out_dir is not None and self.maps:
             try:
                 target = output_path(self.out_dir, "maps", d.item.key, ".npy")
@@ -277,7 +289,8 @@ class BatchProcessor:
                 row["error"] = f"map not written: {exc}"
             else:
                 row["map_path"] = target.relative_to(self.out_dir.resolve()).as_posix()
-                pending.append(self._submit(pool, _write_map, target, residual))
+                full = self.maps_resolution == "full"
+                pending.append(self._submit(pool, _write_map, target, residual, d if full else None))
         return self._score(row), [f for f in pending if f is not None]
 
     @staticmethod
@@ -310,12 +323,13 @@ class BatchProcessor:
         return row
 
 
-def _write_overlay(target: Path, rgb: np.ndarray, residual: np.ndarray, thresholds: Thresholds) -> None:
+def _write_overlay(target: Path, rgb: np.ndarray, residual: np.ndarray, thresholds: Thresholds,
+                   style: str = "solid") -> None:
     import cv2
 
     from .report.overlays import render_overlay
 
-    img = render_overlay(rgb, residual, thresholds)
+    img = render_overlay(rgb, residual, thresholds, style=style)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 88])
     if not ok:
         raise OSError(errno.EIO, "JPEG encoding of the overlay failed")
@@ -323,8 +337,12 @@ def _write_overlay(target: Path, rgb: np.ndarray, residual: np.ndarray, threshol
     atomic_write(target, lambda fh: fh.write(buf.tobytes()))
 
 
-def _write_map(target: Path, residual: np.ndarray) -> None:
+def _write_map(target: Path, residual: np.ndarray, full_size_of: "Decoded | None" = None) -> None:
+    """Save a map as float16 .npy: at the analysis size, or at the photo's full size (``full_size_of``)."""
     import io
+
+    if full_size_of is not None:
+        residual = full_size_map(full_size_of, residual)
 
     # Serialised first: np.save into a real file writes with C stdio, whose failure on a full disk is an
     # OSError without errno ("N requested and M written"), which the scan cannot tell from a bad file.
@@ -332,6 +350,35 @@ def _write_map(target: Path, residual: np.ndarray) -> None:
     np.save(buf, residual.astype(np.float16), allow_pickle=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, lambda fh: fh.write(buf.getbuffer()))
+
+
+def full_size_map(decoded: "Decoded", residual: np.ndarray) -> np.ndarray:
+    """The map at the photo's decoded, EXIF-oriented size (``width`` × ``height``).
+
+    The photo is decoded again at full size (the scan keeps only the analysis size in memory) and the map
+    is brought up with the same guided-filter upsampling the model's maps get, guided by the full-size
+    grey image, so its edges follow the photo's edges.
+    """
+    img = decoded.image
+    assert img is not None
+    if residual.shape == (img.height, img.width):
+        return residual
+    from .imageops import guided_upsample
+
+    item = decoded.item
+    read_remote = getattr(item, "read_bytes", None)
+    data = read_remote() if read_remote is not None else item.path.read_bytes()
+    unlimited = 1 << 30
+    full = decode_bytes(data, suffix=item.path.suffix, target_long_side=unlimited, analysis_long_side=unlimited,
+                        max_pixels=max(DEFAULT_MAX_PIXELS, img.width * img.height))
+    big = grey(full.rgb)
+    del full
+    if big.shape != (img.height, img.width):  # a container that decodes to another size than it declares
+        import cv2
+
+        big = cv2.resize(big, (img.width, img.height), interpolation=cv2.INTER_AREA)
+    out = guided_upsample(residual, grey(img.rgb), big)
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
 def done_future(value: Any) -> Future:

@@ -12,6 +12,7 @@ import typer
 
 from ..discovery import missing_inputs
 from ..engines import Engine
+from ..report.overlays import OverlayStyle
 from ..report.schema import DEFAULT_RULES, ReportFormat
 
 #: Exit codes of ``exposure scan`` (the README has the table; ``rescore`` and ``report`` use 0, 1 and 2 alike).
@@ -21,6 +22,11 @@ EXIT_USAGE = 2  # bad option or value, unknown rule set or model, a named input 
 EXIT_NOTHING_FOUND = 3  # the inputs hold no photos
 EXIT_ALL_FAILED = 4  # every file scanned in this run failed
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; the partial report is valid
+
+
+class MapsResolution(str, Enum):
+    full = "full"
+    analysis = "analysis"
 
 
 class Device(str, Enum):
@@ -88,8 +94,10 @@ def register(app: typer.Typer) -> None:
         rules: List[str] = typer.Option([], "--rules", "-r", help="Rule set (preset name or TOML file); repeatable. Default: the 'default' preset."),
         no_rules: bool = typer.Option(False, "--no-rules", help="No scores: statistics only."),
         fail_under: List[str] = typer.Option([], "--fail-under", help="NAME=SCORE: exit 1 if any photo scores below SCORE under rule set NAME."),
-        overlays: bool = typer.Option(False, "--overlays", help="Write heatmap overlays to OUT/overlays/."),
-        maps: bool = typer.Option(False, "--maps", help="Write raw residual maps (float16 .npy) to OUT/maps/."),
+        overlays: bool = typer.Option(False, "--overlays", help="Write clipping-warning overlays to OUT/overlays/ (photo.jpg → photo.overlay.jpg): solid red over-exposed, blue under-exposed, stronger where worse."),
+        overlay_style: OverlayStyle = typer.Option(OverlayStyle.solid, "--overlay-style", help="solid colour, or zebra stripes that keep the photo visible between them."),
+        maps: bool = typer.Option(False, "--maps", help="Write residual maps (float16 .npy) to OUT/maps/, at the photo's full upright size (24 MB per 12 MP photo)."),
+        maps_resolution: MapsResolution = typer.Option(MapsResolution.full, "--maps-resolution", help="full: the photo's decoded, upright size; analysis: the size the statistics are computed at (long side 1024)."),
         regions: bool = typer.Option(True, "--regions/--no-regions", help="Per-region statistics (face, person, subject, background, sky)."),
         resume: bool = typer.Option(False, "--resume", help="Continue a scan in OUT, skipping photos already done."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Discard a previous scan in OUT and start over."),
@@ -170,7 +178,8 @@ def register(app: typer.Typer) -> None:
         options = ScanOptions(
             out=out, format=fmt, model=model, weights=str(weights) if weights else None, device=device,
             batch_size=batch_size, workers=workers, working_long_side=working_size, thresholds=thresholds,
-            rules=rules, overlays=overlays, maps=maps, regions=regions, resume=resume, overwrite=overwrite,
+            rules=rules, overlays=overlays, overlay_style=overlay_style.value, maps=maps,
+            maps_resolution=maps_resolution.value, regions=regions, resume=resume, overwrite=overwrite,
             retry_errors=retry_errors, include=include, exclude=exclude, include_hidden=hidden,
             follow_symlinks=follow_symlinks, recursive=recursive, max_pixels=max_pixels,
             file_timeout=file_timeout, torch_threads=threads, compile=compile_model, engine=engine.value, ray_address=ray_address,

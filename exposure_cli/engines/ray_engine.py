@@ -171,7 +171,7 @@ class ScanWorker:
             )
         out_dir = Path(spec.out_dir) if spec.out_dir else None
         self.processor = BatchProcessor(self.analyzer, opts.thresholds, spec.rule_sets, out_dir, opts.overlays,
-                                        opts.maps, opts.regions)
+                                        opts.maps, opts.regions, opts.overlay_style, opts.maps_resolution)
         self.decode_pool = ThreadPoolExecutor(spec.decode_threads, thread_name_prefix="decode")
         self.write_pool = ThreadPoolExecutor(max(1, spec.decode_threads // 2), thread_name_prefix="write")
 
