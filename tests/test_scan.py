@@ -70,18 +70,18 @@ def test_overlays_and_maps_mirror_the_tree(photo_dir, tmp_path):
 
     out = tmp_path / "out"
     assert run("scan", str(photo_dir), "--out", str(out), *FAST, "-q", "--overlays", "--maps").exit_code == 0
-    overlay = cv2.imread(str(out / "overlays" / "trip" / "bright.jpg.jpg"))
+    overlay = cv2.imread(str(out / "overlays" / "trip" / "bright.overlay.jpg"))
     assert overlay is not None and overlay.shape[:2] == (240, 320)
-    # the over-exposed photo is tinted red somewhere, the dark one blue somewhere
+    # the over-exposed photo is painted red somewhere, the dark one blue somewhere
     b, g, r = overlay[..., 0].astype(int), overlay[..., 1].astype(int), overlay[..., 2].astype(int)
     assert ((r - b) > 80).mean() > 0.05
-    dark = cv2.imread(str(out / "overlays" / "trip" / "dark.jpg.jpg")).astype(int)
+    dark = cv2.imread(str(out / "overlays" / "trip" / "dark.overlay.jpg")).astype(int)
     assert ((dark[..., 0] - dark[..., 2]) > 80).mean() > 0.05
     m = np.load(out / "maps" / "trip" / "well.jpg.npy", allow_pickle=False)
     assert m.dtype == np.float16 and m.shape == (240, 320)
     df, _ = read_report(out)
     assert df.set_index("path").loc["trip/well.jpg", "map_path"] == "maps/trip/well.jpg.npy"
-    assert not (out / "overlays" / "empty.png.jpg").exists()
+    assert not (out / "overlays" / "empty.png.overlay.jpg").exists()
 
 
 def test_existing_output_needs_resume_or_overwrite(photo_dir, tmp_path):
