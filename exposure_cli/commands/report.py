@@ -13,6 +13,7 @@ def register(app: typer.Typer) -> None:
         "report",
         epilog=(
             "Examples:\n\n"
+            "  exposure report audit/\n\n"
             "  exposure report audit/ --html audit/index.html\n\n"
             "  exposure report audit/report.parquet --html page.html --rules portrait\n\n"
             "  exposure report audit/ --html share.html --embed-thumbnails"
@@ -20,7 +21,9 @@ def register(app: typer.Typer) -> None:
     )
     def report_command(
         report: Path = typer.Argument(..., help="A report (file or scan folder)."),
-        html: Path = typer.Option(..., "--html", help="The page to write (one self-contained .html file)."),
+        html: Optional[Path] = typer.Option(
+            None, "--html", help="The page to write (one self-contained .html file). Default: report.html in the "
+            "scan folder (beside the report file)."),
         rules: List[str] = typer.Option(
             [], "--rules", "-r", help="Score with these rule sets first (preset, plugin or TOML file); repeatable."
         ),
@@ -47,6 +50,8 @@ def register(app: typer.Typer) -> None:
         if not report.exists():
             typer.echo(f"Error: no report at {report}", err=True)
             raise typer.Exit(2)
+        if html is None:
+            html = report_file(report).parent / "report.html"
         if html.suffix.lower() not in (".html", ".htm"):
             typer.echo(f"Error: --html must name an .html file, got {html}", err=True)
             raise typer.Exit(2)
@@ -70,4 +75,5 @@ def register(app: typer.Typer) -> None:
             title=title or f"Exposure report: {source.parent.name or source.name}",
             embed_thumbnails=embed_thumbnails,
         )
-        typer.echo(f"wrote {out} ({len(df)} photos)")
+        typer.echo(f"wrote {out} ({len(df)} photos from {source.name}; rule sets: "
+                   f"{', '.join(c[len('score_'):] for c in df.columns if str(c).startswith('score_')) or 'none'})")

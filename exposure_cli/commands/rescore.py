@@ -69,18 +69,34 @@ def _rescore_parquet(source: Path, target: Path, rule_sets: list, update_meta) -
 
 
 def report_file(report: Path) -> Path:
-    """The report file itself (a scan folder holds report.parquet, .csv or .jsonl)."""
+    """The report file itself: for a scan folder, the newest of its reports.
+
+    A scan folder holds ``report.<ext>`` from the scan and, once ``exposure rescore`` has run on it,
+    ``report.rescored.<ext>`` with the new rule sets' columns added; the newer one is the folder's report,
+    so ``exposure report DIR`` shows what the last ``rescore`` added.
+    """
     from ..report.schema import REPORT_FILENAMES
 
     if report.is_dir():
-        found = [report / n for n in REPORT_FILENAMES.values() if (report / n).exists()]
-        return found[0] if found else report / "report.parquet"
+        names = list(REPORT_FILENAMES.values())
+        names += [n.replace("report.", "report.rescored.", 1) for n in names]
+        found = [report / n for n in names if (report / n).is_file()]
+        if not found:
+            return report / "report.parquet"
+        return max(found, key=lambda p: (p.stat().st_mtime_ns, ".rescored." in p.name))
     return report
 
 
+def is_rescored(path: Path) -> bool:
+    return path.stem.endswith(".rescored")
+
+
 def default_output(report: Path) -> Path:
-    """Where a rescored report goes when ``--out`` is not given: beside the input, never over it."""
+    """Where a rescored report goes when ``--out`` is not given: ``report.rescored.<ext>`` beside the
+    scan's report, never over it (rescoring a rescored report updates it, so rule sets accumulate)."""
     source = report_file(report)
+    if is_rescored(source):
+        return source
     return source.with_name(f"{source.stem}.rescored{source.suffix}")
 
 
@@ -103,7 +119,7 @@ def rescore_report(
         raise FileNotFoundError(f"no report.parquet, report.csv, report.jsonl or report.xlsx in {report}")
     rule_sets = load_rule_sets(specs)
     target = Path(out) if out else default_output(report)
-    if target.exists() and target.resolve() == source.resolve():
+    if target.exists() and target.resolve() == source.resolve() and not (out is None and is_rescored(source)):
         raise ValueError(f"refusing to overwrite the input report {source}; pass another --out")
     fmt = target.suffix.lstrip(".").lower() or "parquet"
     if fmt not in ("parquet", "csv", "jsonl", "xlsx"):

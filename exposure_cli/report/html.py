@@ -7,8 +7,10 @@ through ``textContent`` or a checked ``src``; the JSON is escaped so that no fil
 script block (``<``, ``>``, ``&``, U+2028 and U+2029 are written as ``\\uXXXX``).
 
 Thumbnails: by default each row links the overlay the scan wrote (``overlay_path``, relative to the
-report) or else the original photo, as a relative URL from the page's folder, loaded lazily only for rows in
-view; keep the page beside the scan folder. ``embed_thumbnails=True`` inlines small JPEG data URIs
+report) or else the original photo, as a relative URL from the page's folder, loaded for the rows in view
+(eagerly: the table is virtualised, so only a screenful of rows exists at a time, and a lazily loaded image
+was sometimes still missing when a headless browser took its screenshot); keep the page beside the scan
+folder. A thumbnail that cannot be loaded says so in its cell. ``embed_thumbnails=True`` inlines small JPEG data URIs
 instead (a page that travels alone; about 3-5 KB per photo, so meant for a few thousand photos).
 """
 
@@ -196,10 +198,10 @@ h1 { font-size: 17px; margin: 0 0 4px; }
 input, select { font: inherit; padding: 3px 6px; }
 #main { display: flex; height: calc(100vh - 110px); }
 #table { flex: 1; display: flex; flex-direction: column; min-width: 0; overflow-x: auto; }
-#head, #viewport { min-width: calc(100px + 200px + 56px + var(--ncols) * 84px); }
+#head, #viewport { min-width: var(--minw); }
 #head, .row { display: grid; grid-template-columns: var(--cols); align-items: center; }
 #head { background: #eee; border-bottom: 1px solid var(--line); font-weight: 600; }
-#head div { padding: 6px; cursor: pointer; user-select: none; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+#head div { padding: 6px; cursor: pointer; user-select: none; white-space: nowrap; overflow: hidden; }
 #head div.sorted-asc::after { content: " ▲"; } #head div.sorted-desc::after { content: " ▼"; }
 #viewport { flex: 1; overflow-y: auto; position: relative; }
 #spacer { position: relative; }
@@ -207,6 +209,7 @@ input, select { font: inherit; padding: 3px 6px; }
 .row:hover { background: #f3f7ff; } .row.selected { background: #e4edff; }
 .row div { padding: 2px 6px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .row img { height: calc(var(--row) - 6px); max-width: 92px; object-fit: contain; display: block; }
+.nothumb { color: #999; font-size: 11px; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
 .score { font-weight: 600; }
 .bad { color: var(--over); } .mid { color: #b70; } .good { color: var(--ok); }
@@ -247,14 +250,24 @@ input, select { font: inherit; padding: 3px 6px; }
   const LABELS = { path: "photo", status: "status", thumb: "", width: "w", height: "h",
     over_pct: "over %", under_pct: "under %", bad_pct: "bad %", severe_bad_pct: "severe %",
     mean_residual: "mean r", face_bad_pct: "face bad %", subject_bad_pct: "subject bad %",
-    background_bad_pct: "backgr. bad %", sky_bad_pct: "sky bad %" };
+    background_bad_pct: "background bad %", sky_bad_pct: "sky bad %" };
   // one score column per rule set (the grade shown beside the score), then the main metrics
   const shown = ["thumb", "path", "status"];
   rules.forEach(r => { if (("score_" + r) in idx) shown.push("score_" + r); });
   ["bad_pct", "over_pct", "under_pct", "face_bad_pct", "subject_bad_pct"].filter(c => c in idx).forEach(c => shown.push(c));
-  const widths = shown.map(c => c === "path" ? "minmax(200px, 3fr)" : c === "thumb" ? "100px" : c === "status" ? "56px" : c.startsWith("score_") ? "minmax(96px, 1fr)" : "minmax(72px, 1fr)");
+  // Every header fits its column: each column is at least as wide as its label (measured in the header's
+  // own font) plus padding and room for the sort arrow.
+  const label = c => LABELS[c] != null ? LABELS[c] : c.replace(/^score_/, "");
+  const measure = (() => {
+    const probe = document.createElement("span");  // styled like a header cell (see #head div)
+    probe.style.cssText = "position:absolute;visibility:hidden;white-space:nowrap;font-weight:600;padding:6px";
+    document.body.appendChild(probe);
+    return text => { probe.textContent = text + " ▼"; return Math.ceil(probe.getBoundingClientRect().width) + 2; };
+  })();
+  const minimum = shown.map(c => c === "thumb" ? 100 : Math.max(measure(label(c)), c === "path" ? 200 : c.startsWith("score_") ? 96 : 56));
+  const widths = shown.map((c, i) => c === "thumb" ? "100px" : "minmax(" + minimum[i] + "px, " + (c === "path" ? 3 : 1) + "fr)");
   document.documentElement.style.setProperty("--cols", widths.join(" "));
-  document.documentElement.style.setProperty("--ncols", String(shown.length - 3));
+  document.documentElement.style.setProperty("--minw", minimum.reduce((a, b) => a + b, 0) + "px");
 
   const el = id => document.getElementById(id);
   const text = (tag, value, cls) => { const e = document.createElement(tag); e.textContent = value == null ? "" : String(value); if (cls) e.className = cls; return e; };
@@ -333,7 +346,7 @@ input, select { font: inherit; padding: 3px 6px; }
     const head = el("head");
     head.replaceChildren();
     shown.forEach(c => {
-      const d = text("div", LABELS[c] || c.replace(/^score_/, ""));
+      const d = text("div", label(c));
       d.title = c.startsWith("score_") ? "score under rule set " + c.slice(6) + " (click to sort)" : "click to sort";
       if (c === sortCol) d.className = sortDir > 0 ? "sorted-asc" : "sorted-desc";
       if (c !== "thumb") d.addEventListener("click", () => {
@@ -363,7 +376,13 @@ input, select { font: inherit; padding: 3px 6px; }
         if (c === "thumb") {
           const cell = document.createElement("div");
           const src = safeSrc(v);
-          if (src) { const img = document.createElement("img"); img.loading = "lazy"; img.alt = ""; img.src = src; cell.appendChild(img); }
+          if (src) {
+            const img = document.createElement("img");
+            img.alt = "";
+            img.addEventListener("error", () => { img.replaceWith(text("span", "no image", "nothumb")); });
+            img.src = src;
+            cell.appendChild(img);
+          }
           line.appendChild(cell);
         } else if (c === "status") {
           line.appendChild(text("div", v, v === "error" ? "err" : ""));
