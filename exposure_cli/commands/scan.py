@@ -98,6 +98,8 @@ def register(app: typer.Typer) -> None:
         overlay_style: OverlayStyle = typer.Option(OverlayStyle.solid, "--overlay-style", help="solid colour, or zebra stripes that keep the photo visible between them."),
         maps: bool = typer.Option(False, "--maps", help="Write residual maps (float16 .npy) to OUT/maps/, at the photo's full upright size (24 MB per 12 MP photo)."),
         maps_resolution: MapsResolution = typer.Option(MapsResolution.full, "--maps-resolution", help="full: the photo's decoded, upright size; analysis: the size the statistics are computed at (long side 1024)."),
+        xmp: bool = typer.Option(False, "--xmp", help="Write XMP sidecars (rating, colour label, metrics, Exposure correction) to OUT/xmp/ for Lightroom, darktable, digiKam."),
+        xmp_next_to_photos: bool = typer.Option(False, "--xmp-next-to-photos", help="Write the XMP sidecars beside the photos instead, merging into existing ones (the original is kept as .bak)."),
         regions: bool = typer.Option(True, "--regions/--no-regions", help="Per-region statistics (face, person, subject, background, sky)."),
         resume: bool = typer.Option(False, "--resume", help="Continue a scan in OUT, skipping photos already done."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Discard a previous scan in OUT and start over."),
@@ -166,6 +168,8 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         to_stdout = out == "-"
+        if (xmp or xmp_next_to_photos) and to_stdout:
+            raise typer.BadParameter("needs an output folder (--out DIR), not a pipe", param_hint="--xmp")
         if to_stdout and fmt == ReportFormat.parquet:
             fmt = ReportFormat.csv
         if fmt == ReportFormat.xlsx:
@@ -208,6 +212,8 @@ def register(app: typer.Typer) -> None:
             _restore_sigterm(previous_sigterm)
         if show:
             print_summary(console, result, verbose=verbose)
+        if (xmp or xmp_next_to_photos) and not result.interrupted and result.report_path is not None:
+            _write_xmp(console, result.report_path, Path(out), rules, next_to_photos=xmp_next_to_photos, show=show)
         if result.interrupted:
             console.print("[yellow]interrupted[/]: the partial report is valid; continue with --resume")
             _exit(EXIT_INTERRUPTED)
@@ -231,6 +237,23 @@ def register(app: typer.Typer) -> None:
                 if show:
                     console.print(f"[red]{len(failing)} photo(s) score below {limit:g} on {name}[/]")
         _exit(code)
+
+
+def _write_xmp(console, report_path: Path, out: Path, rules: List[str], next_to_photos: bool, show: bool) -> None:
+    """Sidecars for every photo of the finished report (see exposure_cli.report.xmp)."""
+    from ..report.writers import read_report
+    from ..report.xmp import write_xmp_sidecars
+    from ..rules import load_rule_sets
+
+    df, metadata = read_report(report_path)
+    done = write_xmp_sidecars(df, metadata, out_dir=out, next_to_photos=next_to_photos,
+                              rule_sets=load_rule_sets(list(rules[:1])) if rules else ())
+    where = "beside the photos" if next_to_photos else str(out / "xmp")
+    if show:
+        console.print(f"xmp: {len(done.written)} sidecars written and {len(done.merged)} merged {where}"
+                      + (f", {len(done.refused)} left untouched" if done.refused else ""), highlight=False)
+    for key, why in done.refused[:10]:
+        console.print(f"[yellow]xmp: {key}: sidecar left untouched: {why}[/]", highlight=False)
 
 
 def _sigterm_as_interrupt():
