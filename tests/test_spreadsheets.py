@@ -163,3 +163,19 @@ def test_libreoffice_opens_the_xlsx_typed_frozen_filtered_and_coloured(scanned, 
     text = as_csv.read_text(encoding="utf-8")
     for name in HOSTILE:
         assert name in text
+
+
+def test_csv_on_stdout_has_a_bom_in_a_file_and_none_in_a_pipe(tmp_path):
+    """`exposure scan - --out - --format csv > report.csv` makes a file a spreadsheet opens right; a pipe
+    to another program gets plain UTF-8."""
+    import sys
+
+    write_image(tmp_path / "p" / "a.jpg", photo_like(60, 80))
+    cmd = [sys.executable, "-m", "exposure_cli", "scan", str(tmp_path / "p"), "--out", "-", "--format", "csv",
+           "--model", "baseline", "--no-regions", "-q"]
+    with open(tmp_path / "report.csv", "wb") as fh:
+        assert subprocess.run(cmd, stdout=fh, timeout=300).returncode == 0
+    piped = subprocess.run(cmd, stdout=subprocess.PIPE, timeout=300)
+    assert piped.returncode == 0
+    assert (tmp_path / "report.csv").read_bytes().startswith(b"\xef\xbb\xbfpath,")
+    assert piped.stdout.startswith(b"path,")
