@@ -331,7 +331,7 @@ def test_map_write_failure_enospc_stops_the_scan_cleanly(tmp_path, monkeypatch):
 
     photos = make_photos(tmp_path / "photos", 6)
 
-    def disk_full(target, residual):
+    def disk_full(target, residual, *full_size_of):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pipeline, "_write_map", disk_full)
