@@ -73,7 +73,7 @@ def test_every_file_the_scan_writes_whole_goes_through_the_helper(tmp_path, monk
     out = tmp_path / "out"
     written = {"report.parquet": out / "report.parquet", "report.meta.json": out / "report.meta.json",
                "scan.json": out / ".exposure" / "scan.json", "outputs.json": out / ".exposure" / "outputs.json",
-               "overlay": out / "overlays" / "a.jpg.jpg", "map": out / "maps" / "a.jpg.npy"}
+               "overlay": out / "overlays" / "a.overlay.jpg", "map": out / "maps" / "a.jpg.npy"}
     for what, path in written.items():
         ino = path.stat().st_ino
         renames = [i for i, e in enumerate(rec.events) if e[0] == "replace" and e[1] == ino]

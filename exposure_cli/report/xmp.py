@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..atomic import atomic_write_bytes
 from .writers import SCORE_BANDS
 
 NS_X = "adobe:ns:meta/"
@@ -247,14 +248,7 @@ def write_sidecar(target: Path, props: Mapping[tuple[str, str], str]) -> str:
     else:
         data = new_packet(props)
         how = "written"
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    atomic_write_bytes(target, data)
     return how
 
 
