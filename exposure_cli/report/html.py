@@ -73,7 +73,7 @@ def _relative_url(target: Path, page_dir: Path) -> str:
     return "/".join(quote(part) for part in Path(rel).as_posix().split("/"))
 
 
-def _photo_file(key: str, report_dir: Path, metadata: Mapping[str, Any]) -> Path | None:
+def photo_file(key: str, report_dir: Path, metadata: Mapping[str, Any]) -> Path | None:
     for root in metadata.get("roots") or []:
         root_path = Path(str(root))
         if not root_path.is_absolute():
@@ -127,7 +127,7 @@ def build_page_data(
             candidate = report_dir / overlay
             source = candidate
         elif isinstance(record.get("path"), str):
-            source = _photo_file(record["path"], report_dir, metadata)
+            source = photo_file(record["path"], report_dir, metadata)
         if source is not None:
             if embed_thumbnails:
                 thumb = _thumbnail_data_uri(source) if source.is_file() else None

@@ -274,7 +274,7 @@ def write_xmp_sidecars(df: Any, metadata: Mapping[str, Any], *, out_dir: Path | 
         rule_sets: Loaded rule sets, to rank grades (the first one rates); by name from the report if empty.
     """
     from ..pipeline import ScanError, output_path
-    from .html import _photo_file
+    from .html import photo_file
 
     names = [str(n) for n in metadata.get("rule_sets") or []] or \
         [c[len("score_"):] for c in df.columns if str(c).startswith("score_")]
@@ -300,7 +300,7 @@ def write_xmp_sidecars(df: Any, metadata: Mapping[str, Any], *, out_dir: Path | 
         props = properties(row, first, grades, has_ev)
         try:
             if next_to_photos:
-                photo = _photo_file(key, base, metadata)
+                photo = photo_file(key, base, metadata)
                 if photo is None:
                     raise SidecarError("the photo is not where the report's roots say")
                 target = photo.with_name(sidecar_name(photo.name))
