@@ -54,7 +54,12 @@ TARGETS: dict[str, Target] = {
         ("tests/test_rules_expr.py", "tests/test_rules_sets.py", "tests/test_rules_metrics.py",
          "tests/test_rescore.py", "tests/test_rules_plugins.py"),
     ),
-    "writers": Target(("exposure_cli/report/writers.py",), ("tests/test_report.py", "tests/test_writers.py")),
+    "writers": Target(
+        ("exposure_cli/report/writers.py", "exposure_cli/outdir.py"),
+        ("tests/test_report.py", "tests/test_outdir.py"),
+        functions=("exposure_cli.report.writers.*", "exposure_cli.outdir.xǁJournalǁ*"),
+        note="the report writers and the journal (outdir.Journal)",
+    ),
     "orientation": Target(
         ("exposure_cli/decoding.py", "exposure_cli/exif.py"),
         ("tests/test_decoding.py", "tests/test_orientation.py"),
@@ -63,11 +68,12 @@ TARGETS: dict[str, Target] = {
         note="apply_orientation and the EXIF IFD reader that finds the orientation tag",
     ),
     "resume": Target(
-        ("exposure_cli/pipeline.py", "exposure_cli/outdir.py"),
-        ("tests/test_resume.py",),
-        functions=("exposure_cli.pipeline.x_prepare_resume__*", "exposure_cli.outdir.x_*resume*",
-                   "exposure_cli.outdir.x_*fingerprint*", "exposure_cli.outdir.x_previous_*"),
-        note="deciding what a --resume skips; test file and function names follow the issue-14 split (outdir.py)",
+        ("exposure_cli/outdir.py",),
+        ("tests/test_outdir.py",),
+        functions=("exposure_cli.outdir.x_plan_inputs__*", "exposure_cli.outdir.x_row_fingerprint__*",
+                   "exposure_cli.outdir.xǁOutputFolderǁprepare__*", "exposure_cli.outdir.xǁJournalǁentries__*",
+                   "exposure_cli.outdir.xǁJournalǁlast_offsets__*"),
+        note="deciding what a --resume skips (outdir.plan_inputs, OutputFolder.prepare, the journal's entries)",
     ),
 }
 
