@@ -53,7 +53,7 @@ def fsync_dir(folder: str | os.PathLike | None = None, *, dir_fd: int | None = N
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, dir_fd: int | None = None,
-                 mode: int = 0o666) -> Any:
+                 mode: int = 0o666, before_rename: Callable[[os.stat_result], None] | None = None) -> Any:
     """Replace ``path`` with what ``write(fh)`` writes into a binary file object; returns what it returns.
 
     Args:
@@ -62,6 +62,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, 
         write: Writes the content into the file object it is given (it must not close it).
         dir_fd: An open folder the target lives in.
         mode: Permission bits of the new file (before the umask).
+        before_rename: Called with the new file's ``fstat`` once it is durable, just before the rename
+            (the rename keeps that identity), e.g. to record it.
 
     Raises:
         OSError: From the file system (the target is then unchanged and no temporary is left).
@@ -81,6 +83,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, 
             result = write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+            if before_rename is not None:
+                before_rename(os.fstat(fh.fileno()))
         os.replace(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         # A half-written file on a full disk only takes the space a retry needs.

@@ -5,8 +5,17 @@
   12 MP photo never pays a full decode.
 * Other formats are decoded in full (16-bit, grey, alpha, palette and CMYK handled) and then brought down
   with area interpolation to at most ``analysis_long_side``.
-* Before any pixel is decoded, the header's declared size is checked against ``max_pixels`` (a
-  decompression-bomb guard).
+* Pixel limits (a decompression-bomb guard) sit where the allocation happens, in layers: before any
+  pixel is decoded, the header's declared size is read with Pillow's header reader (plus the fixed
+  fields of PNG/JPEG/GIF/BMP/WebP headers, and *every* width and height entry of a TIFF's first
+  directory: libtiff uses the first of two, Pillow the last) and the largest reading is checked against
+  ``max_pixels``; then the decoders' own limits hold — OpenCV's ``OPENCV_IO_MAX_IMAGE_PIXELS`` (set from
+  ``max_pixels`` before OpenCV is imported, see :func:`configure_decoder_limits`), Pillow's
+  ``MAX_IMAGE_PIXELS``, libheif's image size as it reports it, LibRaw's sizes before unpacking.
+* Files are read through one descriptor opened without blocking and checked with ``fstat`` (a photo
+  swapped for a FIFO after discovery is refused, never read), and at most as many bytes as a valid image
+  of the declared size can have are read (:func:`max_file_bytes`): a sparse 2 GiB ``.jpg`` is refused by
+  its size, not read into memory.
 * EXIF orientation is applied by us for every format (OpenCV is told to ignore it, so the behaviour does
   not depend on the codec).
 * Alpha is composited over mid-grey (sRGB 0.46, about where a well-exposed photo's mean sits), so
@@ -16,10 +25,15 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import os
+import re
+import stat
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 import numpy as np
 
@@ -29,6 +43,41 @@ from .exif import ExifFacts, read_exif
 #: Default decompression-bomb guard: 250 megapixels declared in the header.
 DEFAULT_MAX_PIXELS = 250_000_000
 ALPHA_BACKGROUND = 0.46
+#: The most bytes one pixel of a valid image can take in a file: four 32-bit float channels,
+#: uncompressed (a codec's worst case for 8- and 16-bit data stays below it).
+MAX_BYTES_PER_PIXEL = 16
+#: Bytes a valid RAW or HEIF file can take per pixel (16-bit RGB; their sizes are known only to their
+#: decoders, so the bound uses ``max_pixels``).
+MAX_BYTES_PER_PIXEL_RAW = 6
+#: Room for metadata besides the pixels (EXIF, ICC profiles, XMP, embedded previews).
+METADATA_ALLOWANCE = 64 << 20
+#: Bytes read before the format is known (signature and most headers).
+HEAD_BYTES = 1 << 16
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+_PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "tiff": "TIFF", "webp": "WEBP", "bmp": "BMP", "gif": "GIF"}
+
+
+_OPENCV_LIMIT = "OPENCV_IO_MAX_IMAGE_PIXELS"
+_opencv_limit_set_by_us: Optional[str] = None
+
+
+def configure_decoder_limits(max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Give the decoders their own pixel limits (see the module docstring).
+
+    OpenCV reads ``OPENCV_IO_MAX_IMAGE_PIXELS`` once, when it is imported: this sets it (unless the user
+    set it) while OpenCV is not imported yet; after that OpenCV keeps the limit it started with and the
+    header check alone applies a lower one. Pillow's ``MAX_IMAGE_PIXELS`` is set to ``max_pixels``.
+    """
+    import sys
+
+    global _opencv_limit_set_by_us
+    if "cv2" not in sys.modules and os.environ.get(_OPENCV_LIMIT) in (None, _opencv_limit_set_by_us):
+        _opencv_limit_set_by_us = os.environ[_OPENCV_LIMIT] = str(int(max_pixels))
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with scikit-image
+        return
+    Image.MAX_IMAGE_PIXELS = int(max_pixels)
 
 
 class DecodeError(Exception):
@@ -45,6 +94,7 @@ class DecodedImage:
         format: Detected container format ("jpeg", "png", …).
         exif: EXIF facts.
         bit_depth: 8 or 16 (32 for float images).
+        source_stat: ``fstat`` of the descriptor the file was read through (:func:`decode_file`).
     """
 
     rgb: np.ndarray
@@ -53,6 +103,7 @@ class DecodedImage:
     format: str
     exif: ExifFacts = field(default_factory=ExifFacts)
     bit_depth: int = 8
+    source_stat: Optional[os.stat_result] = field(default=None, repr=False)
 
     @property
     def scale(self) -> float:
@@ -79,8 +130,61 @@ def sniff_format(data: bytes) -> Optional[str]:
     return None
 
 
-def declared_size(data: bytes, fmt: str) -> Optional[tuple[int, int]]:
-    """(width, height) as declared by the header, without decoding pixels; None if unknown."""
+def declared_size(data: bytes | BinaryIO, fmt: str) -> Optional[tuple[int, int]]:
+    """(width, height) as the header declares it, without decoding pixels; None if unknown.
+
+    ``data`` is the file's bytes or an open binary file (only the headers are read from it). The largest
+    of every reading is returned: Pillow's header reader, the fixed header fields, and for TIFF every
+    ImageWidth / ImageLength entry of the first directory (a file listing them twice must not pass as the
+    smaller size).
+
+    Raises:
+        DecodeError: Pillow's own decompression-bomb guard refused the header (above twice its
+            ``MAX_IMAGE_PIXELS``).
+    """
+    if hasattr(data, "read"):
+        fh = data
+        fh.seek(0)
+        head = fh.read(HEAD_BYTES)
+    else:
+        fh, head = io.BytesIO(data), data
+    readings = [_pillow_size(fh, fmt), _fixed_size(head, fmt)]
+    if fmt == "tiff":
+        readings.append(_tiff_size(fh))
+    readings = [r for r in readings if r is not None]
+    if not readings:
+        return None
+    return max(readings, key=lambda wh: (wh[0] * wh[1], wh))
+
+
+_PILLOW_BOMB = re.compile(r"\((\d+) pixels\)")
+
+
+def _pillow_size(fh: BinaryIO, fmt: str) -> Optional[tuple[int, int]]:
+    name = _PIL_FORMATS.get(fmt)
+    if name is None:
+        return None
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        fh.seek(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning: the caller compares with max_pixels
+            with Image.open(fh, formats=[name]) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as exc:
+        match = _PILLOW_BOMB.search(str(exc))
+        declared = f"{int(match.group(1)) / 1e6:,.0f} MP" if match else "more pixels than allowed"
+        raise DecodeError(f"image declares {declared}, above Pillow's limit of twice --max-pixels "
+                          "(possible decompression bomb; raise --max-pixels to allow it)") from None
+    except Exception:  # an unreadable header is the decoder's to judge; its own limit still holds
+        return None
+    return int(w), int(h)
+
+
+def _fixed_size(data: bytes, fmt: str) -> Optional[tuple[int, int]]:
     try:
         if fmt == "png" and data[12:16] == b"IHDR":
             return struct.unpack(">II", data[16:24])
@@ -103,8 +207,6 @@ def declared_size(data: bytes, fmt: str) -> Optional[tuple[int, int]]:
             if chunk == b"VP8 ":
                 w, h = struct.unpack("<HH", data[26:30])
                 return w & 0x3FFF, h & 0x3FFF
-        if fmt == "tiff":
-            return _tiff_size(data)
     except struct.error:
         return None
     return None
@@ -133,20 +235,54 @@ def _jpeg_size(data: bytes) -> Optional[tuple[int, int]]:
     return None
 
 
-def _tiff_size(data: bytes) -> Optional[tuple[int, int]]:
-    e = "<" if data[:2] == b"II" else ">"
-    (off,) = struct.unpack(e + "I", data[4:8])
-    (count,) = struct.unpack(e + "H", data[off : off + 2])
-    w = h = None
-    for k in range(count):
-        pos = off + 2 + 12 * k
-        tag, typ = struct.unpack(e + "HH", data[pos : pos + 4])
-        val = struct.unpack(e + ("H" if typ == 3 else "I"), data[pos + 8 : pos + (10 if typ == 3 else 12)])[0]
-        if tag == 256:
-            w = val
-        elif tag == 257:
-            h = val
-    return (w, h) if w and h else None
+#: At most this many entries of a TIFF directory are read (a real one has a few dozen).
+_TIFF_MAX_ENTRIES = 4096
+
+
+def _tiff_size(fh: BinaryIO) -> Optional[tuple[int, int]]:
+    """The largest width and height among *all* ImageWidth/ImageLength entries of the first directory."""
+    try:
+        fh.seek(0)
+        head = fh.read(8)
+        e = "<" if head[:2] == b"II" else ">"
+        if head[:2] not in (b"II", b"MM") or struct.unpack(e + "H", head[2:4])[0] != 42:
+            return None
+        (off,) = struct.unpack(e + "I", head[4:8])
+        fh.seek(off)
+        (count,) = struct.unpack(e + "H", fh.read(2))
+        table = fh.read(12 * min(count, _TIFF_MAX_ENTRIES))
+    except (struct.error, OSError, ValueError):
+        return None
+    widths, heights = [], []
+    for pos in range(0, len(table) - 11, 12):
+        tag, typ = struct.unpack(e + "HH", table[pos : pos + 4])
+        if tag not in (256, 257) or typ not in (3, 4):
+            continue
+        value = struct.unpack(e + ("H" if typ == 3 else "I"), table[pos + 8 : pos + (10 if typ == 3 else 12)])[0]
+        (widths if tag == 256 else heights).append(value)
+    return (max(widths), max(heights)) if widths and heights else None
+
+
+def check_pixels(size: Optional[tuple[int, int]], fmt: str, max_pixels: int) -> None:
+    """Refuse a declared size of zero or above ``max_pixels`` (before any pixel is decoded)."""
+    if size is None:
+        return
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise DecodeError(f"corrupt {fmt.upper()} header: declares a {w}×{h} image")
+    if w * h > max_pixels:
+        raise DecodeError(
+            f"image declares {w}×{h} = {w * h / 1e6:,.0f} MP, above the {max_pixels / 1e6:,.0f} MP limit "
+            "(possible decompression bomb; raise --max-pixels to allow it)"
+        )
+
+
+def max_file_bytes(size: Optional[tuple[int, int]], fmt: Optional[str], max_pixels: int) -> int:
+    """The largest file a valid image of that declared size (or, unknown, under the limit) can be."""
+    if size is not None:
+        return size[0] * size[1] * MAX_BYTES_PER_PIXEL + METADATA_ALLOWANCE
+    per_pixel = MAX_BYTES_PER_PIXEL_RAW if fmt in (None, "heif", "tiff") else MAX_BYTES_PER_PIXEL
+    return max_pixels * per_pixel + METADATA_ALLOWANCE
 
 
 def reduction_factor(long_side: int, target_long_side: int) -> int:
@@ -192,15 +328,7 @@ def decode_bytes(
         kind = "text" if all(32 <= c < 127 or c in (9, 10, 13) for c in head) else "unrecognised binary data"
         raise DecodeError(f"not an image: {kind} (no known image signature)")
     size = declared_size(data, fmt)
-    if size is not None:
-        w, h = size
-        if w <= 0 or h <= 0:
-            raise DecodeError(f"corrupt {fmt.upper()} header: declares a {w}×{h} image")
-        if w * h > max_pixels:
-            raise DecodeError(
-                f"image declares {w}×{h} = {w * h / 1e6:,.0f} MP, above the {max_pixels / 1e6:,.0f} MP limit "
-                "(possible decompression bomb; raise --max-pixels to allow it)"
-            )
+    check_pixels(size, fmt, max_pixels)
     exif = read_exif(data)
     import cv2
 
@@ -210,11 +338,18 @@ def decode_bytes(
         factor = reduction_factor(max(size), target_long_side)
     if factor > 1:
         flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
-        img = cv2.imdecode(buf, flag | cv2.IMREAD_IGNORE_ORIENTATION)
     elif fmt == "jpeg":
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        flag = cv2.IMREAD_COLOR
     else:
-        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        flag = cv2.IMREAD_UNCHANGED
+    try:
+        img = cv2.imdecode(buf, flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):  # OpenCV's own limit, at the allocation
+            limit = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))
+            raise DecodeError(f"image is above the decoder's limit of {limit / 1e6:,.0f} MP (possible "
+                              "decompression bomb; raise --max-pixels to allow it)") from None
+        raise DecodeError(f"corrupt {fmt.upper()} file: {str(exc).strip().splitlines()[-1]}") from None
     if img is None or img.size == 0:
         raise DecodeError(f"corrupt or truncated {fmt.upper()} file (the decoder could not read it)")
     full_w, full_h = size if size is not None else (img.shape[1] * factor, img.shape[0] * factor)
@@ -230,10 +365,39 @@ def decode_bytes(
 
 
 def decode_file(path: str | Path, **options) -> DecodedImage:
-    """Read and decode a file; see :func:`decode_bytes` for options."""
+    """Read and decode a file; see :func:`decode_bytes` for options.
+
+    The file is opened once, without blocking, and what was opened is checked (``fstat``): a FIFO, device
+    or folder put in a photo's place after discovery is refused, never read. At most
+    :func:`max_file_bytes` are read. The returned image's ``source_stat`` is that descriptor's ``fstat``.
+    """
     path = Path(path)
+    data, st = read_image_file(path, options.get("max_pixels", DEFAULT_MAX_PIXELS))
+    image = decode_bytes(data, suffix=path.suffix, **options)
+    image.source_stat = st
+    return image
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"
+
+
+def read_image_file(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, os.stat_result]:
+    """The bytes of an image file, read through one non-blocking descriptor, bounded; and its ``fstat``.
+
+    Raises:
+        DecodeError: Not a regular file, unreadable, or larger than a valid image of its declared size.
+    """
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK)
     except IsADirectoryError:
         raise DecodeError("is a folder, not a file") from None
     except PermissionError:
@@ -242,7 +406,43 @@ def decode_file(path: str | Path, **options) -> DecodedImage:
         raise DecodeError("file not found (removed during the scan?)") from None
     except OSError as exc:
         raise DecodeError(f"cannot read the file: {exc.strerror or exc}") from None
-    return decode_bytes(data, suffix=path.suffix, **options)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            # swapped in after discovery: reading a FIFO would block this thread for good
+            raise DecodeError(f"not a regular file ({_file_kind(st.st_mode)})")
+        with open(fd, "rb", buffering=0, closefd=False) as fh:
+            head = fh.read(HEAD_BYTES)
+            if not head:
+                raise DecodeError("empty file (0 bytes)")
+            fmt = sniff_format(head)
+            size = declared_size(fh, fmt) if fmt in _PIL_FORMATS or fmt == "tiff" else None
+            if size is not None:
+                check_pixels(size, fmt or "image", max_pixels)
+            limit = max_file_bytes(size, fmt, max_pixels)
+            if st.st_size > limit:
+                what = f"a {size[0]}×{size[1]} image" if size else f"an image under the {max_pixels / 1e6:,.0f} MP limit"
+                raise DecodeError(f"file is {st.st_size / 1e6:,.0f} MB, larger than {what} can be "
+                                  f"({limit / 1e6:,.0f} MB); not read")
+            want = min(st.st_size, limit) + 1  # one more, to see a file that grew since fstat
+            fh.seek(0)
+            chunks, got = [], 0
+            while got < want:
+                chunk = fh.read(want - got)  # one read() for a regular file under 2 GiB: one buffer
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+            if got > limit:
+                raise DecodeError(f"file grew past {limit / 1e6:,.0f} MB while being read; not read")
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return data, st
+    except DecodeError:
+        raise
+    except OSError as exc:
+        raise DecodeError(f"cannot read the file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def to_rgb_float(img: np.ndarray) -> tuple[np.ndarray, int]:
@@ -355,10 +555,15 @@ def _decode_raw(data: bytes, analysis_long_side: int, max_pixels: int) -> Decode
     import io
 
     try:
-        with rawpy.imread(io.BytesIO(data)) as raw:
-            h, w = raw.sizes.height, raw.sizes.width
+        with rawpy.RawPy() as raw:
+            raw.open_buffer(io.BytesIO(data))
+            # LibRaw's sizes from the header, before unpack() allocates the sensor data
+            h, w = raw.sizes.raw_height or raw.sizes.height, raw.sizes.raw_width or raw.sizes.width
+            h, w = max(h, raw.sizes.height), max(w, raw.sizes.width)
             if w * h > max_pixels:
-                raise DecodeError(f"image declares {w}×{h}, above the {max_pixels / 1e6:,.0f} MP limit")
+                raise DecodeError(f"image declares {w}×{h}, above the {max_pixels / 1e6:,.0f} MP limit "
+                                  "(possible decompression bomb; raise --max-pixels to allow it)")
+            raw.unpack()
             # Linear output, no auto-brightening: LibRaw's default rescales every photo so that 1 % of its
             # pixels clip, which would make a RAW shot two stops under look exactly like a good one.
             arr = raw.postprocess(output_bps=16, use_camera_wb=True, no_auto_bright=True, gamma=(1.0, 1.0),
@@ -371,3 +576,6 @@ def _decode_raw(data: bytes, analysis_long_side: int, max_pixels: int) -> Decode
     # TIFF-based RAW (DNG, NEF, CR2, ARW, …) carries EXIF; LibRaw has already applied the orientation
     exif = _exif_already_upright(data)
     return DecodedImage(limit_long_side(rgb, analysis_long_side), arr.shape[1], arr.shape[0], "raw", exif, 16)
+
+
+configure_decoder_limits(DEFAULT_MAX_PIXELS)  # OpenCV's limit must be in place before it is imported

@@ -12,6 +12,8 @@
   report row instead of vanishing. A FIFO is never opened (reading it would block forever).
 * A folder named like a photo (``x.jpg/``) is a folder: it is walked, and gets no row of its own.
 * The output folder is never scanned.
+* POSIX names are bytes: a name that is not valid UTF-8 gets a readable key (each undecodable byte as
+  ``\\xNN``) and, in ``path_bytes``, its exact bytes (percent-encoded), so it gets its row like any other.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
+from urllib.parse import quote
 
 from .formats import CORE_EXTENSIONS, HEIF_EXTENSIONS, IMAGE_EXTENSIONS, RAW_EXTENSIONS  # noqa: F401
 
@@ -37,22 +40,47 @@ class InputFile:
             mirrored outputs (overlays, maps). Never absolute, never contains ``..``.
         root: The root it was found under (a folder, or the parent of an explicit file).
         problem: Why it cannot be scanned, if discovery already knows (it still gets a report row).
+        path_bytes: For a name that is not valid UTF-8: the exact bytes of the key's path (before any
+            ``~N``), percent-encoded (``urllib.parse.unquote_to_bytes`` gives them back); else None.
     """
 
     path: Path
     key: str
     root: Path
     problem: str | None = None
+    path_bytes: str | None = None
+
+
+def readable_text(text: str) -> str:
+    """Valid Unicode for any name: a lone surrogate (an undecodable byte, as Python decodes a POSIX name)
+    becomes ``\\xNN`` (that byte), any other one ``\\uXXXX``. Valid text comes back unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join(
+            c if not "\ud800" <= c <= "\udfff"
+            else f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else f"\\u{ord(c):04x}"
+            for c in text
+        )
+
+
+def lossless_path(parts: Iterable[str]) -> str | None:
+    """Percent-encoded bytes of a relative path whose names are not valid UTF-8 (None when they are)."""
+    joined = "/".join(parts)
+    if readable_text(joined) == joined:
+        return None
+    return quote(os.fsencode(joined), safe="/")
 
 
 def safe_key(parts: Iterable[str]) -> str:
-    """Join path components into a relative key that cannot escape an output folder."""
+    """Join path components into a relative key that cannot escape an output folder (valid Unicode)."""
     clean = []
     for part in parts:
         for piece in part.replace("\\", "/").split("/"):
             if piece in ("", ".", ".."):
                 continue
-            clean.append(piece)
+            clean.append(readable_text(piece))
     return "/".join(clean) or "_"
 
 
@@ -154,7 +182,7 @@ def discover(
                     continue
                 if not first_time(full):
                     continue
-                yield InputFile(full, unique(safe_key(prefix + [rel])), path, problem)
+                yield InputFile(full, unique(safe_key(prefix + [rel])), path, problem, lossless_path(prefix + [rel]))
         else:
             name = path.name
             if exclude and matches_any(exclude, name):
@@ -170,7 +198,8 @@ def discover(
                 problem = f"not a regular file ({_file_kind(path.stat().st_mode)})"
             if not first_time(path):
                 continue
-            yield InputFile(path, unique(safe_key(prefix + [name])), path.parent, problem)
+            yield InputFile(path, unique(safe_key(prefix + [name])), path.parent, problem,
+                            lossless_path(prefix + [name]))
 
 
 def _broken_link_problem(path: Path) -> str:

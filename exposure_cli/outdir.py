@@ -504,13 +504,31 @@ class OutputFolder:
         data = _read_state_json(OUTPUTS_NAME, self._state_fd, self.out)
         return data.get("files") if data and isinstance(data.get("files"), dict) else None
 
-    def _record_outputs(self, written: Sequence[str], removed: Sequence[str] = ()) -> None:
+    def _save_outputs(self, files: Mapping[str, Any]) -> None:
+        atomic_write_text(OUTPUTS_NAME, json.dumps({"files": dict(files)}, indent=2), dir_fd=self.state_fd)
+
+    def _write_output(self, name: str, write: Callable[[Any], Any]) -> None:
+        """Replace ``OUT/name`` atomically, recording its identity so that it stays ours (rule 6).
+
+        The new identity is recorded *before* the rename, beside the old one, and alone after it: a scan
+        killed in between leaves a file that is recorded either way.
+        """
         files = dict(self._outputs() or {})
-        for name in removed:
-            files.pop(name, None)
-        for name in written:
-            files[name] = _identity(os.stat(name, dir_fd=self._out_fd, follow_symlinks=False))
-        atomic_write_text(OUTPUTS_NAME, json.dumps({"files": files}, indent=2), dir_fd=self.state_fd)
+
+        def record(st: os.stat_result) -> None:
+            known = files.get(name)
+            known = [known] if isinstance(known, dict) else list(known or [])
+            files[name] = [*known, _identity(st)]
+            self._save_outputs(files)
+
+        atomic_write(name, write, dir_fd=self._out_fd, before_rename=record)
+        files[name] = [files[name][-1]]
+        self._save_outputs(files)
+
+    def _forget_outputs(self, names: Sequence[str]) -> None:
+        files = dict(self._outputs() or {})
+        if any(files.pop(n, None) is not None for n in names):
+            self._save_outputs(files)
 
     def _lstat(self, name: str) -> os.stat_result | None:
         try:
@@ -527,7 +545,8 @@ class OutputFolder:
         if files is None:  # a folder from before outputs.json: report files beside our journal are ours
             return self._has_state_files()
         recorded = files.get(name)
-        return isinstance(recorded, dict) and recorded == _identity(st)
+        recorded = [recorded] if isinstance(recorded, dict) else recorded or []
+        return _identity(st) in recorded
 
     def _has_state_files(self) -> bool:
         return any(self._state_file_exists(n) for n in (JOURNAL_NAME, SCAN_NAME))
@@ -592,17 +611,15 @@ class OutputFolder:
         name = REPORT_FILENAMES[fmt]
         journal = self.journal()
         order = journal.last_offsets(keys)
-        atomic_write(name, lambda fh: write_rows(journal.rows_at(order), fh, fmt, columns, metadata),
-                     dir_fd=self._out_fd)
-        meta_name = sidecar_name(name)
-        atomic_write_text(meta_name, json.dumps(dict(metadata), indent=2, ensure_ascii=False) + "\n",
-                          dir_fd=self._out_fd)
+        self._write_output(name, lambda fh: write_rows(journal.rows_at(order), fh, fmt, columns, metadata))
+        meta = (json.dumps(dict(metadata), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        self._write_output(sidecar_name(name), lambda fh: fh.write(meta))
         # A report in another format from an earlier run of this scan (--resume --format …) is stale.
         stale = [n for n in REPORT_FILENAMES.values() if n != name and self.ours(n)]
         for n in stale:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(n, dir_fd=self._out_fd)
-        self._record_outputs([name, meta_name], removed=stale)
+        self._forget_outputs(stale)
         return self.out / name
 
 

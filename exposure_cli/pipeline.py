@@ -27,8 +27,8 @@ import numpy as np
 
 from ._version import __version__
 from .analyzers import Analyzer, create_analyzer
-from .decoding import decode_file
-from .discovery import InputFile, discover
+from .decoding import configure_decoder_limits, decode_file
+from .discovery import InputFile, discover, readable_text
 from .engines import engine_loop
 from .errors import ScanError
 from .exif import EXIF_COLUMNS
@@ -82,7 +82,7 @@ def scan_metadata(analyzer: Analyzer, options: ScanOptions, rule_names: Sequence
         "rule_sets": list(rule_names),
         "regions": bool(options.regions),
         "region_detectors": _region_detectors() if options.regions else {},
-        "roots": [str(r) for r in roots],
+        "roots": [readable_text(str(r)) for r in roots],  # valid text even for a root that is not UTF-8
         "residual_convention": "r = grey(ideal) - grey(observed) in [-1, 1]; r<0 over-exposed, r>0 under-exposed",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -128,6 +128,7 @@ def scan(
     if isinstance(options.thresholds, Mapping):
         options.thresholds = Thresholds(**options.thresholds)
     options.format = ReportFormat(options.format)
+    configure_decoder_limits(options.max_pixels)
     paths = [str(p) for p in paths]
     out_dir = resolve_out(options)
     if out_dir is None and (options.overlays or options.maps):

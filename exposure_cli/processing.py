@@ -124,7 +124,8 @@ def legacy_facts(item: InputFile) -> dict[str, Any]:
 
 
 def error_row(item: InputFile, message: str, analyzer_columns: Mapping[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"path": item.key, "status": "error", "error": message}
+    row: dict[str, Any] = {"path": item.key, "path_bytes": getattr(item, "path_bytes", None), "status": "error",
+                           "error": message}
     row.update(file_facts(item))
     suffix = item.path.suffix.lower().lstrip(".")
     row["format"] = suffix or None
@@ -209,7 +210,7 @@ class BatchProcessor:
         except Exception as exc:  # a model failure fails these photos, not the scan
             return None, f"analyzer failed: {exc}"
 
-    def _safe_row(self, d: Decoded, residual: np.ndarray, pool) -> tuple[dict[str, Any], list[Future]]:
+    def _safe_row(self, d: Decoded, residual: np.ndarray, pool) -> tuple[dict[str, Any], list[PendingFile]]:
         try:
             return self._row(d, residual, pool)
         except Exception as exc:  # statistics/regions on an odd photo fail it, not the scan
@@ -217,11 +218,11 @@ class BatchProcessor:
             return self.error_rows([Decoded(d.item, error=error)])[0], []
 
     def process(self, batch: Sequence[Decoded],
-                writer_pool: ThreadPoolExecutor | None = None) -> tuple[list[dict[str, Any]], list[Future]]:
+                writer_pool: ThreadPoolExecutor | None = None) -> tuple[list[dict[str, Any]], list[PendingFile]]:
         """Rows for a batch of decode outcomes, plus futures of pending file writes (if a pool is given)."""
         good = [d for d in batch if d.image is not None]
         rows_by_id: dict[int, dict[str, Any]] = {}
-        futures: list[Future] = []
+        futures: list[PendingFile] = []
         maps, failure = self._analyze(good)
         for d in batch:
             if d.image is None:
@@ -260,8 +261,10 @@ class BatchProcessor:
     def _row(self, d: Decoded, residual: np.ndarray, pool: ThreadPoolExecutor | None):
         img = d.image
         assert img is not None
-        row: dict[str, Any] = {"path": d.item.key, "status": "ok", "error": None}
-        row.update(file_facts(d.item))
+        row: dict[str, Any] = {"path": d.item.key, "path_bytes": getattr(d.item, "path_bytes", None),
+                               "status": "ok", "error": None}
+        # the facts of the very file that was decoded (its descriptor's fstat), else a stat now
+        row.update(stat_facts(img.source_stat) if img.source_stat is not None else file_facts(d.item))
         row.update(format=img.format, width=img.width, height=img.height,
                    analysis_width=int(img.rgb.shape[1]), analysis_height=int(img.rgb.shape[0]),
                    bit_depth=img.bit_depth)
@@ -270,7 +273,7 @@ class BatchProcessor:
         masks = self._masks(img.rgb) if self.regions else {}
         row.update(image_stats(residual, masks, self.thresholds, grey=grey(img.rgb),
                                ev_calibration=self.analyzer.ev_calibration))
-        pending: list[Future] = []
+        pending: list[PendingFile] = []
         if self.out_dir is not None and self.overlays:
             try:
                 from .report.overlays import overlay_name
@@ -280,8 +283,8 @@ class BatchProcessor:
                 row["error"] = f"overlay not written: {exc}"
             else:
                 row["overlay_path"] = target.relative_to(self.out_dir.resolve()).as_posix()
-                pending.append(self._submit(pool, _write_overlay, target, img.rgb, residual, self.thresholds,
-                                            self.overlay_style))
+                pending.append(PendingFile(row, "overlay_path", "overlay", self._submit(
+                    pool, _write_overlay, target, img.rgb, residual, self.thresholds, self.overlay_style)))
         if self.out_dir is not None and self.maps:
             try:
                 target = output_path(self.out_dir, "maps", d.item.key, ".npy")
@@ -290,15 +293,13 @@ class BatchProcessor:
             else:
                 row["map_path"] = target.relative_to(self.out_dir.resolve()).as_posix()
                 full = self.maps_resolution == "full"
-                pending.append(self._submit(pool, _write_map, target, residual, d if full else None))
-        return self._score(row), [f for f in pending if f is not None]
+                pending.append(PendingFile(row, "map_path", "map",
+                                           self._submit(pool, _write_map, target, residual, d if full else None)))
+        return self._score(row), pending
 
     @staticmethod
-    def _submit(pool, fn, *args) -> Future | None:
-        if pool is None:
-            fn(*args)
-            return None
-        return pool.submit(fn, *args)
+    def _submit(pool, fn, *args) -> Future:
+        return (pool or INLINE).submit(fn, *args)
 
     def _masks(self, rgb: np.ndarray) -> dict[str, np.ndarray | None]:
         from .decoding import limit_long_side
@@ -445,20 +446,29 @@ class Batcher:
             yield self._take(key)
 
 
-def settle(rows: list[dict[str, Any]], futures: list[Future]) -> list[dict[str, Any]]:
-    """Wait for a batch's file writes; a failed write becomes an error on its row, not a crash."""
-    errors = []
-    for f in futures:
+@dataclass
+class PendingFile:
+    """An overlay or map being written for a row; the row names the file only once it is on disk."""
+
+    row: dict[str, Any]
+    column: str  # "overlay_path" or "map_path"
+    what: str  # "overlay" or "map"
+    future: Future
+
+
+def settle(rows: list[dict[str, Any]], pending: Sequence[PendingFile]) -> list[dict[str, Any]]:
+    """Wait for a batch's file writes. A failed write clears its column (``overlay_path``/``map_path``
+    names only files that were written) and becomes an error on its row, not a crash; a full or read-only
+    disk stops the scan (raised)."""
+    for p in pending:
         try:
-            f.result()
+            p.future.result()
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                 raise
-            errors.append(str(exc))
-    if errors:
-        for r in rows:
-            if r.get("status") == "ok" and (r.get("overlay_path") or r.get("map_path")):
-                r["error"] = f"output file not written: {errors[0]}"
+            p.row[p.column] = None
+            message = f"{p.what} not written: {exc.strerror or exc}"
+            p.row["error"] = f"{p.row['error']}; {message}" if p.row.get("error") else message
     return rows
 
 
@@ -469,4 +479,4 @@ def default_workers() -> int:
 
 __all__ = ["INLINE", "Batcher", "BatchProcessor", "Decoded", "REGION_LONG_SIDE", "ScanOptions", "bucket_key",
            "decode_item", "default_workers", "done_future", "error_row", "file_facts", "fingerprint",
-           "legacy_facts", "settle", "stat_facts"]
+           "legacy_facts", "PendingFile", "settle", "stat_facts"]

@@ -326,3 +326,28 @@ def test_state_files_are_those_the_contract_names(tmp_path):
     assert sorted(recorded) == ["report.meta.json", "report.parquet"]
     with OutputFolder(out) as folder:
         assert folder.ours("report.parquet")
+
+
+@pytest.mark.parametrize("after_rename", [False, True])
+def test_a_scan_killed_while_its_report_is_renamed_can_still_resume(tmp_path, monkeypatch, after_rename):
+    """The report's new identity is recorded before the rename and kept after it: whichever side of the
+    rename a kill lands, the report is still the tool's own and --resume does not refuse it."""
+    photos = _photos(tmp_path / "in")
+    out = tmp_path / "out"
+    _scan(photos, out)
+    write_image(photos / "new.jpg", photo_like(40, 50, seed=9))
+    real_replace = os.replace
+
+    def killed(src, dst, *args, **kwargs):
+        if os.fspath(dst) == "report.parquet":
+            if after_rename:
+                real_replace(src, dst, *args, **kwargs)
+            raise SystemExit("killed")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(SystemExit):
+        _scan(photos, out, resume=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    result = _scan(photos, out, resume=True)
+    assert len(read_report(result.report_path)[0]) == 4

@@ -67,13 +67,17 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"Error: {exc}", err=True)
                 raise typer.Exit(2) from None
         source = report_file(report)
-        out = write_html_report(
-            df,
-            metadata,
-            html,
-            report_dir=source.parent,
-            title=title or f"Exposure report: {source.parent.name or source.name}",
-            embed_thumbnails=embed_thumbnails,
-        )
+        try:
+            out = write_html_report(
+                df,
+                metadata,
+                html,
+                report_dir=source.parent,
+                title=title or f"Exposure report: {source.parent.name or source.name}",
+                embed_thumbnails=embed_thumbnails,
+            )
+        except OSError as exc:  # a full or read-only disk: an older page is intact, no temporary left
+            typer.echo(f"Error: cannot write {html}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(1) from None
         typer.echo(f"wrote {out} ({len(df)} photos from {source.name}; rule sets: "
                    f"{', '.join(c[len('score_'):] for c in df.columns if str(c).startswith('score_')) or 'none'})")

@@ -139,7 +139,9 @@ def rescore_report(
 
     if source.suffix.lower() == ".parquet" and fmt == "parquet":
         table, new_meta, seconds = _rescore_parquet(source, target, rule_sets, update_meta)
-        return target, table.drop_columns([c for c in table.column_names if c.endswith("hist")]).to_pandas(), new_meta, seconds
+        from ..report.schema import is_hist_column
+
+        return target, table.drop_columns([c for c in table.column_names if is_hist_column(c)]).to_pandas(), new_meta, seconds
     df, metadata = read_any_report(source)
     started = time.perf_counter()
     scored = score_dataframe(rule_sets, df, thresholds_from_metadata(metadata))
@@ -193,6 +195,10 @@ def register(app: typer.Typer) -> None:
         except (RegistryError, RuleError, ValueError, FileNotFoundError, MissingExtraError) as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except OSError as exc:  # a full or read-only disk: the old file (if any) is intact, no temporary left
+            typer.echo(f"Error: cannot write the rescored report: {exc.strerror or exc}"
+                       + (f" ({exc.filename})" if exc.filename else ""), err=True)
+            raise typer.Exit(1) from None
         rows = len(df)
         rate = rows / seconds if seconds > 0 else float("inf")
         total = time.perf_counter() - started

@@ -118,7 +118,7 @@ def plan_workers(cluster_cpus: float, cluster_gpus: float, concurrency: int = 0,
 def _item_record(item: InputFile) -> str:
     """An input as a JSON string (one Arrow string column; no type guessing on mixed None/str)."""
     rec: dict[str, Any] = {"path": str(item.path), "key": item.key, "root": str(item.root),
-                           "problem": item.problem}
+                           "problem": item.problem, "path_bytes": item.path_bytes}
     if isinstance(item, RemoteInput):
         rec.update(filesystem_uri=item.filesystem_uri, fs_path=item.fs_path, size=item.size, mtime=item.mtime)
     return json.dumps(rec)
@@ -126,7 +126,8 @@ def _item_record(item: InputFile) -> str:
 
 def _item_from_record(text: str) -> InputFile:
     rec = json.loads(text)
-    common = dict(path=Path(rec["path"]), key=rec["key"], root=Path(rec["root"]), problem=rec["problem"])
+    common = dict(path=Path(rec["path"]), key=rec["key"], root=Path(rec["root"]), problem=rec["problem"],
+                  path_bytes=rec.get("path_bytes"))
     if "filesystem_uri" in rec:
         return RemoteInput(**common, filesystem_uri=rec["filesystem_uri"], fs_path=rec["fs_path"],
                            size=rec["size"], mtime=rec["mtime"])

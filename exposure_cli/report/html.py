@@ -11,7 +11,10 @@ report) or else the original photo, as a relative URL from the page's folder, lo
 (eagerly: the table is virtualised, so only a screenful of rows exists at a time, and a lazily loaded image
 was sometimes still missing when a headless browser took its screenshot); keep the page beside the scan
 folder. A thumbnail that cannot be loaded says so in its cell. ``embed_thumbnails=True`` inlines small JPEG data URIs
-instead (a page that travels alone; about 3-5 KB per photo, so meant for a few thousand photos).
+instead (a page that travels alone; about 3-5 KB per photo, so meant for a few thousand photos). Embedded
+bytes leave with the page, so only files inside the scan folder are read for them — the overlays (scan
+with ``--overlays``), never a path from the report that is absolute, uses ``..`` or leads out through a
+link. An ``overlay_path`` outside the scan folder is not linked either.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import base64
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
@@ -84,6 +88,15 @@ def photo_file(key: str, report_dir: Path, metadata: Mapping[str, Any]) -> Path 
     return None
 
 
+def _inside(path: Path, folder: Path) -> Path | None:
+    """``path`` with links resolved if it lies inside ``folder`` (already resolved), else None."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return None
+    return real if folder in real.parents else None
+
+
 def _thumbnail_data_uri(path: Path) -> str | None:
     import cv2
     import numpy as np
@@ -119,18 +132,21 @@ def build_page_data(
         columns += [c for c in (f"score_{name}", f"grade_{name}", f"reasons_{name}") if c in df.columns]
     rows = []
     records = df.to_dict("records")
+    inside = report_dir.resolve()
     for record in records:
         thumb = None
         overlay = record.get("overlay_path")
         source: Path | None = None
         if isinstance(overlay, str) and overlay:
-            candidate = report_dir / overlay
-            source = candidate
+            # an overlay is a file of the scan folder: an absolute path or one with ".." is not one
+            source = _inside(report_dir / overlay, inside)
         elif isinstance(record.get("path"), str):
             source = photo_file(record["path"], report_dir, metadata)
         if source is not None:
             if embed_thumbnails:
-                thumb = _thumbnail_data_uri(source) if source.is_file() else None
+                # Embedded bytes travel with the page: only files inside the scan folder are ever read.
+                source = _inside(source, inside)
+                thumb = _thumbnail_data_uri(source) if source is not None and source.is_file() else None
             else:
                 thumb = _relative_url(source, page_dir)
         row = []
@@ -169,7 +185,9 @@ def write_html_report(
         page_dir=page_dir,
         embed_thumbnails=embed_thumbnails,
     )
-    html = _TEMPLATE.replace("{{TITLE}}", _escape_text(title)).replace("{{DATA}}", safe_json(data))
+    # One pass: a title holding "{{DATA}}" (or "{{TITLE}}") stays text; replacements are never re-scanned.
+    fields = {"TITLE": _escape_text(title), "DATA": safe_json(data)}
+    html = re.sub(r"\{\{(TITLE|DATA)\}\}", lambda m: fields[m.group(1)], _TEMPLATE)
     atomic_write_text(out, html)
     return out
 

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from ..atomic import atomic_write, atomic_write_text
-from .schema import REPORT_FILENAMES, ReportFormat, arrow_schema, is_int_column, is_string_column
+from ..discovery import readable_text
+from .schema import REPORT_FILENAMES, ReportFormat, arrow_schema, is_hist_column, is_int_column, is_string_column
 
 STATE_DIR = ".exposure"
 JOURNAL_NAME = "journal.jsonl"
@@ -50,7 +51,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def row_to_json(row: Mapping[str, Any]) -> str:
-    return json.dumps({k: _jsonable(v) for k, v in row.items()}, ensure_ascii=False, allow_nan=True)
+    return clean_text(json.dumps({k: _jsonable(v) for k, v in row.items()}, ensure_ascii=False, allow_nan=True))
+
+
+def clean_text(text: str) -> str:
+    """Text any UTF-8 writer accepts (see :func:`exposure_cli.discovery.readable_text`)."""
+    return readable_text(text)
 
 
 def sidecar_name(report_name: str) -> str:
@@ -141,21 +147,33 @@ class RowStreamWriter:
 
     CSV into a regular file (a report, or ``--out - > report.csv``) starts with a UTF-8 byte-order mark
     for spreadsheets; CSV into a pipe or a terminal does not (the programs reading a pipe don't want one).
+    Text cells are escaped against formulas (:func:`escape_formula`) and every cell holding a CR or LF is
+    quoted, so no reader sees a row that is not there.
     """
 
     def __init__(self, fh: TextIO, fmt: ReportFormat, columns: Sequence[str]) -> None:
         if fmt in (ReportFormat.parquet, ReportFormat.xlsx):
             raise ValueError(f"{fmt.value} cannot be streamed to a pipe; use --format csv or --format jsonl")
         self.fh, self.fmt, self.columns = fh, fmt, list(columns)
-        self._csv = csv.writer(fh, lineterminator="\n") if fmt == ReportFormat.csv else None
-        if self._csv is not None:
+        self._csv = None
+        if fmt == ReportFormat.csv:
+            # The csv module quotes a cell only for the characters of its line terminator: with "\r\n" a
+            # bare CR is quoted too. Rows are still written with "\n" (the terminator is swapped below).
+            self._line = io.StringIO()
+            self._csv = csv.writer(self._line, lineterminator="\r\n")
             if _is_regular_file(fh):
                 fh.write("\ufeff")
-            self._csv.writerow(self.columns)
+            self._write_csv([clean_text(c) for c in self.columns])
+
+    def _write_csv(self, cells: list[Any]) -> None:
+        self._line.seek(0)
+        self._line.truncate()
+        self._csv.writerow(cells)
+        self.fh.write(self._line.getvalue()[:-2] + "\n")
 
     def write(self, row: Mapping[str, Any]) -> None:
         if self._csv is not None:
-            self._csv.writerow([_csv_cell(row.get(c), c) for c in self.columns])
+            self._write_csv([_csv_cell(row.get(c), c) for c in self.columns])
         else:
             self.fh.write(row_to_json({c: row.get(c) for c in self.columns}) + "\n")
 
@@ -206,7 +224,7 @@ def _csv_cell(v: Any, column: str = "") -> Any:
     if isinstance(v, str):
         if column == "mtime" and _ISO_UTC.match(v):
             return v[:-1]  # without the "Z", spreadsheets read it as a date (UTC, as documented)
-        return escape_formula(v)
+        return escape_formula(clean_text(v))
     return v
 
 
@@ -335,7 +353,7 @@ def _read_xlsx(path: Path) -> Any:
     df = pd.read_excel(path, sheet_name="report", engine="openpyxl", keep_default_na=False, na_values=[""],
                        dtype={c: object for c in _xlsx_header(path) if is_string_column(c)})
     for c in df.columns:
-        if c.endswith("hist"):
+        if is_hist_column(c):
             df[c] = [list(map(int, v.split())) if isinstance(v, str) and v else None for v in df[c]]
         elif c in DATETIME_FORMATS:
             df[c] = [v.strftime(DATETIME_FORMATS[c]) if hasattr(v, "strftime") else v for v in df[c]]
@@ -377,7 +395,7 @@ def read_report(path: str | os.PathLike) -> tuple["pandas.DataFrame", dict[str, 
         meta = json.loads(raw) if raw else {}
         df = table.to_pandas()
         for c in df.columns:
-            if c.endswith("hist"):
+            if is_hist_column(c):
                 df[c] = [None if v is None else list(v) for v in df[c]]
         return df, meta
     sidecar = sidecar_path(path)
@@ -389,7 +407,7 @@ def read_report(path: str | os.PathLike) -> tuple["pandas.DataFrame", dict[str, 
         df = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, na_values=[""],
                          dtype={c: str for c in header if is_string_column(c)})
         for c in df.columns:
-            if c.endswith("hist"):
+            if is_hist_column(c):
                 df[c] = [list(map(int, v.split())) if isinstance(v, str) and v else None for v in df[c]]
         return _from_csv_text(df), meta
     if suffix == ".xlsx":

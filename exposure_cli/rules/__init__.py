@@ -13,6 +13,7 @@ and ``exposure rescore`` calls :func:`score_frame` on a whole report at once. Ru
 from __future__ import annotations
 
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..registry import Registry, RegistryError
+from ..report.schema import RULE_SET_NAME_HELP, is_rule_set_name
 from ..stats import Thresholds
 from .expr import RuleError
 from .metrics import METRICS, MetricFrame, thresholds_from_metadata
@@ -68,6 +70,9 @@ def _instantiate(name: str, obj: Any, origin: str) -> RuleSet:
         )
     if not rule_set.name:
         rule_set.name = name
+    if not is_rule_set_name(rule_set.name):
+        raise RuleError(f"rule set from {origin} is named {rule_set.name!r}: a name is {RULE_SET_NAME_HELP} "
+                        "(it becomes the column suffix score_<name>)")
     if rule_set.origin == "built-in" and origin != "built-in preset":
         rule_set.origin = origin
     return rule_set
@@ -164,15 +169,16 @@ def score_row(rule_sets: Sequence[RuleSet], row: Mapping[str, Any], scan_thresho
     return out
 
 
+_SCORE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", re.ASCII)
+
+
 def parse_fail_under(spec: str) -> tuple[str, float]:
     """``"portrait=60"`` → ``("portrait", 60.0)`` for ``--fail-under``; bad input raises RuleError."""
     name, sep, value = str(spec).partition("=")
     name = name.strip()
-    try:
-        score = float(value)
-    except ValueError:
-        score = math.nan
-    if not sep or not name or not math.isfinite(score) or not 0 <= score <= 100:
+    # ASCII digits only: float() would also take "٦٠" or "６０"
+    score = float(value) if _SCORE.fullmatch(value.strip()) else math.nan
+    if not sep or not is_rule_set_name(name) or not math.isfinite(score) or not 0 <= score <= 100:
         raise RuleError(f"--fail-under expects NAME=SCORE with a score from 0 to 100, e.g. portrait=60; got {spec!r}")
     return name, score
 

@@ -128,7 +128,7 @@ _TOKEN_RE = re.compile(
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op><=|>=|==|!=|<|>|\(|\)|,|\.|\+|-|\*|/|%)
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,  # digits are 0-9 only: "٥" or "１００" are not numbers
 )
 
 

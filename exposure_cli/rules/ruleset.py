@@ -21,13 +21,21 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..report.schema import RULE_SET_NAME, RULE_SET_NAME_HELP, is_rule_set_name
 from ..stats import REGIONS, Thresholds
 from . import expr
 from .expr import BOOL, NUM, Env, Names, Node, RuleError
 from .metrics import METRICS, MetricFrame, format_value, metric_types
 
-#: Allowed rule set names: they become column suffixes (``score_<name>``).
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+#: Allowed rule set names: they become column suffixes (``score_<name>``). One grammar with the writers:
+#: :data:`exposure_cli.report.schema.RULE_SET_NAME` (use ``fullmatch``).
+NAME_RE = RULE_SET_NAME
+#: A rule file larger than this is refused before it is parsed (the presets are a few KB).
+MAX_RULE_FILE_BYTES = 1 << 20
+#: At most this many [[rows]] or [[deductions]], and this many [define] names, in one rule set.
+MAX_RULE_ENTRIES = 1000
+MAX_DEFINES = 4096
+_DEFINE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 
 #: Default grade labels: minimum score → label, best first.
 DEFAULT_GRADES: tuple[tuple[float, str], ...] = ((90.0, "A"), (75.0, "B"), (60.0, "C"), (40.0, "D"), (0.0, "F"))
@@ -529,7 +537,11 @@ _DEDUCTION_KEYS = ("points", "when", "label", "on_missing_region")
 
 
 class _Lines:
-    """Finds the line of a key in TOML text (tomllib does not report positions)."""
+    """Finds the line of a key in TOML text (tomllib does not report positions).
+
+    Indexed once, so each lookup costs the size of one section, not of the file: validation stays linear
+    in the number of rows.
+    """
 
     _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
 
@@ -541,23 +553,30 @@ class _Lines:
             match = self._HEADER.match(line)
             if match:
                 self.headers.append((number, match.group(2).strip(), match.group(1) == "[["))
+        self._first: dict[str, int] = {}
+        self._arrays: dict[str, list[int]] = {}
+        self._next: dict[int, int] = {}
+        for i, (number, table, is_array) in enumerate(self.headers):
+            self._first.setdefault(table, number)
+            if is_array:
+                self._arrays.setdefault(table, []).append(number)
+            self._next[number] = self.headers[i + 1][0] if i + 1 < len(self.headers) else len(self.lines) + 1
+        self._anywhere_cache: dict[str, int | None] = {}
 
     def _section(self, table: str | None, index: int | None) -> tuple[int, int] | None:
         if table is None:
             end = self.headers[0][0] if self.headers else len(self.lines) + 1
             return 1, end
-        matches = [h for h in self.headers if h[1] == table]
         if index is not None:
-            matches = [h for h in matches if h[2]]
-            if index >= len(matches):
+            arrays = self._arrays.get(table, [])
+            if index >= len(arrays):
                 return None
-            start = matches[index][0]
-        elif matches:
-            start = matches[0][0]
+            start = arrays[index]
+        elif table in self._first:
+            start = self._first[table]
         else:
             return None
-        later = [h[0] for h in self.headers if h[0] > start]
-        return start, later[0] if later else len(self.lines) + 1
+        return start, self._next[start]
 
     def find(self, table: str | None, index: int | None = None, key: str | None = None) -> int | None:
         section = self._section(table, index)
@@ -575,18 +594,23 @@ class _Lines:
         return start if table is not None else self._anywhere(key)
 
     def _anywhere(self, key: str) -> int | None:
-        pattern = re.compile(rf"(^|[\s{{,])[\"']?{re.escape(key)}[\"']?\s*=")
-        for number, line in enumerate(self.lines, 1):
-            if pattern.search(line):
-                return number
-        return None
+        if key not in self._anywhere_cache:
+            pattern = re.compile(rf"(^|[\s{{,])[\"']?{re.escape(key)}[\"']?\s*=")
+            self._anywhere_cache[key] = next(
+                (number for number, line in enumerate(self.lines, 1) if pattern.search(line)), None)
+        return self._anywhere_cache[key]
 
 
 def load_rule_file(path: str | Path, *, origin: str | None = None) -> TomlRuleSet:
     """Read and validate a TOML rule file. Raises :class:`RuleError` naming file, field and line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_RULE_FILE_BYTES + 1)
+        if len(data) > MAX_RULE_FILE_BYTES:
+            raise RuleError(f"rule file is larger than {MAX_RULE_FILE_BYTES // 1024} KB; a rule set has at most "
+                            f"{MAX_RULE_ENTRIES} rows or deductions", file=str(path))
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleError(f"cannot read rule file: {exc}", file=str(path)) from None
     return parse_rule_text(text, file=str(path), origin=origin or f"file {path}")
@@ -599,6 +623,9 @@ def parse_rule_text(text: str, *, file: str = "<rules>", origin: str = "text") -
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
 
+    if len(text) > MAX_RULE_FILE_BYTES:
+        raise RuleError(f"rule text is longer than {MAX_RULE_FILE_BYTES // 1024} KB; a rule set has at most "
+                        f"{MAX_RULE_ENTRIES} rows or deductions", file=file)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -619,9 +646,9 @@ def _build(data: dict[str, Any], lines: _Lines, file: str, origin: str) -> TomlR
             raise fail(f"unknown key {key!r}{suggest(key, _TOP_KEYS)}", key, lines.find(None, key=key))
 
     name = data.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not is_rule_set_name(name):
         raise fail(
-            "'name' is required: letters, digits, '-' and '_' (it becomes the column suffix score_<name>)",
+            f"'name' is required: {RULE_SET_NAME_HELP} (it becomes the column suffix score_<name>)",
             "name",
             lines.find(None, key="name"),
         )
@@ -640,13 +667,15 @@ def _build(data: dict[str, Any], lines: _Lines, file: str, origin: str) -> TomlR
     raw_defines = data.get("define", {})
     if not isinstance(raw_defines, dict):
         raise fail("'define' must be a table of name = \"expression\"", "define", lines.find("define"))
+    if len(raw_defines) > MAX_DEFINES:
+        raise fail(f"at most {MAX_DEFINES} [define] names", "define", lines.find("define"))
     define_sources: dict[str, str] = {}
     defines: dict[str, Node] = {}
     reserved = set(expr.KEYWORDS) | set(REGIONS) | set(expr.FUNCTIONS) | {"image", "exif"}
     for key, source in raw_defines.items():
         field = f"define.{key}"
         line = lines.find("define", key=key)
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or key in reserved:
+        if not _DEFINE_NAME.fullmatch(key) or key in reserved:
             raise fail(f"{key!r} cannot be defined: use a plain name that is not a region, function or keyword", field, line)
         if not isinstance(source, str):
             raise fail("a definition must be an expression in quotes", field, line)
@@ -670,6 +699,9 @@ def _build(data: dict[str, Any], lines: _Lines, file: str, origin: str) -> TomlR
     table = "rows" if has_rows else "deductions"
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise fail(f"'{table}' must be a non-empty list of tables ([[{table}]])", table, lines.find(table, 0))
+    if len(entries) > MAX_RULE_ENTRIES:
+        raise fail(f"at most {MAX_RULE_ENTRIES} [[{table}]] in one rule set (this one has {len(entries)})", table,
+                   lines.find(table, MAX_RULE_ENTRIES))
     allowed = _ROW_KEYS if has_rows else _DEDUCTION_KEYS
     conditions: list[Condition] = []
     for index, entry in enumerate(entries):
