@@ -609,13 +609,14 @@ class OutputFolder:
 
         fmt = ReportFormat(fmt)
         name = REPORT_FILENAMES[fmt]
+        # A report in another format from an earlier run of this scan (--resume --format …) is stale.
+        # Whether it is ours is decided before outputs.json changes (a folder from before that file).
+        stale = [n for n in REPORT_FILENAMES.values() if n != name and self.ours(n)]
         journal = self.journal()
         order = journal.last_offsets(keys)
         self._write_output(name, lambda fh: write_rows(journal.rows_at(order), fh, fmt, columns, metadata))
         meta = (json.dumps(dict(metadata), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         self._write_output(sidecar_name(name), lambda fh: fh.write(meta))
-        # A report in another format from an earlier run of this scan (--resume --format …) is stale.
-        stale = [n for n in REPORT_FILENAMES.values() if n != name and self.ours(n)]
         for n in stale:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(n, dir_fd=self._out_fd)

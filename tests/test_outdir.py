@@ -351,3 +351,15 @@ def test_a_scan_killed_while_its_report_is_renamed_can_still_resume(tmp_path, mo
     monkeypatch.setattr(os, "replace", real_replace)
     result = _scan(photos, out, resume=True)
     assert len(read_report(result.report_path)[0]) == 4
+
+
+def test_a_folder_from_before_outputs_json_resumes_in_another_format(tmp_path):
+    """Report files beside a journal and no outputs.json (written by an older version) are the tool's own."""
+    photos = _photos(tmp_path / "in")
+    out = tmp_path / "out"
+    _scan(photos, out, format="csv")
+    (out / ".exposure" / "outputs.json").unlink()
+    result = _scan(photos, out, resume=True)  # Parquet now
+    assert not (out / "report.csv").exists()
+    assert len(read_report(result.report_path)[0]) == 3
+    _scan(photos, out, resume=True)  # and it stays resumable
