@@ -24,7 +24,7 @@ import numpy as np
 from .analyzers import Analyzer
 from .atomic import atomic_write
 from .color import grey
-from .decoding import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode_bytes, decode_file
+from .decoding import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode_bytes, decode_file, max_file_bytes
 from .discovery import InputFile
 from .errors import ScanError
 from .outdir import FINGERPRINT_KEY, output_path
@@ -152,6 +152,11 @@ def decode_item(item: InputFile, options: ScanOptions, working_long_side: int) -
                      max_pixels=options.max_pixels)
         read_remote = getattr(item, "read_bytes", None)  # objects on s3:// etc. (engines.uris)
         if read_remote is not None:
+            listed = getattr(item, "size", None)
+            limit = max_file_bytes(None, None, options.max_pixels)
+            if listed is not None and listed > limit:  # never download what no valid image can be
+                raise DecodeError(f"object is {listed / 1e6:,.0f} MB, larger than an image under the "
+                                  f"{options.max_pixels / 1e6:,.0f} MP limit can be ({limit / 1e6:,.0f} MB); not read")
             img = decode_bytes(read_remote(), suffix=item.path.suffix, **sizes)
         else:
             img = decode_file(item.path, **sizes)
