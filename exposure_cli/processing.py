@@ -153,7 +153,7 @@ def decode_item(item: InputFile, options: ScanOptions, working_long_side: int) -
         read_remote = getattr(item, "read_bytes", None)  # objects on s3:// etc. (engines.uris)
         if read_remote is not None:
             listed = getattr(item, "size", None)
-            limit = max_file_bytes(None, None, options.max_pixels)
+            limit = max_file_bytes(None, "image", options.max_pixels)  # format unknown until read: 16 B/px
             if listed is not None and listed > limit:  # never download what no valid image can be
                 raise DecodeError(f"object is {listed / 1e6:,.0f} MB, larger than an image under the "
                                   f"{options.max_pixels / 1e6:,.0f} MP limit can be ({limit / 1e6:,.0f} MB); not read")
