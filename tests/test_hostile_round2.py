@@ -151,18 +151,29 @@ def test_the_decoders_own_pixel_limits_are_set_from_max_pixels():
     assert proc.stdout.split() == ["1000000", "1000000", "refused", "by", "OpenCV"]
 
 
-def test_a_decoder_limit_refusal_is_a_decompression_bomb_row():
-    """The header check can be fooled; what OpenCV refuses at the allocation is the same clear error."""
-    import cv2
+LYING_HEADER_CHILD = """
+import numpy as np
+from exposure_cli.decoding import DecodeError, configure_decoder_limits, decode_bytes
+configure_decoder_limits(1_000_000)  # the scan's --max-pixels, before OpenCV is imported
+import cv2
+ok, png = cv2.imencode(".png", np.zeros((1100, 1000), np.uint8))  # 1.1 MP
+try:
+    # a header check that lets it through (standing in for one a crafted header fools)
+    decode_bytes(png.tobytes(), max_pixels=10**9)
+    print("decoded")
+except DecodeError as exc:
+    print(exc)
+"""
 
-    ok, png = cv2.imencode(".png", np.zeros((1100, 1000), np.uint8))
-    data = bytearray(png.tobytes())
-    data[16:24] = struct.pack(">II", 10, 10)  # the IHDR now lies (its CRC too: Pillow gives up)
-    limit = int(os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"])
-    if limit > 1_100_000:
-        pytest.skip(f"OpenCV was imported with a limit of {limit} pixels in this process")
-    with pytest.raises(DecodeError):
-        decode_bytes(bytes(data))
+
+def test_what_the_header_check_misses_the_decoders_own_limit_refuses():
+    """Past the header check, OpenCV's own limit (set from --max-pixels) refuses the allocation, as the same
+    clear error. Before, OpenCV's limit was its default of 2^30 pixels whatever --max-pixels said."""
+    env = {k: v for k, v in subprocess_env().items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    proc = subprocess.run([sys.executable, "-c", LYING_HEADER_CHILD], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "above the decoder's limit of 1 MP (possible decompression bomb" in proc.stdout, proc.stdout
 
 
 # --------------------------------------------------------------------------- 3. bounded reads
