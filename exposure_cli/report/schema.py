@@ -27,9 +27,9 @@ REPORT_FILENAMES = {ReportFormat.parquet: "report.parquet", ReportFormat.csv: "r
 #: Identity and file facts.
 FILE_COLUMNS = (
     "path",
-    "path_bytes",
     "status",
     "error",
+    "path_bytes",
     "size_bytes",
     "mtime",
     "format",
