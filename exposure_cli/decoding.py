@@ -39,6 +39,7 @@ import numpy as np
 
 from .color import linear_to_srgb
 from .exif import ExifFacts, read_exif
+from .formats import file_kind
 
 #: Default decompression-bomb guard: 250 megapixels declared in the header.
 DEFAULT_MAX_PIXELS = 250_000_000
@@ -378,18 +379,6 @@ def decode_file(path: str | Path, **options) -> DecodedImage:
     return image
 
 
-def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a file"
-
-
 def read_image_file(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, os.stat_result]:
     """The bytes of an image file, read through one non-blocking descriptor, bounded; and its ``fstat``.
 
@@ -410,7 +399,7 @@ def read_image_file(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXEL
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             # swapped in after discovery: reading a FIFO would block this thread for good
-            raise DecodeError(f"not a regular file ({_file_kind(st.st_mode)})")
+            raise DecodeError(f"not a regular file ({file_kind(st.st_mode)})")
         with open(fd, "rb", buffering=0, closefd=False) as fh:
             head = fh.read(HEAD_BYTES)
             if not head:

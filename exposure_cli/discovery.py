@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import quote
 
-from .formats import CORE_EXTENSIONS, HEIF_EXTENSIONS, IMAGE_EXTENSIONS, RAW_EXTENSIONS  # noqa: F401
+from .formats import CORE_EXTENSIONS, HEIF_EXTENSIONS, IMAGE_EXTENSIONS, RAW_EXTENSIONS, file_kind  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def discover(
             elif path.is_symlink() and not path.exists():
                 problem = _broken_link_problem(path)
             elif path.exists() and not path.is_file():
-                problem = f"not a regular file ({_file_kind(path.stat().st_mode)})"
+                problem = f"not a regular file ({file_kind(path.stat().st_mode)})"
             if not first_time(path):
                 continue
             yield InputFile(path, unique(safe_key(prefix + [name])), path.parent, problem,
@@ -209,16 +209,6 @@ def _broken_link_problem(path: Path) -> str:
         if exc.errno == errno.ELOOP:
             return "symlink loop (following the link never reaches a file)"
     return "broken symlink"
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a file"
 
 
 def _root_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -301,7 +291,7 @@ def _walk(root, recursive, include_hidden, follow_symlinks, excluded_real, real_
                     # is_file() comes from the directory entry (no system call for plain files).
                     if not entry.is_file(follow_symlinks=True):
                         # A FIFO named like a photo would block the reader forever: never open it.
-                        problem = f"not a regular file ({_file_kind(os.stat(full).st_mode)})"
+                        problem = f"not a regular file ({file_kind(os.stat(full).st_mode)})"
                 except OSError as exc:
                     problem = f"cannot stat: {exc.strerror or exc}"
             yield rel, full, problem
