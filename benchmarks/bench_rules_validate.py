@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_rules_validate.py            # 125 … 1000 rows, [[rows]] tables and inline rows
-    python benchmarks/bench_rules_validate.py --reps 5
+    python benchmarks/bench_rules_validate.py --rows 1000 2000 4000 --no-limit   # past the 1000-row cap
 
 Validation (``parse_rule_text``: TOML, line lookup for messages, expression parsing and type checks) of
 generated rule sets; prints the milliseconds per file and per row. Before the line index in
@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from exposure_cli.rules import ruleset  # noqa: E402
 from exposure_cli.rules.ruleset import MAX_RULE_ENTRIES, parse_rule_text  # noqa: E402
 
 
@@ -35,10 +36,14 @@ def rule_text(rows: int, inline: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rows", type=int, nargs="+", default=[125, 250, 500, MAX_RULE_ENTRIES])
+    parser.add_argument("--no-limit", action="store_true", help="lift the row cap, to see the growth past it")
     args = parser.parse_args()
+    if args.no_limit:
+        ruleset.MAX_RULE_ENTRIES = 10**9
     print(f"{'style':8} {'rows':>6} {'bytes':>8} {'ms/file':>9} {'µs/row':>8}")
     for inline in (False, True):
-        for rows in (125, 250, 500, MAX_RULE_ENTRIES):
+        for rows in args.rows:
             text = rule_text(rows, inline)
             best = float("inf")
             for _ in range(args.reps):
