@@ -289,3 +289,43 @@ def dng_bytes(scene: np.ndarray, white: int = 4095, orientation: int = 1, make: 
     tifffile.imwrite(buf, cfa, photometric=32803, extratags=tags, subfiletype=0, compression=None)
     return buf.getvalue()
 
+
+
+# ------------------------------------------------------------------------------- real servers (scale-out)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A real ``ray start --head`` cluster on 127.0.0.1 (token auth, 2 CPUs) shared by the whole session and
+    stopped at its end (tests/clusters.py). Ray's cold start is slow: keep the tests that need it few."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("the ray extra is not installed (pip install 'exposure-cli[ray]')")
+    from clusters import RayCluster
+
+    for attempt in range(3):  # Ray gives its raylet a fixed 30 s to register; a busy machine can miss that
+        try:
+            cluster = RayCluster(tmp_path_factory.mktemp("ray-cluster")).start()
+            break
+        except RuntimeError as exc:
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 with signature checks on; users ``scanner`` (s3:*) and ``lister``
+    (may list, may not read)."""
+    pytest.importorskip("moto.server", reason="needs moto's server: pip install 'exposure-cli[test]'")
+    from clusters import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

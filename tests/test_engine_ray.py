@@ -1,8 +1,9 @@
-"""``--engine ray`` against a real local Ray: the same report as ``--engine local``, resume, URIs.
+"""``--engine ray`` on a real Ray cluster, in this process: the same report as ``--engine local``, resume, URIs.
 
-One private Ray instance for the module (2 CPUs, no dashboard, loopback only, usage stats off), started
-by a session fixture and stopped at the end; the engine reuses it instead of starting its own. Ray's
-cold start is ~10 s here, so the tests are few and each one checks a lot.
+The cluster is the session's ``ray start --head`` on 127.0.0.1 (``ray_cluster`` in conftest.py, token
+authentication on); each scan joins it with ``ray_address`` and leaves it, as a user's driver does.
+The private instance and the command line are exercised in test_engine_ray_cluster.py. Ray's cold start
+is slow here, so the tests are few and each one checks a lot.
 """
 
 import json
@@ -46,14 +47,14 @@ def _rules_args() -> list[str]:
     return ["--rules", "default"]
 
 
-@pytest.fixture(scope="session")
-def local_ray():
-    from exposure_cli.engines.ray_engine import local_instance_kwargs
-
-    ray.init(**local_instance_kwargs(num_cpus=2))
-    assert ray.cluster_resources().get("CPU") == 2
-    yield ray
-    ray.shutdown()
+@pytest.fixture
+def cluster(ray_cluster, monkeypatch):
+    """The session's cluster, with this process set up as a driver of it (token auth, loopback)."""
+    for name, value in ray_cluster.driver_env({}).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    yield ray_cluster
+    assert not ray.is_initialized()  # every scan left the cluster again
 
 
 def _assert_same_rows(a, b) -> None:
@@ -71,15 +72,15 @@ def _assert_same_rows(a, b) -> None:
             assert norm(x) == norm(y), col
 
 
-def test_ray_engine_writes_the_local_engines_report(local_ray, photo_dir, tmp_path):
+def test_ray_engine_writes_the_local_engines_report(cluster, photo_dir, tmp_path):
     jpeg_with_exif(photo_dir / "trip" / "rotated.jpg", photo_like(200, 300, seed=7), orientation=6, make="Acme")
     rules = _rules_args()
     common = ["--maps", "-q", *rules]  # the default analyzer (EAT when its weights ship)
     local, distributed = tmp_path / "local", tmp_path / "ray"
     res = runner.invoke(app, ["scan", str(photo_dir), "--out", str(local), *common], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["scan", str(photo_dir), "--out", str(distributed), "--engine", "ray", *common],
-                        catch_exceptions=False)
+    res = runner.invoke(app, ["scan", str(photo_dir), "--out", str(distributed), "--engine", "ray",
+                              "--ray-address", cluster.address, *common], catch_exceptions=False)
     assert res.exit_code == 0, res.output
 
     a, meta_a = read_report(local / "report.parquet")
@@ -105,46 +106,30 @@ def test_ray_engine_writes_the_local_engines_report(local_ray, photo_dir, tmp_pa
         assert np.abs(m_local.astype(np.float32) - m_ray.astype(np.float32)).max() <= 2e-3
 
 
-def test_ray_engine_resumes_without_redoing_or_duplicating(local_ray, photo_dir, tmp_path):
+def test_ray_engine_resumes_without_redoing_or_duplicating(cluster, photo_dir, tmp_path):
     out = tmp_path / "out"
     first = scan([photo_dir], out=out, model="baseline", regions=False)  # a local scan to continue
     lines_before = len(list(Journal(out).rows()))
     write_image(photo_dir / "trip" / "new.jpg", photo_like(seed=11, gain=0.3))
-    second = scan([photo_dir], out=out, model="baseline", regions=False, resume=True, engine="ray")
+    second = scan([photo_dir], out=out, model="baseline", regions=False, resume=True, engine="ray",
+                  ray_address=cluster.address)
     assert (first.processed, second.processed, second.skipped) == (6, 1, 6)
     assert len(list(Journal(out).rows())) == lines_before + 1  # only the new photo went to the cluster
     retried = scan([photo_dir], out=out, model="baseline", regions=False, resume=True, retry_errors=True,
-                   engine="ray")
+                   engine="ray", ray_address=cluster.address)
     assert (retried.processed, retried.errors) == (2, 2)
     df, meta = read_report(out)
     assert len(df) == 7 and df["path"].is_unique and meta["analyzer"]["name"] == "baseline"
     assert df.set_index("path").loc["trip/new.jpg", "status"] == "ok"
 
 
-def test_ray_engine_reads_uris_with_two_workers(local_ray, photo_dir, tmp_path):
+def test_ray_engine_reads_uris_with_two_workers(cluster, photo_dir, tmp_path):
     local = scan([photo_dir], out=tmp_path / "local", model="baseline", regions=False)
     remote = scan([photo_dir.as_uri()], out=tmp_path / "ray", model="baseline", regions=False, engine="ray",
-                  concurrency=2, batch_size=2)
+                  ray_address=cluster.address, concurrency=2, batch_size=2)
     assert (remote.ok, remote.errors) == (local.ok, local.errors) == (4, 2)
     a, _ = read_report(tmp_path / "local")
     b, meta = read_report(tmp_path / "ray")
     _assert_same_rows(a, b)  # size and mtime come from the object listing, equal to stat()
     assert meta["roots"] == [photo_dir.as_uri()]
     assert json.loads((tmp_path / "ray" / ".exposure" / "scan.json").read_text())["roots"] == [photo_dir.as_uri()]
-
-
-def test_private_ray_listens_on_loopback_only(local_ray):
-    psutil = pytest.importorskip("psutil")
-    from ipaddress import ip_address
-
-    ours = {p.pid for p in psutil.Process().children(recursive=True)}  # gcs_server, raylet, workers…
-    listening = [c for c in psutil.net_connections("inet")
-                 if c.status == psutil.CONN_LISTEN and c.pid in ours]
-    assert listening, "found no listening Ray process (did the fixture start Ray?)"
-
-    def loopback(ip: str) -> bool:
-        address = ip_address(ip)
-        return (getattr(address, "ipv4_mapped", None) or address).is_loopback  # ::ffff:127.0.0.1 too
-
-    exposed = [(c.laddr.ip, c.laddr.port) for c in listening if not loopback(c.laddr.ip)]
-    assert not exposed

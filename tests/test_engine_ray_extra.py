@@ -1,9 +1,10 @@
 """The engine switch without a running Ray: the missing-extra message, worker sizing, URI inputs.
 
-Nothing here starts Ray (the integration tests are in test_engine_ray.py behind the ``ray`` marker), so
+Nothing here starts Ray (the integration tests are in test_engine_ray*.py behind the ``ray`` marker), so
 these run everywhere, with or without the extra.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,123 @@ def test_rows_coming_back_are_grouped_into_few_journal_appends(monkeypatch):
     assert [r["path"] for g in groups for r in g] == [r["path"] for b in batches for r in b]
     monkeypatch.setattr(ray_engine, "FLUSH_SECONDS", 0.0)  # slow arrivals: every batch goes at once
     assert [len(g) for g in ray_engine._coalesce(iter(batches))] == [2] * 6
+
+
+# ------------------------------------------------------------------------------------ Ray's environment
+
+
+def test_private_instance_environment_joins_nothing_and_writes_no_token_file():
+    from exposure_cli.engines.ray_env import DEAD_PROXY, LOOPBACK_HOSTS, private_spawn_env
+
+    env = private_spawn_env({"RAY_ADDRESS": "10.0.0.5:6379", "HTTP_PROXY": "http://corp:3128"})
+    assert env["RAY_ADDRESS"] is None  # unset while the instance starts: never joins a cluster
+    assert env["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert env["http_proxy"] == env["HTTPS_PROXY"] == DEAD_PROXY and env["NO_PROXY"] == LOOPBACK_HOSTS
+    token = env["RAY_AUTH_TOKEN"]  # a throw-away token instead of a new ~/.ray/auth_token
+    assert len(token) == 64 and token != private_spawn_env({})["RAY_AUTH_TOKEN"]
+    # the user's own token settings win; token auth switched off stays off
+    assert "RAY_AUTH_TOKEN" not in private_spawn_env({"RAY_AUTH_TOKEN_PATH": "/secrets/token"})
+    assert "RAY_AUTH_TOKEN" not in private_spawn_env({"RAY_AUTH_MODE": "disabled"})
+
+
+def test_scoped_env_sets_unsets_and_restores():
+    from exposure_cli.engines.ray_env import scoped_env
+
+    environ = {"KEEP": "1", "GONE": "2"}
+    with scoped_env({"GONE": None, "NEW": "3", "KEEP": "4"}, environ):
+        assert environ == {"KEEP": "4", "NEW": "3"}
+    assert environ == {"KEEP": "1", "GONE": "2"}
+    with pytest.raises(RuntimeError):
+        with scoped_env({"NEW": "x"}, environ):
+            raise RuntimeError
+    assert environ == {"KEEP": "1", "GONE": "2"}
+
+
+def test_credentials_travel_only_with_remote_inputs():
+    from exposure_cli.engines.ray_env import forwarded_env, user_proxy_env
+
+    environ = {"AWS_ACCESS_KEY_ID": "AKIA1", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_ENDPOINT_URL_S3": "http://m:9000",
+               "GOOGLE_APPLICATION_CREDENTIALS": "/k.json", "HOME": "/root", "PATH": "/bin"}
+    assert forwarded_env(["s3://b/p"], environ) == {k: v for k, v in environ.items() if k not in ("HOME", "PATH")}
+    assert forwarded_env(["file:///data/photos"], environ) == {}
+    assert forwarded_env(["/data/photos"], environ) == {}
+    proxies = user_proxy_env({"https_proxy": "http://corp:3128"})
+    assert proxies["https_proxy"] == "http://corp:3128" and proxies["http_proxy"] == ""  # "" = no proxy
+
+
+def test_custom_s3_endpoint_turns_off_instance_metadata_lookups():
+    from exposure_cli.engines.ray_env import storage_env, uses_custom_s3_endpoint
+
+    uri = "s3://photos/shoot?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert uses_custom_s3_endpoint([uri], {}) and not uses_custom_s3_endpoint(["s3://photos/shoot"], {})
+    assert uses_custom_s3_endpoint(["s3://photos"], {"AWS_ENDPOINT_URL_S3": "http://m:9000"})
+    assert not uses_custom_s3_endpoint(["gs://photos"], {"AWS_ENDPOINT_URL": "http://m:9000"})
+    environ: dict[str, str] = {}
+    storage_env([uri], environ)
+    assert environ == {"AWS_EC2_METADATA_DISABLED": "true"}
+    environ = {"AWS_EC2_METADATA_DISABLED": "false"}  # the user's choice stands
+    storage_env([uri], environ)
+    assert environ == {"AWS_EC2_METADATA_DISABLED": "false"}
+    environ = {}
+    storage_env(["s3://photos/shoot"], environ)  # real AWS: instance roles are a credential source
+    assert environ == {}
+
+
+def test_loopback_cluster_addresses():
+    from exposure_cli.engines import ray_driver_on_loopback
+    from exposure_cli.engines.ray_env import is_loopback_address
+
+    for address in ("127.0.0.1:6379", "localhost:6379", "[::1]:6379", "127.0.0.2:1", "::1"):
+        assert is_loopback_address(address), address
+    for address in ("10.0.0.5:6379", "head:6379", "auto", "local", "ray://127.0.0.1:10001", "", None):
+        assert not is_loopback_address(address), address
+    assert ray_driver_on_loopback(None) and ray_driver_on_loopback("127.0.0.1:6379")
+    assert not ray_driver_on_loopback("auto") and not ray_driver_on_loopback("10.0.0.5:6379")
+
+
+def test_auth_hint_names_ray_auth_mode(tmp_path):
+    from exposure_cli.engines.ray_env import auth_hint
+
+    assert "set RAY_AUTH_MODE=token" in auth_hint({}, home=tmp_path) and "copy the cluster's token" in auth_hint({}, home=tmp_path)
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("x")
+    assert f"{tmp_path / '.ray' / 'auth_token'} exists here" in auth_hint({}, home=tmp_path)
+    assert "is the cluster's" in auth_hint({"RAY_AUTH_MODE": "token"}, home=tmp_path)
+
+
+def test_max_task_retries_from_the_environment(monkeypatch):
+    from exposure_cli.engines.ray_engine import MAX_TASK_RETRIES, max_task_retries
+
+    monkeypatch.delenv("EXPOSURE_RAY_MAX_TASK_RETRIES", raising=False)
+    assert max_task_retries() == MAX_TASK_RETRIES == 3
+    monkeypatch.setenv("EXPOSURE_RAY_MAX_TASK_RETRIES", "-1")
+    assert max_task_retries() == -1
+    monkeypatch.setenv("EXPOSURE_RAY_MAX_TASK_RETRIES", "many")
+    with pytest.raises(ScanError, match="whole number"):
+        max_task_retries()
+
+
+# ------------------------------------------------------------------------------------ stdout for the report
+
+
+def test_stdout_carries_only_the_report_whatever_else_prints(tmp_path):
+    """A real process whose stdout is a pipe: Python prints, raw writes to fd 1 and a child process's output
+    during the block all go to stderr; the report reaches stdout, and fd 1 is back afterwards."""
+    script = tmp_path / "noisy.py"
+    script.write_text(
+        "import os, subprocess, sys\n"
+        "from exposure_cli.commands.stdio import stdout_for_report\n"
+        "with stdout_for_report() as report:\n"
+        "    print('(raylet) a worker died')\n"
+        "    os.write(1, b'native noise\\n')\n"
+        "    subprocess.run(['echo', 'child noise'])\n"
+        "    report.write('path,status\\n')\n"
+        "    report.write('a.jpg,ok\\n')\n"
+        "print('after the block')\n"
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "path,status\na.jpg,ok\nafter the block\n"
+    for noise in ("(raylet) a worker died", "native noise", "child noise"):
+        assert noise in res.stderr

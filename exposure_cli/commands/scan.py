@@ -126,6 +126,7 @@ def register(app: typer.Typer) -> None:
         """
         from ..pipeline import ScanError, ScanOptions, scan
         from ..stats import Thresholds
+        from .stdio import stdout_for_report
         from .ui import ScanProgress, make_console, print_summary
 
         limits = _fail_under(fail_under)
@@ -194,8 +195,9 @@ def register(app: typer.Typer) -> None:
         bar = ScanProgress(console, enabled=show)
         previous_sigterm = _sigterm_as_interrupt()
         try:
-            with bar:
-                result = scan(paths, options, progress=bar.advance, on_total=bar.start)
+            # --out -: stdout carries the report only; Ray's and any library's prints go to stderr meanwhile
+            with bar, stdout_for_report(to_stdout) as report_stream:
+                result = scan(paths, options, progress=bar.advance, on_total=bar.start, stream=report_stream)
                 bar.finish(result.images_per_second)  # the bar ends on the summary's figure
         except ScanError as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)

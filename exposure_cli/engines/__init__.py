@@ -37,9 +37,10 @@ def prepare_ray_environment(loopback: bool) -> None:
     """Environment for a Ray driver; must run before ``import ray`` (Ray reads it at import time).
 
     Args:
-        loopback: Starting a private local instance: make Ray's node address the loopback one, so its
-            services listen on 127.0.0.1 only instead of every interface. Never for a driver joining
-            an existing cluster, whose nodes must be able to reach it.
+        loopback: Starting a private local instance, or joining a cluster on this machine's loopback
+            (:func:`ray_driver_on_loopback`): make Ray's node address the loopback one, so its services
+            listen on 127.0.0.1 only instead of every interface. Never for a driver joining a cluster
+            on the network, whose nodes must be able to reach it.
     """
     # Ray reports usage statistics by default; an audit tool must not phone home.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -78,6 +79,19 @@ def require_ray(loopback: bool = True) -> ModuleType:
     return ray
 
 
+def ray_driver_on_loopback(ray_address: str | None) -> bool:
+    """Whether a Ray driver should take the loopback address as its node address.
+
+    True for a private instance (no ``--ray-address``) and for a cluster reached on loopback
+    (``127.0.0.1:6379``, ``localhost:…``): without it Ray rewrites a loopback address to the machine's
+    network address, which a cluster started on loopback does not listen on — the driver then retried
+    for minutes.
+    """
+    from .ray_env import is_loopback_address
+
+    return not ray_address or is_loopback_address(ray_address)
+
+
 def check_engine(engine: str | Engine, ray_address: str | None = None) -> Engine:
     """Validate an engine name and that it can run here; returns it as an :class:`Engine`.
 
@@ -90,7 +104,7 @@ def check_engine(engine: str | Engine, ray_address: str | None = None) -> Engine
     except ValueError:
         raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(e.value for e in Engine)}") from None
     if chosen is Engine.ray:
-        require_ray(loopback=not ray_address)
+        require_ray(loopback=ray_driver_on_loopback(ray_address))
     return chosen
 
 
@@ -112,4 +126,4 @@ def engine_loop(engine: str | Engine) -> EngineLoop:
 
 
 __all__ = ["Engine", "EngineLoop", "EngineUnavailable", "RAY_INSTALL_HINT", "check_engine", "engine_loop",
-           "prepare_ray_environment", "require_ray"]
+           "prepare_ray_environment", "ray_driver_on_loopback", "require_ray"]

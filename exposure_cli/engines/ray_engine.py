@@ -23,6 +23,7 @@ Ray is imported only when this engine runs; see :func:`exposure_cli.engines.requ
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -40,7 +41,8 @@ from ..discovery import InputFile
 from ..errors import ScanError
 from ..processing import BatchProcessor, Decoded, ScanOptions, decode_item, settle
 from ..report.writers import row_to_json
-from . import require_ray
+from . import ray_driver_on_loopback, require_ray
+from .ray_env import auth_hint, forwarded_env, private_spawn_env, scoped_env, user_proxy_env
 from .uris import RemoteInput
 
 log = logging.getLogger(__name__)
@@ -201,9 +203,13 @@ def _package_parent() -> str:
 
 
 def local_instance_kwargs(num_cpus: int | None = None) -> dict[str, Any]:
-    """``ray.init`` arguments for a private, quiet, loopback-only local instance (the tests use them too).
+    """``ray.init`` arguments for a private, quiet, loopback-only local instance.
 
-    Call :func:`exposure_cli.engines.prepare_ray_environment` (``loopback=True``) before importing Ray.
+    ``address="local"``: always a new instance, even when ``RAY_ADDRESS`` is set or a ``ray start``
+    cluster runs on this machine (``ray.init()`` without an address would join it). Call
+    :func:`exposure_cli.engines.prepare_ray_environment` (``loopback=True``) before importing Ray, and
+    start it inside :func:`exposure_cli.engines.ray_env.scoped_env` (``private_spawn_env()``) so that
+    Ray's own processes make no connection beyond loopback (see :func:`_private_instance`).
     """
     # Workers of a local instance inherit this environment: make sure they import this very package,
     # also when it runs from a source checkout rather than an installed wheel.
@@ -211,8 +217,8 @@ def local_instance_kwargs(num_cpus: int | None = None) -> dict[str, Any]:
     python_path = os.environ.get("PYTHONPATH", "")
     if parent not in python_path.split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (parent, python_path) if p)
-    return dict(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                logging_level=logging.ERROR, configure_logging=True)
+    return dict(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
 
 
 def _quiet_ray_data(ray: Any) -> None:
@@ -224,24 +230,165 @@ def _quiet_ray_data(ray: Any) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _connect(ray: Any, options: ScanOptions) -> bool:
-    """Join the cluster at ``--ray-address``, reuse a running driver, or start a local instance.
+#: Each batch is retried at most this many times when the worker running it dies (killed, crashed, out of
+#: memory, its node lost); then the scan stops with "the Ray job failed" and --resume continues it. Ray
+#: Data's default is to retry forever, so a photo that killed its worker every time hung the scan.
+#: Workers themselves are restarted without limit (Ray Data's default): deaths spread over a long scan
+#: — preempted nodes — never stop it, only the same batch dying again and again does.
+#: ``EXPOSURE_RAY_MAX_TASK_RETRIES`` overrides it (0: never retry; -1: Ray Data's "forever").
+MAX_TASK_RETRIES = 3
 
-    Returns:
-        True when this call connected (and the engine must disconnect at the end).
+
+def max_task_retries() -> int:
+    """:data:`MAX_TASK_RETRIES`, or ``EXPOSURE_RAY_MAX_TASK_RETRIES`` when set."""
+    value = os.environ.get("EXPOSURE_RAY_MAX_TASK_RETRIES", "").strip()
+    try:
+        return int(value) if value else MAX_TASK_RETRIES
+    except ValueError:
+        raise ScanError(f"EXPOSURE_RAY_MAX_TASK_RETRIES must be a whole number, not {value!r}") from None
+
+#: Ray Data's helper actors (name, namespace): detached and named, created by the first Ray Data job on a
+#: cluster and then shared by every later one, each a worker process holding a port. A scan removes the
+#: ones it created when no other driver is connected (see :func:`_remove_helpers`).
+RAY_DATA_HELPERS = frozenset({
+    ("datasets_stats_actor", "_dataset_stats_actor"),  # _StatsActor
+    ("ActorLocationTracker", "ActorLocationTracker"),
+    ("AutoscalingCoordinator", "AutoscalingCoordinator"),  # _AutoscalingCoordinatorActor
+    ("AutoscalingRequester", "AutoscalingRequester"),
+    ("DataUsageCollectionActor", "DataUsageCollectionActor"),
+    ("dataset_stats_summary_actor", "_dataset_stats_summary_actor"),
+})
+
+
+def helper_actors(ray: Any) -> set[tuple[str, str]]:
+    """Ray Data's helper actors alive on the connected cluster, as (name, namespace)."""
+    try:
+        named = ray.util.list_named_actors(all_namespaces=True)
+    except Exception:  # pragma: no cover - an API change; cleaning up is best effort
+        return set()
+    return {(a["name"], a["namespace"]) for a in named if (a["name"], a["namespace"]) in RAY_DATA_HELPERS}
+
+
+def _other_drivers(ray: Any) -> int | None:
+    """Live driver jobs on the cluster besides this one (None: unknown)."""
+    try:
+        from ray._private import state
+
+        ours = ray.get_runtime_context().get_job_id()
+        return sum(1 for job in state.jobs() if not job.get("IsDead") and job.get("JobID") != ours)
+    except Exception:  # pragma: no cover - a private API; when in doubt, leave the helpers alone
+        return None
+
+
+def _remove_helpers(ray: Any, before: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Kill the Ray Data helper actors this scan created on a cluster it joined; returns them.
+
+    Only when no other driver is connected: helpers are shared by every Ray Data job on the cluster, and
+    one started while this scan ran uses the same ones. Helpers that existed before the scan are never
+    touched. The next Ray Data job creates them again (Ray Data looks them up with ``get_if_exists``).
     """
-    if ray.is_initialized():
-        return False
+    created = helper_actors(ray) - before
+    if not created:
+        return []
+    others = _other_drivers(ray)
+    if others != 0:
+        log.info("leaving Ray Data's helper actors %s: %s other driver(s) connected", sorted(created),
+                 "unknown" if others is None else others)
+        return []
+    removed = []
+    for name, namespace in sorted(created):
+        try:
+            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+            removed.append((name, namespace))
+        except Exception as exc:  # pragma: no cover - gone already, or an API change
+            log.info("could not remove Ray Data helper %s/%s: %s", namespace, name, exc)
+    return removed
+
+
+@dataclass
+class _Session:
+    """How this scan reached Ray (see :func:`_ray_session`)."""
+
+    private: bool = False  # a private instance started for this scan
+    joined: bool = False  # joined a cluster at --ray-address (and leaves it at the end)
+
+
+@contextlib.contextmanager
+def _ray_session(ray: Any, options: ScanOptions) -> Iterator[_Session]:
+    """Reuse the caller's connection, join the cluster at ``--ray-address``, or start a private instance.
+
+    * **Private instance** (no ``--ray-address``): ``address="local"`` (never a cluster found in
+      ``RAY_ADDRESS`` or a running ``ray start``), loopback only, and Ray's own processes started in
+      :func:`~exposure_cli.engines.ray_env.private_spawn_env` — no statistics, no connection beyond
+      loopback, a throw-away auth token instead of a new ``~/.ray/auth_token``. The driver's own
+      environment is restored once they run; stopped at the end.
+    * **A cluster** (``--ray-address``): joined, left running at the end, minus the Ray Data helper
+      actors this scan created (when no other driver is connected).
+    """
+    if ray.is_initialized():  # the caller's own connection (a notebook, a test): used as is, left open
+        yield _Session()
+        return
+    if options.ray_address:
+        _join(ray, options.ray_address)
+        before = helper_actors(ray)
+        try:
+            yield _Session(joined=True)
+        finally:
+            try:
+                _remove_helpers(ray, before)
+            finally:
+                ray.shutdown()
+        return
+    spawn = private_spawn_env()
+    # ray.init() sets RAY_AUTH_MODE=token in this process; the token stays until the instance is stopped.
+    lasting = {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE"),
+               "RAY_AUTH_TOKEN": spawn.pop("RAY_AUTH_TOKEN", os.environ.get("RAY_AUTH_TOKEN"))}
+    with scoped_env(lasting):
+        with scoped_env(spawn), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                ray.init(**local_instance_kwargs())
+            except Exception as exc:
+                raise ScanError(f"cannot start a local Ray instance: {_last_line(exc)}") from exc
+        try:
+            yield _Session(private=True)
+        finally:
+            ray.shutdown()
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def _join(ray: Any, address: str) -> None:
+    """Connect to the cluster at `address`; a failure names Ray's token authentication when it may be why."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            if options.ray_address:
-                ray.init(address=options.ray_address, logging_level=logging.WARNING, log_to_driver=False)
-            else:
-                ray.init(**local_instance_kwargs())
-        except ConnectionError as exc:
-            raise ScanError(f"cannot reach the Ray cluster at {options.ray_address}: {exc}") from None
-    return True
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        except Exception as exc:
+            raise ScanError(f"cannot reach the Ray cluster at {address}: {_last_line(exc)}. {auth_hint()}") from None
+
+
+def _worker_died(ray: Any, exc: BaseException) -> bool:
+    """True when `exc` (or what it wraps) says an actor died or became unreachable."""
+    kinds = tuple(getattr(ray.exceptions, name) for name in ("RayActorError", "ActorUnavailableError")
+                  if hasattr(ray.exceptions, name))
+    seen = 0
+    while exc is not None and seen < 10:
+        if kinds and isinstance(exc, kinds):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _worker_env(todo: Sequence[InputFile], session: _Session) -> dict[str, str]:
+    """``env_vars`` of the scan workers' runtime environment (credentials are never logged)."""
+    env = user_proxy_env() if session.private else {}
+    roots = sorted({item.filesystem_uri for item in todo if isinstance(item, RemoteInput)})
+    env.update(forwarded_env(roots))
+    return env
 
 
 #: The driver appends rows to the journal (one fsync each time) in groups of up to this many rows, or
@@ -280,9 +427,8 @@ def run_ray(todo: Sequence[InputFile], options: ScanOptions,
     """
     if not todo:
         return
-    ray = require_ray(loopback=not options.ray_address)
-    connected = _connect(ray, options)
-    try:
+    ray = require_ray(loopback=ray_driver_on_loopback(options.ray_address))
+    with _ray_session(ray, options) as session:
         _quiet_ray_data(ray)
         resources = ray.cluster_resources()
         plan = plan_workers(resources.get("CPU", 1.0), resources.get("GPU", 0.0), options.concurrency,
@@ -295,6 +441,11 @@ def run_ray(todo: Sequence[InputFile], options: ScanOptions,
             torch_threads=plan.torch_threads, decode_threads=plan.decode_threads,
         )
         log.info("ray engine: %s", plan)
+        retries = max_task_retries()
+        remote_args: dict[str, Any] = {"max_task_retries": retries}
+        env = _worker_env(todo, session)
+        if env:
+            remote_args["runtime_env"] = {"env_vars": env}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             # Enough blocks that every actor gets work, few enough that scheduling stays cheap.
@@ -309,6 +460,7 @@ def run_ray(todo: Sequence[InputFile], options: ScanOptions,
                 compute=ray.data.ActorPoolStrategy(size=plan.actors),
                 num_cpus=plan.cpus_per_actor,
                 num_gpus=plan.gpus_per_actor or None,
+                **remote_args,
             )
         # Iterate outside catch_warnings: this generator is suspended between batches, and the
         # warning filters must not stay swapped while the caller runs.
@@ -317,13 +469,15 @@ def run_ray(todo: Sequence[InputFile], options: ScanOptions,
             yield from _coalesce(([json.loads(text) for text in batch["row"]] for batch in batches))
         except (KeyboardInterrupt, GeneratorExit, ScanError):
             raise
-        except Exception as exc:  # a worker crash: rows so far are journaled; say how to continue
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise ScanError(f"the Ray job failed: {first}. Rows finished so far are kept; "
+        except Exception as exc:  # a worker that cannot start, or a batch whose worker kept dying
+            cause = _last_line(exc).rstrip(".")
+            if _worker_died(ray, exc):
+                times = f"{retries + 1} times " if retries >= 0 else ""
+                cause = (f"a worker died {times}running the same batch (killed, crashed or out of memory; its "
+                         f"log is in the logs folder of the Ray session on its node): {cause}")
+            raise ScanError(f"the Ray job failed: {cause}. Rows finished so far are kept; "
                             "fix the cause and re-run with --resume") from exc
-    finally:
-        if connected:
-            ray.shutdown()
 
 
-__all__ = ["ScanWorker", "WorkerPlan", "WorkerSpec", "local_instance_kwargs", "plan_workers", "run_ray"]
+__all__ = ["MAX_TASK_RETRIES", "RAY_DATA_HELPERS", "max_task_retries", "ScanWorker", "WorkerPlan", "WorkerSpec", "helper_actors",
+           "local_instance_kwargs", "plan_workers", "run_ray"]

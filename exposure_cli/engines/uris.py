@@ -7,6 +7,11 @@ folder scanned as ``file:///data/photos`` gets exactly the report keys of ``/dat
 Filesystems come from :func:`pyarrow.fs.FileSystem.from_uri` (S3 and GCS are built into the pyarrow
 wheels and take their credentials from the usual environment: ``AWS_*``/``~/.aws``, Google application
 default credentials); schemes pyarrow does not know are tried through fsspec when it is installed.
+S3-compatible storage (MinIO, Ceph, R2, a local moto server) is reached through a custom endpoint:
+``AWS_ENDPOINT_URL_S3`` (or ``AWS_ENDPOINT_URL``) in the environment, or pyarrow's URI options
+``s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http``; with one,
+``AWS_EC2_METADATA_DISABLED=true`` is set unless the user set it
+(:func:`exposure_cli.engines.ray_env.storage_env`).
 Nothing here imports Ray; both engines read remote inputs through :class:`RemoteInput`.
 """
 
@@ -125,10 +130,13 @@ def discover_uris(
     """
     import pyarrow.fs as pafs
 
+    from .ray_env import storage_env
+
     local = [u for u in uris if not is_uri(u)]
     if local:
         raise ValueError(f"cannot mix local paths and URIs in one scan ({local[0]!r}); "
                          "scan them separately or give local folders as file:// URIs")
+    storage_env(uris)  # before the first filesystem is opened (the AWS SDK reads it then)
     labels: list[str] = []
     used: set[str] = set()
     unique = UniqueKeys()

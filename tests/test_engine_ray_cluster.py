@@ -1,0 +1,271 @@
+"""``exposure scan --engine ray`` as a user runs it: real processes, a real ``ray start`` cluster, a real
+S3-compatible server, real worker deaths, and a record of every connection made.
+
+* the session's cluster (``ray_cluster``: ``ray start --head`` on 127.0.0.1 with token authentication,
+  run under ``strace -f -e trace=connect,bind`` when strace is installed) and S3 server (``s3_server``:
+  moto's server on 127.0.0.1 with signature checks) come from conftest.py / tests/clusters.py;
+* every scan is a separate ``python -m exposure_cli`` process, so stdout, stderr and exit codes are the
+  real ones.
+
+Ray's cold start is slow on a small machine: the tests are few and each checks a lot.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clusters import PLUGINS, beyond_loopback, net_calls, strace_prefix
+from conftest import exposure_cmd, photo_like, subprocess_env, write_image
+from exposure_cli.report.writers import read_report
+
+pytestmark = pytest.mark.ray
+
+TIMEOUT = 420  # seconds for one scan process; Ray starts slowly on 2 busy cores
+FAST = ["--model", "baseline", "--no-regions"]
+
+
+def _env(cluster=None, home: Path | None = None, **extra: str) -> dict[str, str]:
+    """A user's shell for a scan: this checkout importable, no credentials or Ray settings inherited."""
+    env = {k: v for k, v in subprocess_env().items() if not k.startswith(("AWS_", "RAY_"))}
+    if cluster is not None:
+        env = cluster.driver_env(env)
+    if home is not None:
+        home.mkdir(parents=True, exist_ok=True)
+        env["HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def _scan(args: list[str], env: dict[str, str], prefix: list[str] | None = None,
+          timeout: float = TIMEOUT, log: Path | None = None) -> subprocess.CompletedProcess:
+    res = subprocess.run([*(prefix or []), *exposure_cmd("scan", *args)], env=env, capture_output=True,
+                         text=True, timeout=timeout, cwd=str(Path(__file__).resolve().parents[1]))
+    if log is not None:  # for a look afterwards (pytest --basetemp=DIR keeps it)
+        log.write_text(f"$ exposure scan {' '.join(args)}\nexit {res.returncode}\n--- stderr\n{res.stderr}")
+    return res
+
+
+def _photos(root: Path, n: int, broken: int = 0) -> list[str]:
+    names = []
+    for i in range(n):
+        write_image(root / f"p{i:03d}.jpg", photo_like(90, 120, seed=i, gain=0.3 + (i % 7) * 0.4))
+        names.append(f"p{i:03d}.jpg")
+    for i in range(broken):
+        (root / f"broken{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+        names.append(f"broken{i}.jpg")
+    return names
+
+
+# ------------------------------------------------------------------------ 1. private instance, no traffic
+
+
+@pytest.mark.timeout(1200)
+def test_private_instance_beside_a_cluster_joins_nothing_and_stays_on_loopback(ray_cluster, tmp_path):
+    """No --ray-address: a private instance, even with a cluster running and RAY_ADDRESS pointing at it,
+    and every connection and listening socket of every process it starts (driver, GCS, raylet, dashboard,
+    agents, workers) is on loopback: Ray's cloud-metadata probes end on the dead loopback proxy. Nothing is written to
+    ~/.ray (Ray would otherwise create ~/.ray/auth_token, turning on token auth for later `ray start`s)."""
+    photos = tmp_path / "photos"
+    names = _photos(photos, 6, broken=1)
+    home = tmp_path / "home"
+    trace = tmp_path / "scan.strace"
+    prefix = strace_prefix(trace)
+    if prefix is None:
+        pytest.skip("strace is not installed (apt-get install strace; .ci/run does)")
+    env = _env(home=home, RAY_ADDRESS=ray_cluster.address)  # ray.init() without address="local" joined it
+    res = _scan([str(photos), "--engine", "ray", "--out", str(tmp_path / "out"), *FAST, "-q"], env, prefix)
+    assert res.returncode == 0, res.stderr[-3000:]
+    df, _ = read_report(tmp_path / "out")
+    assert sorted(df["path"]) == sorted(names) and (df["status"] == "ok").sum() == 6
+
+    calls = net_calls(trace)
+    assert any(c.family == "AF_INET" and c.call == "listen" for c in calls), "strace recorded no Ray server"
+    assert beyond_loopback(trace) == []
+    assert not [c.line for c in calls if c.call == "connect" and c.port == ray_cluster.port], \
+        "the private instance talked to the cluster"
+    assert not (home / ".ray").exists()
+
+
+# ------------------------------------------------------------------------ 2. stdout, worker deaths, helpers
+
+
+@pytest.mark.timeout(1200)
+def test_stdout_is_the_report_only_when_a_worker_dies_and_helpers_are_removed(ray_cluster, tmp_path):
+    """--out - --format csv on a cluster, a worker SIGKILLed mid-run: Ray retries its batch on a restarted
+    worker, the scan completes (exit 0), stdout holds exactly one CSV row per photo (Ray's "(raylet) …
+    worker died" lines go to stderr), and Ray Data's helper actors are gone from the cluster afterwards."""
+    import pandas as pd
+
+    photos = tmp_path / "photos"
+    names = _photos(photos, 60)
+    env = _env(ray_cluster)
+    cmd = exposure_cmd("scan", str(photos), "--engine", "ray", "--ray-address", ray_cluster.address,
+                       "--out", "-", "--format", "csv", "--batch-size", "2", "--concurrency", "1")
+    err_path = tmp_path / "stderr.txt"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                                cwd=str(Path(__file__).resolve().parents[1]))
+        lines, killed = [], []
+        assert proc.stdout is not None
+        for line in proc.stdout:  # rows stream out as the cluster finishes them
+            lines.append(line)
+            if len(lines) >= 5 and not killed:
+                for worker in ray_cluster.workers("ScanWorker"):
+                    worker.kill()  # SIGKILL, mid-run
+                    killed.append(worker.pid)
+        proc.wait(timeout=TIMEOUT)
+    stderr = err_path.read_text()
+    assert killed, "no ScanWorker process was found to kill"
+    assert proc.returncode == 0, stderr[-3000:]
+    text = "".join(lines)
+    assert "raylet" not in text and "\x1b[" not in text
+    df = pd.read_csv(io.StringIO(text))
+    assert len(df) == 60 and sorted(df["path"]) == sorted(names)  # nothing lost, nothing twice
+    assert (df["status"] == "ok").all()
+    assert re.search(r"worker died|retries remaining|actor is temporarily unavailable", stderr, re.I), stderr[-2000:]
+
+    # Ray Data's helper actors (_StatsActor, ActorLocationTracker, _AutoscalingCoordinatorActor) were created
+    # by this scan and are removed at its end: no process of theirs stays on the cluster.
+    helpers = ("_StatsActor", "ActorLocationTracker", "_AutoscalingCoordinatorActor")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(ray_cluster.workers(h) for h in helpers):
+        time.sleep(1)
+    assert not [h for h in helpers if ray_cluster.workers(h)]
+
+
+@pytest.mark.timeout(1200)
+def test_a_batch_whose_worker_keeps_dying_fails_the_scan_after_the_retries(ray_cluster, tmp_path):
+    """A photo that kills its worker every time (tests/plugins/exposure_rules_crash): the batch is retried
+    (EXPOSURE_RAY_MAX_TASK_RETRIES, 1 here to keep the test short; the default is MAX_TASK_RETRIES = 3), the
+    worker dies once more, and the scan stops with exit 1 and "the Ray job failed" instead of hanging (Ray
+    Data's default retries forever); the rows finished before are in a valid report."""
+    photos = tmp_path / "photos"
+    _photos(photos, 4)
+    write_image(photos / "poison.jpg", photo_like(90, 120, seed=99))
+    site = tmp_path / "site"  # what `pip install` of a plugin package leaves: a dist-info with the entry point
+    info = site / "exposure_rules_crash-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: exposure_rules_crash\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[exposure_cli.rules]\ncrash = exposure_rules_crash:CrashRuleSet\n")
+    env = _env(ray_cluster, EXPOSURE_RAY_MAX_TASK_RETRIES="1")
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(site), str(PLUGINS)])
+    deaths = ray_cluster.root / "crash.log"
+    deaths.unlink(missing_ok=True)
+    out = tmp_path / "out"
+    res = _scan([str(photos), "--engine", "ray", "--ray-address", ray_cluster.address, "--out", str(out),
+                 "--rules", "crash", "--batch-size", "1", "--concurrency", "1", *FAST, "-q"], env,
+                log=tmp_path / "scan.log")
+    assert res.returncode == 1, res.stderr[-3000:]
+    message = " ".join(res.stderr.split())
+    assert "the Ray job failed: a worker died 2 times running the same batch" in message
+    assert "--resume" in message
+    assert len(deaths.read_text().split()) == 2  # the first try and one retry, each on a fresh worker
+    df, _ = read_report(out)
+    assert "poison.jpg" not in set(df["path"]) and df["path"].is_unique
+
+
+# ------------------------------------------------------------------------ 3. S3-compatible storage
+
+
+@pytest.mark.timeout(2400)
+def test_s3_compatible_storage_with_both_engines(ray_cluster, s3_server, tmp_path):
+    """A moto S3 server on loopback with signature checks; the cluster's workers have no credentials of
+    their own. Both engines read it through AWS_ENDPOINT_URL_S3 and through endpoint_override in the URI,
+    with the same rows; a user who may list but not read gets all-error rows and a non-zero exit; no
+    secret appears in stdout, stderr or any file written."""
+    s3 = s3_server.client("scanner")
+    s3.create_bucket(Bucket="photos")
+    local_photos = tmp_path / "photos"
+    names = _photos(local_photos, 5, broken=1)
+    for name in names:
+        s3.upload_file(str(local_photos / name), "photos", f"shoot/{name}")
+    s3.put_object(Bucket="photos", Key="shoot/notes.txt", Body=b"not a photo")
+    secrets_ = [s3_server.keys[u][1] for u in ("scanner", "lister")]
+    home = tmp_path / "home"
+    runs: dict[str, subprocess.CompletedProcess] = {}
+
+    def scan(label: str, uri: str, user: str, engine: str, endpoint_in_env: bool = True):
+        env = _env(ray_cluster, home=home, **s3_server.env(user, endpoint_in_env))
+        args = [uri, "--out", str(tmp_path / label), *FAST, "-q"]
+        if engine == "ray":
+            args += ["--engine", "ray", "--ray-address", ray_cluster.address]
+        runs[label] = _scan(args, env, log=tmp_path / f"{label}.log")
+        return runs[label]
+
+    uri = "s3://photos/shoot"
+    for label, engine in (("local", "local"), ("ray", "ray")):
+        res = scan(label, uri, "scanner", engine)
+        assert res.returncode == 0, res.stderr[-3000:]
+    a, meta = read_report(tmp_path / "local")
+    b, _ = read_report(tmp_path / "ray")
+    assert sorted(a["path"]) == sorted(names) and (a["status"] == "ok").sum() == 5
+    assert list(a["path"]) == list(b["path"]) and list(a["status"]) == list(b["status"])
+    assert list(a["size_bytes"]) == list(b["size_bytes"])
+    np.testing.assert_allclose(a["mean_residual"].astype(float), b["mean_residual"].astype(float), equal_nan=True)
+    assert meta["roots"] == [uri]
+
+    # the endpoint in the URI instead of the environment (pyarrow's endpoint_override / scheme)
+    host = s3_server.endpoint.split("//", 1)[1]
+    res = scan("uri", f"s3://photos/shoot?endpoint_override={host}&scheme=http", "scanner", "ray",
+               endpoint_in_env=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    c, _ = read_report(tmp_path / "uri")
+    assert list(c["path"]) == list(a["path"]) and (c["status"] == "ok").sum() == 5
+
+    # may list, may not read: every row is an error, and that is not a success (exit 4), on both engines
+    for label, engine in (("denied-local", "local"), ("denied-ray", "ray")):
+        res = scan(label, uri, "lister", engine)
+        assert res.returncode == 4, res.stderr[-3000:]
+        assert "every file scanned failed" in res.stderr
+        df, _ = read_report(tmp_path / label)
+        assert sorted(df["path"]) == sorted(names) and (df["status"] == "error").all()  # listed, then denied
+        assert df["error"].str.contains("ACCESS_DENIED").all()
+
+    for label, res in runs.items():
+        for secret in secrets_:
+            assert secret not in res.stdout and secret not in res.stderr, label
+        for path in (tmp_path / label).rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert not any(secret.encode() in data for secret in secrets_), path
+
+
+# ------------------------------------------------------------------------ 4. token auth
+
+
+def test_joining_a_token_cluster_without_token_mode_says_how(ray_cluster, tmp_path):
+    """The cluster uses token auth; a driver without RAY_AUTH_MODE=token cannot join (Ray reports
+    InvalidAuthToken), and the error says what to set."""
+    photos = tmp_path / "photos"
+    _photos(photos, 1)
+    env = _env(home=tmp_path / "home", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               RAY_gcs_server_port_wait_time_s="3")  # Ray's connect retries: 3 s instead of ~20 s
+    res = _scan([str(photos), "--engine", "ray", "--ray-address", ray_cluster.address, "--out",
+                 str(tmp_path / "out"), *FAST, "-q"], env, timeout=300)
+    assert res.returncode == 1
+    message = " ".join(res.stderr.split())
+    assert f"cannot reach the Ray cluster at {ray_cluster.address}" in message
+    assert "RAY_AUTH_MODE=token" in message
+
+
+# ------------------------------------------------------------------------ 5. the cluster's own traffic (last)
+
+
+def test_the_cluster_itself_made_no_connection_beyond_loopback(ray_cluster):
+    """Everything the session's cluster did — start-up (Ray's usage-stats module probes cloud metadata and,
+    for a `ray start` cluster, reports "disabled" to usage-stats.ray.io), every job of the session, the S3
+    reads of its workers — connected to loopback only: the cluster runs with ray_system_env()."""
+    if ray_cluster.trace is None:
+        pytest.skip("strace is not installed (apt-get install strace; .ci/run does)")
+    calls = net_calls(ray_cluster.trace)
+    assert any(c.call == "listen" and c.family == "AF_INET" for c in calls)
+    assert any(c.call == "connect" and c.family == "AF_INET" for c in calls)
+    assert beyond_loopback(ray_cluster.trace) == []
