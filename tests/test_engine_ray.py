@@ -7,7 +7,6 @@ is slow here, so the tests are few and each one checks a lot.
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -53,6 +52,10 @@ def cluster(ray_cluster, monkeypatch):
     for name, value in ray_cluster.driver_env({}).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # Ray read RAY_AUTH_MODE when this module imported it (before the cluster existed); re-read it, as
+    # Ray's own token set-up does (a command-line scan has it in its environment from the start)
+    ray._raylet.Config.initialize("")
+    ray._raylet.AuthenticationTokenLoader.instance().reset_cache()
     yield ray_cluster
     assert not ray.is_initialized()  # every scan left the cluster again
 

@@ -159,22 +159,15 @@ def auth_hint(environ: Mapping[str, str] | None = None, home: Path | None = None
     driver has not turned it on (an explicit address never picks up ``~/.ray/auth_token`` by itself)."""
     environ = os.environ if environ is None else environ
     if (environ.get(AUTH_MODE_VAR) or "").lower() == "token":
-        return ("token authentication is on (RAY_AUTH_MODE=token): check that the token "
+        return ("Token authentication is on (RAY_AUTH_MODE=token): check that the token "
                 "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) is the cluster's")
     token_file = (home or Path.home()) / ".ray" / "auth_token"
     where = f"{token_file} exists here" if token_file.exists() else "copy the cluster's token"
-    return ("if the cluster uses token authentication (`ray start` turns it on when ~/.ray/auth_token "
+    return ("If the cluster uses token authentication (`ray start` turns it on when ~/.ray/auth_token "
             f"exists on the head node), set RAY_AUTH_MODE=token for this command ({where}; or pass "
             "RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH)")
 
 
-def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values that must never appear in anything the scan prints or writes (credentials, tokens)."""
-    environ = os.environ if environ is None else environ
-    names = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "RAY_AUTH_TOKEN")
-    return [environ[n] for n in names if environ.get(n)]
-
-
 __all__ = ["DEAD_PROXY", "LOOPBACK_HOSTS", "auth_hint", "forwarded_env", "is_loopback_address",
-           "private_spawn_env", "ray_system_env", "scoped_env", "secret_values", "storage_env",
+           "private_spawn_env", "ray_system_env", "scoped_env", "storage_env",
            "user_proxy_env", "uses_custom_s3_endpoint"]
