@@ -298,7 +298,13 @@ def _remove_helpers(ray: Any, before: set[tuple[str, str]]) -> list[tuple[str, s
     removed = []
     for name, namespace in sorted(created):
         try:
-            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+            handle = ray.get_actor(name, namespace=namespace)
+            # An actor runs one caller's calls in order: once this returns, the calls this driver already sent
+            # (Ray Data's last `cancel_request` at the end of the scan) are done and will not be retried
+            # against a killed actor ("Task … failed … killed by ray.kill" on stderr).
+            with contextlib.suppress(Exception):
+                ray.get(handle.__ray_ready__.remote(), timeout=10)
+            ray.kill(handle, no_restart=True)
             removed.append((name, namespace))
         except Exception as exc:  # pragma: no cover - gone already, or an API change
             log.info("could not remove Ray Data helper %s/%s: %s", namespace, name, exc)
