@@ -294,6 +294,7 @@ class S3Server:
     root: Path
     prefix: str = "photos/shoot"  # bucket/prefix the tests scan
     port: int = 0
+    trace: Path | None = None
     proc: subprocess.Popen | None = None
     keys: dict = field(default_factory=dict)  # user → (access key id, secret)
 
@@ -307,9 +308,16 @@ class S3Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         # the first 6 requests (two users, their keys and policies) are let through; every later one is checked
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = "6"
+        cmd = [sys.executable, "-c", _EXEC_WITH_PDEATHSIG, sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+               "-p", str(self.port)]
+        self.trace = self.root / "moto.strace"  # the test server must not reach out either
+        prefix = strace_prefix(self.trace)
+        if prefix is None:
+            self.trace = None
+        else:
+            cmd = prefix + cmd
         with open(self.root / "moto.log", "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                         env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          preexec_fn=_die_with_parent)
         wait_for_port(self.port, self.proc, timeout)
         import boto3
@@ -349,10 +357,29 @@ class S3Server:
         return env
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
+        """SIGTERM to the server (under strace: to its process, then strace ends with it)."""
+        import psutil
+
+        if self.proc is None:
+            return
+        try:
+            tree = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            tree = []
+        for p in tree or [psutil.Process(self.proc.pid)]:
             try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
+                p.terminate()
+            except psutil.Error:
+                pass
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        _gone, alive = psutil.wait_procs(tree, timeout=10)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        self.proc = None

@@ -180,7 +180,8 @@ def test_s3_compatible_storage_with_both_engines(ray_cluster, s3_server, tmp_pat
     """A moto S3 server on loopback with signature checks; the cluster's workers have no credentials of
     their own. Both engines read it through AWS_ENDPOINT_URL_S3 and through endpoint_override in the URI,
     with the same rows; a user who may list but not read gets all-error rows and a non-zero exit; no
-    secret appears in stdout, stderr or any file written."""
+    secret appears in stdout, stderr or any file written; no driver connects beyond loopback (the AWS SDK
+    would ask the instance-metadata service for a region without AWS_EC2_METADATA_DISABLED)."""
     s3 = s3_server.client("scanner")
     s3.create_bucket(Bucket="photos")
     local_photos = tmp_path / "photos"
@@ -192,12 +193,18 @@ def test_s3_compatible_storage_with_both_engines(ray_cluster, s3_server, tmp_pat
     home = tmp_path / "home"
     runs: dict[str, subprocess.CompletedProcess] = {}
 
+    traces: list[Path] = []
+
     def scan(label: str, uri: str, user: str, engine: str, endpoint_in_env: bool = True):
         env = _env(ray_cluster, home=home, **s3_server.env(user, endpoint_in_env))
         args = [uri, "--out", str(tmp_path / label), *FAST, "-q"]
         if engine == "ray":
             args += ["--engine", "ray", "--ray-address", ray_cluster.address]
-        runs[label] = _scan(args, env, log=tmp_path / f"{label}.log")
+        trace = tmp_path / f"{label}.strace"  # the driver's connections (the workers': the cluster's trace)
+        prefix = strace_prefix(trace)
+        if prefix is not None:
+            traces.append(trace)
+        runs[label] = _scan(args, env, prefix, log=tmp_path / f"{label}.log")
         return runs[label]
 
     uri = "s3://photos/shoot"
@@ -229,6 +236,9 @@ def test_s3_compatible_storage_with_both_engines(ray_cluster, s3_server, tmp_pat
         assert sorted(df["path"]) == sorted(names) and (df["status"] == "error").all()  # listed, then denied
         assert df["error"].str.contains("ACCESS_DENIED").all()
 
+    # no instance-metadata lookups (169.254.169.254) by the AWS SDK: AWS_EC2_METADATA_DISABLED with an endpoint
+    for trace in traces:
+        assert beyond_loopback(trace) == [], trace.name
     for label, res in runs.items():
         for secret in secrets_:
             assert secret not in res.stdout and secret not in res.stderr, label
@@ -259,13 +269,20 @@ def test_joining_a_token_cluster_without_token_mode_says_how(ray_cluster, tmp_pa
 # ------------------------------------------------------------------------ 5. the cluster's own traffic (last)
 
 
-def test_the_cluster_itself_made_no_connection_beyond_loopback(ray_cluster):
+def test_the_cluster_itself_made_no_connection_beyond_loopback(ray_cluster, request):
     """Everything the session's cluster did — start-up (Ray's usage-stats module probes cloud metadata and,
     for a `ray start` cluster, reports "disabled" to usage-stats.ray.io), every job of the session, the S3
-    reads of its workers — connected to loopback only: the cluster runs with ray_system_env()."""
+    reads of its workers — connected to loopback only: the cluster runs with ray_system_env(). So did the
+    session's S3 server."""
     if ray_cluster.trace is None:
         pytest.skip("strace is not installed (apt-get install strace; .ci/run does)")
     calls = net_calls(ray_cluster.trace)
     assert any(c.call == "listen" and c.family == "AF_INET" for c in calls)
     assert any(c.call == "connect" and c.family == "AF_INET" for c in calls)
     assert beyond_loopback(ray_cluster.trace) == []
+    try:  # and the session's S3 server (started by the S3 test; absent without moto)
+        s3_server = request.getfixturevalue("s3_server")
+    except pytest.skip.Exception:
+        return
+    if s3_server.trace is not None:
+        assert beyond_loopback(s3_server.trace) == []
