@@ -101,7 +101,8 @@ def test_private_instance_beside_a_cluster_joins_nothing_and_stays_on_loopback(r
 def test_stdout_is_the_report_only_when_a_worker_dies_and_helpers_are_removed(ray_cluster, tmp_path):
     """--out - --format csv on a cluster, a worker SIGKILLed mid-run: Ray retries its batch on a restarted
     worker, the scan completes (exit 0), stdout holds exactly one CSV row per photo (Ray's "(raylet) …
-    worker died" lines go to stderr), and Ray Data's helper actors are gone from the cluster afterwards."""
+    worker died" lines go to stderr), the progress bar and the summary give the same speed, and Ray Data's
+    helper actors are gone from the cluster afterwards."""
     import pandas as pd
 
     photos = tmp_path / "photos"
@@ -131,6 +132,11 @@ def test_stdout_is_the_report_only_when_a_worker_dies_and_helpers_are_removed(ra
     assert len(df) == 60 and sorted(df["path"]) == sorted(names)  # nothing lost, nothing twice
     assert (df["status"] == "ok").all()
     assert re.search(r"worker died|retries remaining|actor is temporarily unavailable", stderr, re.I), stderr[-2000:]
+    # one speed figure: the bar ends on the summary's photos per second (Rich's moving average said 3.9
+    # img/s here while the summary said 0.7)
+    bar = re.findall(r"60/60\s+([\d.]+) img/s", stderr)
+    summary = re.findall(r"60 \(([\d.]+) img/s", stderr)
+    assert bar and summary and bar[-1] == summary[-1], (bar, summary)
 
     # Ray Data's helper actors (_StatsActor, ActorLocationTracker, _AutoscalingCoordinatorActor) were created
     # by this scan and are removed at its end: no process of theirs stays on the cluster.
