@@ -48,9 +48,11 @@ class ScanResult:
     errors: int = 0
     seconds: float = 0.0
     report_path: Path | None = None
-    worst: list[tuple[float, str]] = field(default_factory=list)  # (bad_pct, path), worst first
-    #: The lowest scores under the first rule set: (score, path, grade, first reason), lowest first.
-    lowest: list[tuple[float, str, str, str]] = field(default_factory=list)
+    #: The most badly exposed photos: (bad_pct, path, ev_correction), a heap of the 10 worst.
+    worst: list[tuple[float, str, float]] = field(default_factory=list)
+    #: The lowest scores under the first rule set: (score, path, grade, first reason, ev_correction), lowest
+    #: first.
+    lowest: list[tuple[float, str, str, str, float]] = field(default_factory=list)
     below: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # rule → [(path, score)]
     error_samples: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
@@ -304,7 +306,7 @@ def _account(result: ScanResult, rows: Sequence[Mapping[str, Any]], rule_sets: S
             result.ok += 1
             bad = r.get("bad_pct")
             if bad is not None and not (isinstance(bad, float) and math.isnan(bad)):
-                heapq.heappush(result.worst, (float(bad), r["path"]))
+                heapq.heappush(result.worst, (float(bad), r["path"], _ev_correction(r)))
                 if len(result.worst) > 10:
                     heapq.heappop(result.worst)
         else:
@@ -319,9 +321,18 @@ def _account(result: ScanResult, rows: Sequence[Mapping[str, Any]], rule_sets: S
                     _keep_lowest(result.lowest, float(score), r, rs.name)
 
 
+def _ev_correction(row: Mapping[str, Any]) -> float:
+    """The row's stops of correction (NaN when the analyzer gave none)."""
+    value = row.get("ev_correction")
+    try:
+        return float(value) if value is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def _keep_lowest(lowest: list, score: float, row: Mapping[str, Any], name: str, keep: int = 5) -> None:
     reason = str(row.get(f"reasons_{name}") or "").split("; ")[0]
-    entry = (score, str(row["path"]), str(row.get(f"grade_{name}") or ""), reason)
+    entry = (score, str(row["path"]), str(row.get(f"grade_{name}") or ""), reason, _ev_correction(row))
     if len(lowest) < keep or entry < lowest[-1]:
         lowest.append(entry)
         lowest.sort()

@@ -14,7 +14,8 @@ analyzer this module reports, per split:
   larger than its under-exposed share);
 * **EV-correction error** — mean |ev_correction + relative EV| over frames within ±3 EV of the best frame
   (stops; a frame shot 2 stops dark must read +2), with :func:`exposure_cli.correction.ev_correction`
-  applied to each analyzer's own map;
+  applied to each analyzer's own map; also over the scenes whose exposure steps are *known* (EXIF, file
+  names or a list — not estimated from the frames), the set the issue's 0.5-stop bar is written for;
 * **MAE** of the maps against the stack labels.
 
 Two reference analyzers are always added: the one-line heuristic ``0.5 − grey`` (``mean-grey``: its mean
@@ -41,6 +42,8 @@ DARKEST_UNDER_SHARE = 0.5
 BRIGHTEST_OVER_SHARE = 0.1
 #: Frames within this many stops of the best frame count for the EV-correction error.
 EV_WINDOW = 3.0
+#: ``ev_source`` values of stacks whose exposure steps are exact facts, not estimates.
+KNOWN_EV_SOURCES = frozenset({"exif", "filename", "list"})
 
 MEAN_GREY = "mean-grey"
 
@@ -75,6 +78,8 @@ class SceneResult:
     category: str
     best: int
     frames: list[FrameResult] = field(default_factory=list)
+    #: The exposure steps come from EXIF, file names or a list (not estimated from the frames).
+    ev_known: bool = True
 
     @property
     def means(self) -> np.ndarray:
@@ -123,6 +128,7 @@ def summarise(scenes: list[SceneResult]) -> dict[str, Any]:
     """Counts and means over scenes (the numbers the model issue's bars are written in)."""
     n = len(scenes)
     errors = [e for s in scenes for e in s.ev_errors()]
+    known = [e for s in scenes if s.ev_known for e in s.ev_errors()]
     return {
         "scenes": n,
         "frames": sum(len(s.frames) for s in scenes),
@@ -134,6 +140,9 @@ def summarise(scenes: list[SceneResult]) -> dict[str, Any]:
         "brightest_flagged": sum(s.brightest_flagged() for s in scenes),
         "ev_correction_error": float(np.mean(errors)) if errors else None,
         "ev_correction_frames": len(errors),
+        "ev_correction_error_known": float(np.mean(known)) if known else None,
+        "ev_correction_frames_known": len(known),
+        "ev_known_scenes": sum(s.ev_known for s in scenes),
         "mae": float(np.mean([f.mae for s in scenes for f in s.frames])) if n else None,
         "per_ev_bias": per_ev_bias(scenes),
     }
@@ -193,7 +202,8 @@ def evaluate_stacks(
             for k, stack in enumerate(stacks):
                 images = [_as_float(f) for f in stack.frames]
                 preds = analyzer.analyze_batch(images)
-                res = SceneResult(stack.id, getattr(stack, "category", ""), int(stack.best))
+                res = SceneResult(stack.id, getattr(stack, "category", ""), int(stack.best),
+                                  ev_known=getattr(stack, "ev_source", "") in KNOWN_EV_SOURCES)
                 for img, pred, lab, rel in zip(images, preds, stack.labels, stack.relative_ev_to_best):
                     res.frames.append(frame_result(img, np.asarray(pred, np.float32), _as_label(lab), rel,
                                                    analyzer.ev_calibration))
@@ -205,7 +215,7 @@ def evaluate_stacks(
         summary = summarise(scenes)
         summary.update(model=name, weights=str(weights or ""),
                        per_scene=[{"scene": s.scene, "category": s.category, "best": s.best, "pick": s.pick(),
-                                   "reversals": s.reversals(),
+                                   "reversals": s.reversals(), "ev_known": s.ev_known,
                                    "means": [round(f.mean_pred, 4) for f in s.frames],
                                    "labels": [round(f.mean_label, 4) for f in s.frames],
                                    "relative_ev": [round(f.relative_ev, 2) for f in s.frames],
@@ -250,6 +260,7 @@ STACK_COLUMNS = (
     ("darkest_flagged", "darkest↑", "{}"),
     ("brightest_flagged", "brightest↑", "{}"),
     ("ev_correction_error", "EV err↓", "{:.2f}"),
+    ("ev_correction_error_known", "EV err known↓", "{:.2f}"),
     ("mae", "MAE↓", "{:.4f}"),
 )
 

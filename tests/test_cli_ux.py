@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import photo_like, write_image
 from exposure_cli.cli import app
+from exposure_cli.commands.ui import format_stops
 from exposure_cli.commands.scan import (EXIT_ALL_FAILED, EXIT_FAILED, EXIT_NOTHING_FOUND, EXIT_OK, EXIT_USAGE)
 from exposure_cli.report.writers import read_report
 
@@ -141,6 +142,8 @@ def test_scores_by_default_and_the_summary_names_the_worst_photos(photo_dir, tmp
     worst = ok.sort_values("score_default").iloc[0]
     line = next(ln for ln in res.output.splitlines() if worst["path"].split("/")[-1] in ln)
     assert f"{worst['score_default']:.0f}" in line and worst["grade_default"] in line
+    assert worst["ev_correction"] == worst["ev_correction"]  # not NaN: the analyzer gives a correction
+    assert format_stops(worst["ev_correction"]) in line  # the stops that would fix it
     first_reason = worst["reasons_default"].split("; ")[0]
     assert first_reason.split(" → ")[0][:20] in res.output.replace("\n", " ").replace("│", " ")
 
@@ -205,3 +208,10 @@ def test_readme_first_command_shows_scores(tmp_path):
     assert re.search(r"│\s+\d+\s+│\s+[ABCDF]\s+│\s+\S", res.output), res.output  # score, grade, a reason
     df, _ = read_report(tmp_path / "audit")
     assert df["score_default"].notna().all() and df["overlay_path"].notna().all()
+
+
+def test_stops_are_written_as_a_photographer_writes_them():
+    assert format_stops(1.26) == "+1.3 EV"
+    assert format_stops(-0.74) == "\u22120.7 EV"
+    assert format_stops(0.04) == format_stops(-0.04) == "0.0 EV"
+    assert format_stops(float("nan")) == "\u2013"

@@ -49,6 +49,7 @@ window.addEventListener("load", () => {
     missing: doc.querySelectorAll("#spacer .nothumb").length,
     thumbs: imgs.map(i => ({src: i.getAttribute("src"), complete: i.complete, w: i.naturalWidth, h: i.naturalHeight})),
     heads: heads.map(h => ({text: h.textContent, scroll: h.scrollWidth, client: h.clientWidth})),
+    texts: Array.from(doc.querySelectorAll("#spacer .row")).map(r => r.textContent),
   });
 });
 </script>"""
@@ -97,7 +98,17 @@ def test_every_thumbnail_decodes_and_every_header_fits(scanned, tmp_path):
         assert not broken, (attempt, broken)
         cut = [h for h in seen["heads"] if h["scroll"] > h["client"]]
         assert not cut, cut  # no header is clipped ("stat…", "face ba…")
-        assert {h["text"].strip() for h in seen["heads"]} >= {"status", "face bad %", "landscape-strict"}
+        assert {h["text"].strip() for h in seen["heads"]} >= {"status", "face bad %", "landscape-strict", "fix (EV)"}
+    # every photo's stops of correction, written as the console summary writes them
+    from exposure_cli.commands.ui import format_stops
+    from exposure_cli.report.writers import read_report
+
+    df, _ = read_report(scanned)
+    texts = seen["texts"]
+    for _, row in df.iterrows():
+        name = row["path"].split("/")[-1]
+        line = next(t for t in texts if name in t)
+        assert format_stops(row["ev_correction"]) in line, (name, row["ev_correction"], line)
 
 
 @needs_chromium

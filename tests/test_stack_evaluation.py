@@ -61,3 +61,16 @@ def test_the_heuristic_orders_a_pure_exposure_sweep(stack):
     s = _scene(frames, preds, labels)
     assert s.ordered()
     assert s.darkest_flagged()
+
+
+def test_the_known_ev_error_leaves_out_scenes_with_estimated_steps(stack):
+    frames, labels = stack
+    exact = _scene(frames, labels, labels)  # perfect maps, EXIF-like steps
+    zeros = [np.zeros_like(lab) for lab in labels]
+    guessed = _scene(frames, zeros, labels)  # "no correction" everywhere, steps estimated
+    guessed.ev_known = False
+    summary = summarise([exact, guessed])
+    assert summary["ev_known_scenes"] == 1
+    assert summary["ev_correction_frames_known"] == len(exact.ev_errors())
+    assert summary["ev_correction_error_known"] == pytest.approx(np.mean(exact.ev_errors()))
+    assert summary["ev_correction_error"] > summary["ev_correction_error_known"] + 0.3

@@ -76,6 +76,15 @@ class ScanProgress:
             self.progress.refresh()
 
 
+def format_stops(ev: float) -> str:
+    """Stops of exposure correction as a photographer writes them: ``+1.3 EV``, ``−0.7 EV``, ``–`` if none."""
+    if ev != ev:  # NaN: the analyzer gave no correction
+        return "–"
+    if abs(ev) < 0.05:
+        return "0.0 EV"
+    return f"{'+' if ev > 0 else '−'}{abs(ev):.1f} EV"
+
+
 def print_summary(console: Console, result, verbose: bool = False) -> None:
     table = Table(title="exposure scan", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -97,16 +106,18 @@ def print_summary(console: Console, result, verbose: bool = False) -> None:
         low.add_column("photo", overflow="fold")
         low.add_column("score", justify="right")
         low.add_column("grade")
+        low.add_column("stops to fix", justify="right")
         low.add_column("first reason", overflow="fold")
-        for score, path, grade, reason in result.lowest:
-            low.add_row(path, f"{score:.0f}", grade, reason)
+        for score, path, grade, reason, ev in result.lowest:
+            low.add_row(path, f"{score:.0f}", grade, format_stops(ev), reason)
         console.print(low)
     elif result.worst:
         worst = Table(title="most badly exposed (share of pixels over or under)", title_justify="left")
         worst.add_column("photo")
         worst.add_column("bad area", justify="right")
-        for bad, path in sorted(result.worst, reverse=True)[:5]:
-            worst.add_row(path, f"{bad:.1f} %")
+        worst.add_column("stops to fix", justify="right")
+        for bad, path, ev in sorted(result.worst, reverse=True)[:5]:
+            worst.add_row(path, f"{bad:.1f} %", format_stops(ev))
         console.print(worst)
     if result.error_samples:
         errs = Table(title="failed files", title_justify="left")

@@ -37,6 +37,8 @@ METRIC_COLUMNS = (
     "bad_pct",
     "severe_bad_pct",
     "mean_residual",
+    "ev_correction",
+    "face_ev_correction",
     "face_bad_pct",
     "subject_bad_pct",
     "background_bad_pct",
@@ -267,12 +269,12 @@ input, select { font: inherit; padding: 3px 6px; }
   const ROW = 64, OVERSCAN = 8;
   const LABELS = { path: "photo", status: "status", thumb: "", width: "w", height: "h",
     over_pct: "over %", under_pct: "under %", bad_pct: "bad %", severe_bad_pct: "severe %",
-    mean_residual: "mean r", face_bad_pct: "face bad %", subject_bad_pct: "subject bad %",
+    mean_residual: "mean r", ev_correction: "fix (EV)", face_ev_correction: "face fix (EV)", face_bad_pct: "face bad %", subject_bad_pct: "subject bad %",
     background_bad_pct: "background bad %", sky_bad_pct: "sky bad %" };
   // one score column per rule set (the grade shown beside the score), then the main metrics
   const shown = ["thumb", "path", "status"];
   rules.forEach(r => { if (("score_" + r) in idx) shown.push("score_" + r); });
-  ["bad_pct", "over_pct", "under_pct", "face_bad_pct", "subject_bad_pct"].filter(c => c in idx).forEach(c => shown.push(c));
+  ["bad_pct", "over_pct", "under_pct", "ev_correction", "face_bad_pct", "subject_bad_pct"].filter(c => c in idx).forEach(c => shown.push(c));
   // Every header fits its column: each column is at least as wide as its label (measured in the header's
   // own font) plus padding and room for the sort arrow.
   const label = c => LABELS[c] != null ? LABELS[c] : c.replace(/^score_/, "");
@@ -294,6 +296,8 @@ input, select { font: inherit; padding: 3px 6px; }
     if (v == null) return "";
     if (typeof v === "number") {
       if (c === "mean_residual") return v < 0 ? (-v).toFixed(3) + " over" : v > 0 ? v.toFixed(3) + " under" : "0";
+      // stops to add (positive brightens), written as a photographer would: "+1.3 EV", "−0.7 EV"
+      if (c.endsWith("ev_correction")) return Math.abs(v) < 0.05 ? "0.0 EV" : (v > 0 ? "+" : "\u2212") + Math.abs(v).toFixed(1) + " EV";
       return Number.isInteger(v) ? String(v) : v.toFixed(1);
     }
     return v;
@@ -437,7 +441,7 @@ input, select { font: inherit; padding: 3px 6px; }
       d.appendChild(text("b", r + ": " + (s == null ? "n/a" : fmt("score", s)) + (g ? " (" + g + ")" : "")));
       d.appendChild(text("div", row[idx["reasons_" + r]] || "", "reason"));
     });
-    ["bad_pct", "over_pct", "under_pct", "severe_bad_pct", "mean_residual", "face_bad_pct", "subject_bad_pct", "background_bad_pct", "sky_bad_pct", "width", "height"]
+    ["bad_pct", "over_pct", "under_pct", "severe_bad_pct", "mean_residual", "ev_correction", "face_ev_correction", "face_bad_pct", "subject_bad_pct", "background_bad_pct", "sky_bad_pct", "width", "height"]
       .filter(c => c in idx && row[idx[c]] != null)
       .forEach(c => d.appendChild(text("div", (LABELS[c] || c) + ": " + fmt(c, row[idx[c]]))));
   }
