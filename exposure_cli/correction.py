@@ -71,14 +71,28 @@ def ev_correction(observed_grey: np.ndarray, residual: np.ndarray, mask: np.ndar
     """
     g = np.asarray(observed_grey, dtype=np.float32)
     r = np.asarray(residual, dtype=np.float32)
-    step = max(1, int(np.ceil(np.sqrt(g.size / MAX_SAMPLES))))
+    step = sample_step(g.size)
     if mask is None:
         g, r = g[::step, ::step].ravel(), r[::step, ::step].ravel()
     else:
         m = np.asarray(mask, dtype=bool)
-        if step > 1 and np.count_nonzero(m[::step, ::step]) >= 64:  # a small region keeps every pixel
+        if step > 1 and np.count_nonzero(m[::step, ::step]) >= MIN_SUBSAMPLED:  # a small region keeps every pixel
             g, r, m = g[::step, ::step], r[::step, ::step], m[::step, ::step]
         g, r = g[m], r[m]
+    return ev_from_samples(g, r, calibration)
+
+
+#: A region with fewer subsampled pixels than this is estimated from all its pixels.
+MIN_SUBSAMPLED = 64
+
+
+def sample_step(size: int) -> int:
+    """Row/column stride of the even subsample (at most :data:`MAX_SAMPLES` pixels)."""
+    return max(1, int(np.ceil(np.sqrt(size / MAX_SAMPLES))))
+
+
+def ev_from_samples(g: np.ndarray, r: np.ndarray, calibration: EVCalibration = IDENTITY) -> float:
+    """:func:`ev_correction` from the chosen pixels' grey levels and residuals (1-D arrays)."""
     if g.size == 0:
         return float("nan")
     ideal = np.clip(ideal_grey(g, r), 0.0, 1.0)
@@ -91,4 +105,4 @@ def ev_correction(observed_grey: np.ndarray, residual: np.ndarray, mask: np.ndar
     return float(np.clip(stops, -LIMIT, LIMIT))
 
 
-__all__ = ["IDENTITY", "LIMIT", "EVCalibration", "ev_correction"]
+__all__ = ["IDENTITY", "LIMIT", "EVCalibration", "ev_correction", "ev_from_samples", "sample_step"]

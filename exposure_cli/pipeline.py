@@ -37,6 +37,47 @@ from .processing import (BatchProcessor, Decoded, ScanOptions, decode_item, fing
 from .report.schema import ReportFormat, base_columns, rule_columns
 from .stats import Thresholds
 
+
+def regions_for(option: Any, rule_sets: Sequence[Any]) -> tuple[str, ...]:
+    """The regions a scan computes.
+
+    ``option``: False/"none" → none; "all" → all; True/"auto" → the regions the rule sets read (all of them
+    when no rule set is given, so the report can be rescored later under any rule set); or region names.
+    A rule set whose source cannot be read (a Python rule set) counts as reading every region.
+    """
+    import re
+
+    from .regions import REGION_NAMES, closure
+
+    if option is False or option in ("none", "", None):
+        return ()
+    if option is True or option == "auto":
+        if not rule_sets:
+            return REGION_NAMES
+        used: set[str] = set()
+        for rs in rule_sets:
+            conditions = getattr(rs, "conditions", None)
+            if conditions is None:  # a Python rule set: what it reads cannot be known
+                return REGION_NAMES
+            texts = [str(getattr(rs, "on_missing", ""))]
+            texts += [str(v) for v in getattr(rs, "define_sources", {}).values()]
+            for c in conditions:
+                texts += [c.when_source, c.points_source, c.on_missing, *c.regions]
+            text = " ".join(texts)
+            used |= {n for n in REGION_NAMES if re.search(rf"(?<![A-Za-z]){n}(?![A-Za-z])", text)}
+        return tuple(n for n in REGION_NAMES if n in used)
+    if option == "all":
+        return REGION_NAMES
+    names = [option] if isinstance(option, str) else list(option)
+    names = [n.strip() for part in names for n in str(part).split(",") if n.strip()]
+    unknown = [n for n in names if n not in REGION_NAMES]
+    if unknown:
+        raise ScanError(f"unknown region {', '.join(unknown)}; regions: {', '.join(REGION_NAMES)}")
+    closure(names)
+    return tuple(n for n in REGION_NAMES if n in names)
+
+
+
 @dataclass
 class ScanResult:
     """What a scan did."""
@@ -82,12 +123,22 @@ def scan_metadata(analyzer: Analyzer, options: ScanOptions, rule_names: Sequence
                      "working_long_side": info.working_long_side, **info.extra},
         "thresholds": options.thresholds.as_dict(),
         "rule_sets": list(rule_names),
-        "regions": bool(options.regions),
+        "regions": _regions_meta(options.regions),
         "region_detectors": _region_detectors() if options.regions else {},
         "roots": [readable_text(str(r)) for r in roots],  # valid text even for a root that is not UTF-8
         "residual_convention": "r = grey(ideal) - grey(observed) in [-1, 1]; r<0 over-exposed, r>0 under-exposed",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _regions_meta(regions: Any) -> Any:
+    """True (all regions), False (none), or the list of regions computed (the others: NaN area)."""
+    from .regions import REGION_NAMES
+
+    if isinstance(regions, bool):
+        return regions
+    names = list(regions or ())
+    return True if tuple(names) == REGION_NAMES else (names or False)
 
 
 def _region_detectors() -> dict[str, str]:
@@ -153,6 +204,7 @@ def scan(
 
         rule_sets = load_rule_sets(list(options.rules))
     rule_names = [rs.name for rs in rule_sets]
+    options.regions = regions_for(options.regions, rule_sets)
     own_analyzer = analyzer is None
     if analyzer is None:
         # With a distributed engine the workers load their own models; this one only describes the
@@ -160,7 +212,8 @@ def scan(
         analyzer = create_analyzer(options.model, weights=options.weights,
                                    device="cpu" if distributed else options.device,
                                    working_long_side=options.working_long_side,
-                                   batch_size=options.batch_size, compile=options.compile)
+                                   batch_size=options.batch_size, compile=options.compile,
+                                   **({"runtime": options.runtime} if options.runtime else {}))
     try:
         if out_dir is None:
             with _model_threads(options, distributed):
@@ -368,5 +421,5 @@ def analyze_image(image: np.ndarray | str | os.PathLike, *, model: str | None = 
             analyzer.close()
 
 
-__all__ = ["BatchProcessor", "ScanError", "ScanOptions", "ScanResult", "analyze_image", "scan",
+__all__ = ["BatchProcessor", "ScanError", "regions_for", "ScanOptions", "ScanResult", "analyze_image", "scan",
            "decode_item", "Decoded", "EXIF_COLUMNS", "output_path"]

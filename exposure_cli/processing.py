@@ -31,7 +31,7 @@ from .outdir import FINGERPRINT_KEY, output_path
 from .report.schema import DEFAULT_RULES, ReportFormat
 from .stats import Thresholds, image_stats
 
-#: Region masks are computed at most at this long side (they are smooth; the stats are shares).
+#: Kept for callers that imported it; the detectors work on one small copy (regions.WORK_SIDE).
 REGION_LONG_SIDE = 512
 
 @dataclass
@@ -53,7 +53,9 @@ class ScanOptions:
     overlay_style: str = "solid"  # "solid" or "zebra" (report.overlays.OverlayStyle)
     maps: bool = False
     maps_resolution: str = "full"  # "full": the photo's decoded, upright size; "analysis": the analysis size
-    regions: bool = True
+    #: True/"auto": the regions the rule sets read (all without rule sets); False: none; "all"; or names
+    #: (pipeline.regions_for resolves it before a scan to the tuple of region names computed).
+    regions: bool | str | Sequence[str] = True
     resume: bool = False
     overwrite: bool = False
     retry_errors: bool = False
@@ -68,7 +70,8 @@ class ScanOptions:
     #: pools need the rest: on 2 cores, torch's default of one thread per core made its OpenMP threads
     #: spin against the decoders and a scan ran ~4× slower (measured, docs/PERFORMANCE.md).
     torch_threads: int = 0
-    compile: bool = False  # torch.compile the model (pays for long scans; see docs/PERFORMANCE.md)
+    compile: bool = False  # torch.compile the model (same as runtime="compile")
+    runtime: str | None = None  # inference runtime (exposure_cli.runtimes.Runtime; None: the default)
     # Engine (see exposure_cli.engines): "local" threads here, or "ray" (Ray Data, local or a cluster).
     engine: str = "local"
     ray_address: str | None = None  # None: start a private local Ray instance
@@ -181,12 +184,14 @@ class BatchProcessor:
         maps: Write ``out_dir/maps/<path>.npy`` (float16).
         overlay_style: ``solid`` or ``zebra``.
         maps_resolution: ``full`` (the photo's decoded, upright size) or ``analysis``.
-        regions: Compute face/person/subject/background/sky masks for per-region statistics.
+        regions: Compute face/person/subject/background/sky masks for per-region statistics: True (all),
+            False (none), or the region names to compute (see :func:`pipeline.regions_for`); the others are
+            marked not computed in the report (NaN ``<region>_area_pct``).
     """
 
     def __init__(self, analyzer: Analyzer, thresholds: Thresholds, rule_sets: Sequence[Any] = (),
                  out_dir: Path | None = None, overlays: bool = False, maps: bool = False,
-                 regions: bool = True, overlay_style: str = "solid",
+                 regions: bool | Sequence[str] = True, overlay_style: str = "solid",
                  maps_resolution: str = "full") -> None:
         self.analyzer = analyzer
         self.thresholds = thresholds
@@ -194,7 +199,15 @@ class BatchProcessor:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.overlays = overlays
         self.maps = maps
-        self.regions = regions
+        from .regions import REGION_NAMES
+
+        if regions is True:
+            self.region_names: tuple[str, ...] = REGION_NAMES
+        elif not regions:
+            self.region_names = ()
+        else:
+            self.region_names = tuple(n for n in REGION_NAMES if n in set(regions))
+        self.regions = bool(self.region_names)
         self.overlay_style = overlay_style
         if maps_resolution not in ("full", "analysis"):
             raise ValueError(f"maps_resolution must be 'full' or 'analysis', not {maps_resolution!r}")
@@ -275,9 +288,10 @@ class BatchProcessor:
                    bit_depth=img.bit_depth)
         row.update(img.exif.columns())
         row.update(self.analyzer_columns)
-        masks = self._masks(img.rgb) if self.regions else {}
-        row.update(image_stats(residual, masks, self.thresholds, grey=grey(img.rgb),
-                               ev_calibration=self.analyzer.ev_calibration))
+        code = self._region_code(img.rgb) if self.region_names else None
+        row.update(image_stats(residual, None, self.thresholds, grey=grey(img.rgb),
+                               ev_calibration=self.analyzer.ev_calibration, region_code=code,
+                               computed=self.region_names))
         pending: list[PendingFile] = []
         if self.out_dir is not None and self.overlays:
             try:
@@ -306,20 +320,19 @@ class BatchProcessor:
     def _submit(pool, fn, *args) -> Future:
         return (pool or INLINE).submit(fn, *args)
 
+    def _region_code(self, rgb: np.ndarray):
+        """The photo's regions as one uint8 bit image at its analysis size (see regions.region_code)."""
+        from .regions import region_code
+
+        return region_code(rgb, self.region_names)
+
     def _masks(self, rgb: np.ndarray) -> dict[str, np.ndarray | None]:
-        from .decoding import limit_long_side
-        from .regions import compute_regions
-
-        h, w = rgb.shape[:2]
-        small = limit_long_side(rgb, REGION_LONG_SIDE)
-        masks = compute_regions(small)
-        if small.shape[:2] == (h, w):
-            return masks
-        import cv2
-
-        return {name: None if m is None else
-                cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-                for name, m in masks.items()}
+        """Boolean masks at the analysis size (the scan itself uses :meth:`_region_code`)."""
+        code, names = self._region_code(rgb)
+        masks: dict[str, np.ndarray | None] = {n: None for n in self.region_names}
+        for bit, name in enumerate(names):
+            masks[name] = (code >> bit) & 1 == 1
+        return masks
 
     def _score(self, row: dict[str, Any]) -> dict[str, Any]:
         if self.rule_sets:

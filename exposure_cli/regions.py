@@ -198,16 +198,25 @@ def _to_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | No
     return out if out.any() else None
 
 
-def compute_regions(rgb: np.ndarray) -> dict[str, np.ndarray | None]:
-    """Region masks of one photo.
+#: Which detectors a region needs: the sky excludes persons, the subject joins persons and avoids the sky,
+#: and the background is what the subject is not — so computing a region exactly needs these others.
+NEEDS = {
+    "face": ("face",),
+    "person": ("face", "person"),
+    "sky": ("face", "person", "sky"),
+    "subject": ("face", "person", "sky", "subject"),
+    "background": ("face", "person", "sky", "subject", "background"),
+}
 
-    Args:
-        rgb: H×W×3 float32 RGB in [0, 1].
 
-    Returns:
-        ``face``, ``person``, ``subject``, ``background``, ``sky`` → H×W bool mask, or ``None`` when the
-        region is not present (or cannot be found reliably) in this photo.
-    """
+def closure(names) -> tuple[str, ...]:
+    """The regions that must be computed to report `names` exactly (in REGION_NAMES order)."""
+    wanted = {n for name in names for n in NEEDS[name]}
+    return tuple(n for n in REGION_NAMES if n in wanted)
+
+
+def region_inputs(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The detectors' working copy (long side :data:`WORK_SIDE`, one area resize) and its grey image."""
     import cv2
 
     image = np.asarray(rgb, dtype=np.float32)
@@ -218,40 +227,88 @@ def compute_regions(rgb: np.ndarray) -> dict[str, np.ndarray | None]:
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image
     small = np.clip(small, 0.0, 1.0)
-    g = grey(small)
+    return small, grey(small)
+
+
+def small_regions(rgb: np.ndarray, names=REGION_NAMES) -> dict[str, np.ndarray | None]:
+    """Region masks at the detectors' working size (long side :data:`WORK_SIDE`), only for `names`
+    and what they depend on (:data:`NEEDS`); regions not asked for are left out of the result."""
+    todo = closure(names)
+    small, g = region_inputs(rgb)
     small_shape = g.shape
-
+    out: dict[str, np.ndarray | None] = {}
+    if not todo:
+        return out
     faces = detect_faces(g)
-    face = np.zeros(small_shape, dtype=bool)
-    for r, c, fh, fw in faces:
-        face[r : r + fh, c : c + fw] = True
+    if faces:
+        face = np.zeros(small_shape, dtype=bool)
+        for r, c, fh, fw in faces:
+            face[r : r + fh, c : c + fw] = True
+        out["face"] = face
+    else:
+        out["face"] = None
     person = _person_mask(faces, small_shape) if faces else None
-
+    if "person" in todo:
+        out["person"] = person
+    if "sky" not in todo:
+        return out
     # the sky is found first: a bright sky is often the most "salient" colour, but never the main subject
     sky = _sky_mask(small, g)
     subject = None
-    if float(small.std(axis=(0, 1)).max()) > 0.01:  # a flat frame has nothing that stands out
-        saliency = 0.5 * spectral_residual_saliency(g) + colour_contrast_saliency(small)
-        saliency *= _centre_prior(small_shape)
-        if sky is not None:
-            saliency[sky] = 0.0
-        subject = _subject_mask(saliency / max(float(saliency.max()), 1e-6))
+    if "subject" in todo:
+        if float(small.std(axis=(0, 1)).max()) > 0.01:  # a flat frame has nothing that stands out
+            saliency = 0.5 * spectral_residual_saliency(g) + colour_contrast_saliency(small)
+            saliency *= _centre_prior(small_shape)
+            if sky is not None:
+                saliency[sky] = 0.0
+            subject = _subject_mask(saliency / max(float(saliency.max()), 1e-6))
     if person is not None:
         subject = person.copy() if subject is None else (subject | person)
         if sky is not None:
             sky = sky & ~person if (sky & ~person).any() else None
-    if subject is not None and subject.all():
-        background = None
-    else:
-        background = None if subject is None else ~subject
-
-    return {
-        "face": _to_size(face if faces else None, (h, w)),
-        "person": _to_size(person, (h, w)),
-        "subject": _to_size(subject, (h, w)),
-        "background": _to_size(background, (h, w)),
-        "sky": _to_size(sky, (h, w)),
-    }
+    out["sky"] = sky
+    if "subject" in todo:
+        out["subject"] = subject
+        out["background"] = None if subject is None or subject.all() else ~subject
+    return out
 
 
-__all__ = ["REGION_NAMES", "compute_regions", "detect_faces", "detector_status", "spectral_residual_saliency"]
+def region_code(rgb: np.ndarray, names=REGION_NAMES, shape: tuple[int, int] | None = None):
+    """All requested regions of one photo as one uint8 image: bit ``i`` set where region ``names[i]`` is.
+
+    One nearest-neighbour resize to `shape` (default: the photo's size) instead of one per mask.
+    Returns ``(code, present)``: the H×W uint8 code and the names whose bits are in it, in bit order.
+    Regions asked for but not found are not in ``present``.
+    """
+    import cv2
+
+    masks = small_regions(rgb, names)
+    h, w = shape or np.asarray(rgb).shape[:2]
+    present = [n for n in names if masks.get(n) is not None and masks[n].any()]
+    if not present:
+        return None, []
+    code = np.zeros(next(iter(m for m in masks.values() if m is not None)).shape, np.uint8)
+    for bit, name in enumerate(present):
+        code |= masks[name].astype(np.uint8) << bit
+    if code.shape != (h, w):
+        code = cv2.resize(code, (w, h), interpolation=cv2.INTER_NEAREST)
+    return code, present
+
+
+def compute_regions(rgb: np.ndarray, names=REGION_NAMES) -> dict[str, np.ndarray | None]:
+    """Region masks of one photo.
+
+    Args:
+        rgb: H×W×3 float32 RGB in [0, 1].
+        names: Regions to compute (default all); others are ``None``.
+
+    Returns:
+        ``face``, ``person``, ``subject``, ``background``, ``sky`` → H×W bool mask, or ``None`` when the
+        region is not present (or cannot be found reliably) in this photo, or was not asked for.
+    """
+    h, w = np.asarray(rgb).shape[:2]
+    masks = small_regions(rgb, names)
+    return {name: _to_size(masks.get(name), (h, w)) if name in names else None for name in REGION_NAMES}
+
+
+__all__ = ["NEEDS", "REGION_NAMES", "closure", "compute_regions", "region_code", "region_inputs", "small_regions", "detect_faces", "detector_status", "spectral_residual_saliency"]

@@ -11,7 +11,7 @@ region is prefixed (``face_over_pct``). Rule metrics are spelled ``region.metric
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -246,6 +246,8 @@ def image_stats(
     thresholds: Thresholds,
     grey: np.ndarray | None = None,
     ev_calibration=None,
+    region_code: tuple[np.ndarray | None, Sequence[str]] | None = None,
+    computed: Sequence[str] | None = None,
 ) -> dict[str, object]:
     """Report columns for every region in REGIONS.
 
@@ -257,42 +259,79 @@ def image_stats(
         grey: The photo's H×W grey levels; needed for ``ev_correction`` (stops to add,
             :mod:`exposure_cli.correction`), which is NaN without it.
         ev_calibration: The analyzer's :class:`~exposure_cli.correction.EVCalibration` (identity if None).
+        region_code: Instead of `masks`: ``(code, names)`` from :func:`exposure_cli.regions.region_code`,
+            an H×W uint8 image whose bit ``i`` marks region ``names[i]`` (one pass instead of one per mask).
+        computed: Regions that were looked for. Others were *not computed* (the rule sets in use do not
+            read them): their ``area_pct`` is NaN rather than 0 (0 means "looked for, not found").
     """
-    from .correction import IDENTITY, ev_correction
+    from .correction import IDENTITY, ev_from_samples, sample_step
 
     calibration = ev_calibration or IDENTITY
-
-    masks = dict(masks or {})
     r = np.asarray(residual, dtype=np.float32)
     idx = fine_bin_index(r)
-    present = [name for name in REGIONS[1:] if masks.get(name) is not None and np.any(masks[name])]
+    if region_code is not None:
+        code, names = region_code
+        names = list(names) if code is not None else []
+    else:
+        masks = dict(masks or {})
+        names = [name for name in REGIONS[1:] if masks.get(name) is not None and np.any(masks[name])]
+        code = None
+        if names:
+            code = np.zeros(r.shape, np.uint8)
+            for bit, name in enumerate(names):
+                code |= np.asarray(masks[name], dtype=np.uint8) << bit
     exact_needed = not all(_on_fine_grid(t) for t in (thresholds.over, thresholds.under, thresholds.severe))
-    hists = {"global": np.bincount(idx.ravel(), minlength=FINE_BINS)} if not present else {}
-    if present:
+    hists: dict[str, np.ndarray] = {}
+    if names:
         # One bincount for every region: each pixel's fine bin, offset by which regions it belongs to.
-        code = idx.astype(np.int64)
-        for bit, name in enumerate(present):
-            code += (np.asarray(masks[name], dtype=np.int64) << bit) * FINE_BINS
-        joint = np.bincount(code.ravel(), minlength=FINE_BINS << len(present))
-        joint = joint.reshape(1 << len(present), FINE_BINS)
+        joint_index = code.astype(np.int32)
+        joint_index *= FINE_BINS
+        joint_index += idx
+        joint = np.bincount(joint_index.ravel(), minlength=FINE_BINS << len(names))
+        joint = joint.reshape(1 << len(names), FINE_BINS)
         hists["global"] = joint.sum(axis=0)
-        combos = np.arange(1 << len(present))
-        for bit, name in enumerate(present):
-            hists[name] = joint[(combos >> bit) & 1 == 1].sum(axis=0)
+        combos = np.arange(1 << len(names))
+        for bit, name in enumerate(names):
+            h = joint[(combos >> bit) & 1 == 1].sum(axis=0)
+            if h.any():
+                hists[name] = h
+    else:
+        hists["global"] = np.bincount(idx.ravel(), minlength=FINE_BINS)
+    bit_of = {name: bit for bit, name in enumerate(names)}
+
+    def region_mask(region: str) -> np.ndarray:
+        return (code >> bit_of[region]) & 1 == 1
+
+    # ev_correction: the even subsample of ``correction.ev_correction``, taken once for every region
+    if grey is not None:
+        g = np.asarray(grey, dtype=np.float32)
+        step = sample_step(g.size)
+        g_sub, r_sub = g[::step, ::step], r[::step, ::step]
+        code_sub = code[::step, ::step] if code is not None else None
     row: dict[str, object] = {}
     for region in REGIONS:
         h = hists.get(region)
         if h is None:
             stats = _stats_from_fine(np.zeros(FINE_BINS, np.int64), r.size, thresholds, None)
+            if computed is not None and region not in computed and region != "global":
+                stats["area_pct"] = float("nan")
         else:
             values = None
             if exact_needed:
-                values = r.ravel() if region == "global" else r[np.asarray(masks[region], dtype=bool)]
+                values = r.ravel() if region == "global" else r[region_mask(region)]
             stats = _stats_from_fine(h, r.size, thresholds, values)
-        stats["ev_correction"] = (
-            ev_correction(grey, r, None if region == "global" else masks[region], calibration)
-            if grey is not None and h is not None else float("nan")
-        )
+        ev = float("nan")
+        if grey is not None and h is not None:
+            if region == "global":
+                ev = ev_from_samples(g_sub.ravel(), r_sub.ravel(), calibration)
+            else:
+                m_sub = (code_sub >> bit_of[region]) & 1 == 1
+                if step > 1 and np.count_nonzero(m_sub) >= 64:
+                    ev = ev_from_samples(g_sub[m_sub], r_sub[m_sub], calibration)
+                else:
+                    m = region_mask(region)
+                    ev = ev_from_samples(g[m], r[m], calibration)
+        stats["ev_correction"] = ev
         for metric, value in stats.items():
             row[column(region, metric)] = value
     return row

@@ -48,8 +48,9 @@ class EATAnalyzer(Analyzer):
         weights: Weights file or folder; None → $EXPOSURE_WEIGHTS → shipped default.
         working_long_side: Long side the network sees (the card's training resolution is a good choice).
         batch_size: Images per forward pass.
-        compile: Wrap the network in ``torch.compile`` (about 20 % faster on this 2-core CPU at batch 8,
-            after a one-off compile of about a minute: worth it for scans of a few thousand photos).
+        compile: Wrap the network in ``torch.compile`` (same as ``runtime="compile"``).
+        runtime: Inference runtime (:class:`exposure_cli.runtimes.Runtime`; default
+            :data:`~exposure_cli.runtimes.DEFAULT_RUNTIME`). ONNX Runtime and OpenVINO need their extras.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class EATAnalyzer(Analyzer):
         working_long_side: int = 512,
         batch_size: int = 8,
         compile: bool = False,
+        runtime: str | None = None,
         **_: object,
     ) -> None:
         import torch
@@ -70,9 +72,12 @@ class EATAnalyzer(Analyzer):
         self.device = pick_device(device)
         path = resolve_weights(weights)
         model, self._weights = load_model(path, "cpu")
+        from ..runtimes import DEFAULT_RUNTIME, Runtime, build_runner
+
+        self.runtime = Runtime(runtime or (Runtime.compile if compile else DEFAULT_RUNTIME))
         self.model = model.to(self.device, memory_format=torch.channels_last)
-        if compile:
-            self.model = torch.compile(self.model)
+        self._runner = build_runner(self.model, self.runtime, self.device)
+        self.model = getattr(self._runner, "model", self.model)
         # On CUDA, host batches go through a pinned buffer so the copy to the GPU is asynchronous.
         self._pin = self.device.startswith("cuda")
         self._autocast_dtype = None
@@ -87,7 +92,8 @@ class EATAnalyzer(Analyzer):
             version=f"{__version__}+{card.get('architecture', 'eat_iea')}",
             weights_sha256=self._weights.sha256,
             working_long_side=self.working_long_side,
-            extra={"architecture": str(card.get("architecture", "")), "weights": str(self._weights.path)},
+            extra={"architecture": str(card.get("architecture", "")), "weights": str(self._weights.path),
+                   "runtime": self.runtime.value},
         )
 
     @property
@@ -121,16 +127,17 @@ class EATAnalyzer(Analyzer):
         if self._pin:
             tensor = tensor.pin_memory()
         tensor = tensor.to(self.device, non_blocking=self._pin).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            if self._autocast_dtype is not None:
-                with torch.autocast("cuda", dtype=self._autocast_dtype):
-                    out = self.model(tensor)
-            else:
-                out = self.model(tensor)
-            maps = out.float()[:, 0].clamp(-1.0, 1.0).cpu().numpy()
+        if self._autocast_dtype is not None:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=self._autocast_dtype):
+                maps = self._runner(tensor)
+        else:
+            maps = self._runner(tensor)
         return list(maps)
 
     def close(self) -> None:
+        closer = getattr(self._runner, "close", None)
+        if closer is not None:
+            closer()
         self.model = None
 
 

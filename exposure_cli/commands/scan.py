@@ -13,6 +13,7 @@ import typer
 from ..discovery import missing_inputs
 from ..engines import Engine
 from ..report.overlays import OverlayStyle
+from ..runtimes import Runtime
 from ..report.schema import DEFAULT_RULES, ReportFormat
 
 #: Exit codes of ``exposure scan`` (the README has the table; ``rescore`` and ``report`` use 0, 1 and 2 alike).
@@ -86,7 +87,8 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Photos per model batch."),
         workers: int = typer.Option(0, "--workers", "-j", min=0, help="Decode threads (0: one per core, at least 2)."),
         threads: int = typer.Option(0, "--threads", min=0, help="Threads for the model on CPU (0: half the cores, at least 1)."),
-        compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model: ~20 % faster after a one-off compile of about a minute."),
+        compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (same as --runtime compile)."),
+        runtime: Optional[Runtime] = typer.Option(None, "--runtime", case_sensitive=False, help="Inference runtime for the eat model (default: eager PyTorch; onnxruntime and openvino need their extras, see README)."),
         working_size: int = typer.Option(512, "--working-size", min=64, help="Long side the model works at."),
         over: float = typer.Option(0.1, "--over-threshold", min=0.001, max=1.0, help="A pixel is over-exposed when it is this much brighter than ideal (grey-level difference ÷ 255)."),
         under: float = typer.Option(0.1, "--under-threshold", min=0.001, max=1.0, help="A pixel is under-exposed when it is this much darker than ideal."),
@@ -187,7 +189,8 @@ def register(app: typer.Typer) -> None:
             maps_resolution=maps_resolution.value, regions=regions, resume=resume, overwrite=overwrite,
             retry_errors=retry_errors, include=include, exclude=exclude, include_hidden=hidden,
             follow_symlinks=follow_symlinks, recursive=recursive, max_pixels=max_pixels,
-            file_timeout=file_timeout, torch_threads=threads, compile=compile_model, engine=engine.value, ray_address=ray_address,
+            file_timeout=file_timeout, torch_threads=threads, compile=compile_model,
+            runtime=runtime.value if runtime is not None else None, engine=engine.value, ray_address=ray_address,
             num_gpus_per_worker=num_gpus_per_worker, concurrency=concurrency,
         )
         console = make_console(stderr=True)

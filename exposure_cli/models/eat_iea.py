@@ -141,6 +141,23 @@ def _fourier(coords: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=-1)
 
 
+def _adaptive_pool(feat: torch.Tensor, g: int) -> torch.Tensor:
+    """``adaptive_avg_pool2d(feat, (g, g))``; during ONNX export the same averages as two matrix products
+    (the ONNX exporter refuses adaptive pooling whose output size does not divide the input size)."""
+    if not torch.onnx.is_in_onnx_export():
+        return F.adaptive_avg_pool2d(feat, (g, g))
+    h, w = int(feat.shape[-2]), int(feat.shape[-1])
+
+    def matrix(n: int) -> torch.Tensor:
+        m = torch.zeros(g, n, dtype=feat.dtype)
+        for i in range(g):
+            start, end = (i * n) // g, -((-(i + 1) * n) // g)
+            m[i, start:end] = 1.0 / (end - start)
+        return m
+
+    return matrix(h) @ feat @ matrix(w).t()
+
+
 class EATBlock(nn.Module):
     """Deformable-attention block with learned interest points and the explore/exploit offset schedule.
 
@@ -203,7 +220,7 @@ class EATBlock(nn.Module):
         """Key positions per head: reference grid + (scheduled) offsets, (B·heads)×g×g×2 in [-1, 1]."""
         b = feat.shape[0]
         g = self.ref_grid
-        pooled = F.adaptive_avg_pool2d(feat, (g, g))
+        pooled = _adaptive_pool(feat, g)
         offsets = torch.tanh(self.offset_net(pooled)) * self.offset_range  # B, 2·heads, g, g
         offsets = offsets.reshape(b, self.heads, 2, g, g).permute(0, 1, 3, 4, 2)  # B, heads, g, g, 2
         reference = _coordinate_grid(g, g, feat.device, offsets.dtype)  # g, g, 2
