@@ -1,0 +1,56 @@
+"""Every inference runtime gives eager PyTorch's maps within its stated tolerance (skips when not installed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exposure_cli.runtimes import TOLERANCE, Runtime, RuntimeUnavailable, check_available, missing_modules
+
+# torch.compile needs a C++ toolchain and a minute per shape: measured in benchmarks/bench_runtimes.py only.
+TESTED = [r for r in Runtime if r is not Runtime.compile]
+
+
+@pytest.fixture(scope="module")
+def model_and_reference():
+    torch = pytest.importorskip("torch")
+    from exposure_cli.weights import load_model, resolve_weights
+
+    try:
+        model, _ = load_model(resolve_weights(None), "cpu")  # whatever weights ship: no hash pinned here
+    except Exception as exc:  # pragma: no cover - a checkout without weights
+        pytest.skip(f"no shipped weights: {exc}")
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, (2, 3, 8, 8)).astype(np.float32)
+    x = torch.nn.functional.interpolate(torch.from_numpy(base), size=(96, 128), mode="bilinear")
+    x = (x + 0.05 * torch.from_numpy(rng.normal(size=(2, 3, 96, 128)).astype(np.float32))).clamp(0, 1)
+    with torch.inference_mode():
+        ref = model(x)[:, 0].clamp(-1, 1).numpy()
+    return model, x, ref
+
+
+@pytest.mark.parametrize("runtime", TESTED, ids=[r.value for r in TESTED])
+def test_runtime_maps_match_eager_pytorch(runtime, model_and_reference):
+    missing = missing_modules(runtime)
+    if missing:
+        pytest.skip(f"{runtime.value} not installed ({', '.join(missing)}): pip install 'exposure-cli[...]', see README")
+    from exposure_cli.runtimes import build_runner
+
+    model, x, ref = model_and_reference
+    run = build_runner(model, runtime)
+    got = run(x)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    assert float(np.abs(got - ref).max()) <= TOLERANCE[runtime.precision]
+    # a second batch size reuses the prepared engine (the batch axis is dynamic)
+    got1 = run(x[:1])
+    assert float(np.abs(got1 - ref[:1]).max()) <= TOLERANCE[runtime.precision]
+
+
+def test_missing_runtime_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(RuntimeUnavailable, match=r"exposure-cli\[onnx\]"):
+        check_available("onnxruntime")
+    assert check_available("eager") is Runtime.eager
