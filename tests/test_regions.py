@@ -108,3 +108,22 @@ def test_detector_status_names_what_is_used():
     status = regions.detector_status()
     assert set(status) == set(regions.REGION_NAMES)
     assert "saliency" in status["subject"]
+
+
+def test_only_requested_regions_and_their_dependencies_are_computed():
+    from exposure_cli.pipeline import regions_for
+    from exposure_cli.regions import REGION_NAMES, closure, compute_regions
+    from exposure_cli.rules import load_rule_sets
+
+    assert closure(["sky"]) == ("face", "person", "sky")
+    assert closure(["face"]) == ("face",)
+    assert regions_for(True, []) == REGION_NAMES  # no rule set: all, for rescoring later
+    assert regions_for(True, load_rule_sets(["default"])) == ()  # reads global metrics only
+    assert "person" in regions_for(True, load_rule_sets(["portrait"]))
+    assert regions_for(False, []) == ()
+    assert regions_for("face,sky", []) == ("face", "sky")
+    rgb = np.random.default_rng(0).uniform(0, 1, (90, 120, 3)).astype(np.float32)
+    everything = compute_regions(rgb)
+    only_face = compute_regions(rgb, ("face",))
+    assert only_face["sky"] is None and only_face["subject"] is None
+    assert (only_face["face"] is None) == (everything["face"] is None)

@@ -123,3 +123,34 @@ def test_histogram_matrix_answers_each_row_on_its_own_and_empty_rows_are_nan():
     assert shares["over_pct"][2] == 100.0 and shares["severe_over_pct"][2] == 100.0
     with pytest.raises(ValueError, match=f"N×{HIST_BINS} histogram matrix, got shape \\(3, 7\\)"):
         shares_from_hist_matrix(np.zeros((3, 7)), Thresholds())
+
+
+def test_ev_correction_in_image_stats_equals_the_per_region_estimator():
+    """The shared subsample in image_stats gives exactly correction.ev_correction, region by region."""
+    from exposure_cli.correction import ev_correction
+    from exposure_cli.stats import Thresholds, column, image_stats
+
+    rng = np.random.default_rng(3)
+    h, w = 750, 1000
+    g = rng.uniform(0, 1, (h, w)).astype(np.float32)
+    r = rng.uniform(-0.3, 0.3, (h, w)).astype(np.float32)
+    masks = {"face": np.zeros((h, w), bool), "subject": np.zeros((h, w), bool), "sky": np.zeros((h, w), bool)}
+    masks["face"][10:14, 10:14] = True  # tiny: estimated from every pixel
+    masks["subject"][200:600, 300:800] = True
+    masks["sky"][:100] = True
+    row = image_stats(r, masks, Thresholds(), grey=g)
+    assert row["ev_correction"] == ev_correction(g, r)
+    for name, m in masks.items():
+        assert row[column(name, "ev_correction")] == ev_correction(g, r, m)
+
+
+def test_regions_not_computed_have_nan_area_and_absent_ones_zero():
+    from exposure_cli.stats import Thresholds, column, image_stats
+
+    r = np.zeros((40, 50), np.float32)
+    subject = np.zeros((40, 50), bool)
+    subject[5:20, 5:20] = True
+    row = image_stats(r, {"subject": subject}, Thresholds(), computed=("face", "person", "subject"))
+    assert row[column("subject", "area_pct")] > 0
+    assert row[column("face", "area_pct")] == 0  # looked for, not found
+    assert np.isnan(row[column("sky", "area_pct")])  # not computed
