@@ -94,7 +94,8 @@ import torch; torch.set_num_threads(args.pop("threads"))
 from exposure_cli.pipeline import scan
 from exposure_cli.analyzers import create_analyzer
 t0 = time.perf_counter()
-analyzer = create_analyzer(args.get("model"), working_long_side=512, batch_size=args.get("batch_size", 8))
+extra = {"runtime": args.pop("runtime")} if "runtime" in args else {}
+analyzer = create_analyzer(args.get("model"), working_long_side=512, batch_size=args.get("batch_size", 8), **extra)
 # warm-up on one tiny image so one-off costs (weights, first kernels) are not counted as throughput
 import numpy as np; analyzer.analyze(np.full((64, 64, 3), 0.5, np.float32))
 load = time.perf_counter() - t0
@@ -119,6 +120,22 @@ if args["workers"] <= 1:
 else:
     with ThreadPoolExecutor(args["workers"]) as pool:
         list(pool.map(lambda f: decode_file(f, target_long_side=target, analysis_long_side=1024), files))
+dt = time.perf_counter() - t0
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"seconds": dt, "processed": len(files), "peak_rss_mb": int(hwm) / 1024}))
+"""
+
+
+IMREAD_SNIPPET = r"""
+import json, sys, time
+from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+import cv2
+args = json.loads(sys.argv[1])
+files = sorted(str(p) for p in Path(args["folder"]).iterdir() if p.is_file())
+t0 = time.perf_counter()
+with ThreadPoolExecutor(args["workers"]) as pool:
+    list(pool.map(cv2.imread, files))
 dt = time.perf_counter() - t0
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(json.dumps({"seconds": dt, "processed": len(files), "peak_rss_mb": int(hwm) / 1024}))
@@ -179,7 +196,13 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="analyzer to benchmark (default: the default analyzer)")
     ap.add_argument("--files", type=int, nargs="*", default=None, help="folder sizes for the linearity case")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results.json")
+    ap.add_argument("--targets", action="store_true",
+                    help="only the issue-15 target cases, side by side (full-resolution imread floor, reduced floor, "
+                         "scan, scan --overlays, baseline scan), and their ratios")
+    ap.add_argument("--runtime", default=None, help="inference runtime for the scan cases (default: the default)")
     args = ap.parse_args()
+    if args.targets:
+        return targets(args)
 
     from exposure_cli.analyzers import DEFAULT_ANALYZER
 
@@ -284,6 +307,60 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
+
+
+def targets(args) -> None:
+    """The issue-15 targets, measured side by side in one run (each case in its own process)."""
+    n = 8 if args.quick else 16
+    folder = make_jpegs(args.data / "12mp", 24, 4000, 3000)
+    sub = args.data / f"12mp_first{n}"
+    sub.mkdir(parents=True, exist_ok=True)
+    for p in sorted(folder.glob("*.jpg"))[:n]:
+        if not (sub / p.name).exists():
+            os.link(p, sub / p.name)
+    load0 = os.getloadavg()
+    res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "photos": n}
+
+    def per(r):
+        return 1000 * r["seconds"] / r["processed"]
+
+    def scan_case(name, **kw):
+        a = {"paths": [str(sub)], "out": str(args.data / "out" / name), "threads": 2, **kw}
+        if args.runtime and kw.get("model") != "baseline":
+            a["runtime"] = args.runtime
+        r = run_child(SCAN_SNIPPET, a)
+        print(f"  {name:26s} {per(r):8.1f} ms/photo  peak RSS {r['peak_rss_mb']:6.0f} MB  "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        return r
+
+    res["imread_full_2threads"] = run_child(IMREAD_SNIPPET, {"folder": str(sub), "workers": 2})
+    print(f"  imread full-res, 2 threads  {per(res['imread_full_2threads']):8.1f} ms/photo", flush=True)
+    res["reduced_floor_2threads"] = run_child(DECODE_SNIPPET, {"folder": str(sub), "workers": 2})
+    print(f"  reduced decode, 2 threads   {per(res['reduced_floor_2threads']):8.1f} ms/photo", flush=True)
+    res["scan"] = scan_case("scan")
+    res["scan_overlays"] = scan_case("scan_overlays", overlays=True)
+    res["baseline_scan"] = scan_case("baseline_scan", model="baseline")
+    res["imread_full_2threads_again"] = run_child(IMREAD_SNIPPET, {"folder": str(sub), "workers": 2})
+    load1 = os.getloadavg()
+    imread = (per(res["imread_full_2threads"]) + per(res["imread_full_2threads_again"])) / 2
+    ratios = {
+        "scan ÷ full-res imread (target ≤ 1.0)": per(res["scan"]) / imread,
+        "scan --overlays ÷ full-res imread (target ≤ 1.3)": per(res["scan_overlays"]) / imread,
+        "baseline scan ÷ reduced decode floor (target ≤ 1.3)": per(res["baseline_scan"]) / per(res["reduced_floor_2threads"]),
+    }
+    res["ratios"] = ratios
+    res["load_average"] = [load0, load1]
+    print(f"\n## targets — {res['date']} — {n} × 12 MP JPEG — load average {load0[0]:.1f} → {load1[0]:.1f}\n")
+    print("| case | ms/photo | peak RSS MB |\n|---|---|---|")
+    print(f"| full-resolution decode, cv2.imread, 2 threads (mean of before/after) | {imread:.1f} | "
+          f"{res['imread_full_2threads']['peak_rss_mb']:.0f} |")
+    for k in ("reduced_floor_2threads", "scan", "scan_overlays", "baseline_scan"):
+        print(f"| {k} | {per(res[k]):.1f} | {res[k]['peak_rss_mb']:.0f} |")
+    print()
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}")
+    out = args.json.with_name("targets.json")
+    out.write_text(json.dumps(res, indent=2) + "\n")
 
 
 def print_table(r: dict) -> None:

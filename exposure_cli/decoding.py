@@ -438,6 +438,10 @@ def to_rgb_float(img: np.ndarray) -> tuple[np.ndarray, int]:
     """OpenCV BGR/BGRA/grey array of any depth → RGB float32 [0, 1] and its bit depth."""
     import cv2
 
+    if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+        # the common case in one pass over floats: swap channels on bytes, then scale (already in [0, 1])
+        rgb8 = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return np.multiply(rgb8, np.float32(1.0 / 255.0), dtype=np.float32), 8
     if img.dtype == np.uint8:
         scale, depth = 1.0 / 255.0, 8
     elif img.dtype == np.uint16:

@@ -100,8 +100,14 @@ def render_overlay(rgb: np.ndarray, residual: np.ndarray, thresholds: Thresholds
         period = max(3, round(max(h, w) / 160))
         over = over * _stripes(h, w, period, 1)
         under = under * _stripes(h, w, period, -1)
-    out = bgr * (1 - over - under)[..., None] + OVER_BGR * over[..., None] + UNDER_BGR * under[..., None]
-    out = np.clip(out, 0, 255).round().astype(np.uint8)
+    # untinted pixels are the photo (the blend is exact there); blend only where there is a tint, which
+    # is a small part of a decent photo
+    out = np.clip(bgr, 0, 255).round().astype(np.uint8)
+    tinted = (over > 0) | (under > 0)
+    if tinted.any():
+        o, u = over[tinted][:, None], under[tinted][:, None]
+        blend = bgr[tinted] * (1 - o - u) + OVER_BGR * o + UNDER_BGR * u
+        out[tinted] = np.clip(blend, 0, 255).round().astype(np.uint8)
     if legend:
         draw_legend(out)
     return out
