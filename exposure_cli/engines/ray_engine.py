@@ -164,7 +164,8 @@ class ScanWorker:
         opts = spec.options
         self.options = opts
         self.analyzer = create_analyzer(opts.model, weights=opts.weights, device=opts.device,
-                                        working_long_side=opts.working_long_side, batch_size=opts.batch_size)
+                                        working_long_side=opts.working_long_side, batch_size=opts.batch_size,
+                                        **({"runtime": opts.runtime} if getattr(opts, "runtime", None) else {}))
         info = self.analyzer.info
         got = (info.name, info.version, info.weights_sha256 or "")
         if got != tuple(spec.expected_analyzer):
