@@ -188,3 +188,42 @@ def test_full_size_maps_follow_the_photos_edges():
     bilinear = np.interp(np.arange(3000), (np.arange(small.shape[1]) + 0.5) * 3000 / small.shape[1] - 0.5,
                          residual[residual.shape[0] // 2])
     assert np.abs(row - bilinear)[1480:1522].max() > 0.05  # sharper than plain interpolation
+
+
+def _blend_every_pixel(rgb, residual, thresholds, style):
+    """The overlay as a straightforward blend of every pixel (what render_overlay must equal)."""
+    from exposure_cli.report.overlays import CLIPPED, MILD_STRENGTH, OVER_BGR, UNDER_BGR, _stripes
+
+    r = residual.astype(np.float32)
+    span_o = max(thresholds.severe - thresholds.over, 1e-3)
+    span_u = max(thresholds.severe - thresholds.under, 1e-3)
+    over = np.where(-r >= thresholds.over, MILD_STRENGTH + (1 - MILD_STRENGTH) * np.clip((-r - thresholds.over) / span_o, 0, 1), 0.0)
+    under = np.where(r >= thresholds.under, MILD_STRENGTH + (1 - MILD_STRENGTH) * np.clip((r - thresholds.under) / span_u, 0, 1), 0.0)
+    over = np.where(rgb.min(axis=2) >= CLIPPED, 1.0, over)
+    under = np.where(rgb.max(axis=2) <= 1 - CLIPPED, 1.0, under)
+    under = np.where(over > 0, 0.0, under).astype(np.float32)
+    over = over.astype(np.float32)
+    if style == "zebra":
+        h, w = r.shape
+        period = max(3, round(max(h, w) / 160))
+        over, under = over * _stripes(h, w, period, 1), under * _stripes(h, w, period, -1)
+    bgr = rgb[..., ::-1].astype(np.float32) * 255.0
+    out = bgr * (1 - over - under)[..., None] + OVER_BGR * over[..., None] + UNDER_BGR * under[..., None]
+    return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("style", ["solid", "zebra"])
+def test_overlay_blends_only_tinted_pixels_yet_equals_blending_every_pixel(style):
+    from exposure_cli.report.overlays import render_overlay
+
+    rng = np.random.default_rng(5)
+    h, w = 90, 120
+    rgb = rng.uniform(-0.05, 1.05, (h, w, 3)).astype(np.float32)  # outside [0, 1] too: clipped alike
+    rgb[:10] = 1.0  # blown
+    rgb[-10:] = 0.0  # crushed
+    rgb[20:30, :, :] = np.round(rgb[20:30] * 255) / 255 + 0.5 / 255  # exact halves: rounding ties
+    residual = np.linspace(-1, 1, h * w, dtype=np.float32).reshape(h, w)
+    residual[40:50] = 0.0  # fine band
+    thresholds = Thresholds(over=0.1, under=0.15, severe=0.4)
+    got = render_overlay(rgb, residual, thresholds, legend=False, style=style)
+    assert np.array_equal(got, _blend_every_pixel(rgb, residual, thresholds, style))

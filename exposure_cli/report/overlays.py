@@ -62,8 +62,12 @@ def warning_strength(residual: np.ndarray, thresholds: Thresholds,
     under = np.where(r >= thresholds.under,
                      MILD_STRENGTH + (1 - MILD_STRENGTH) * np.clip((r - thresholds.under) / span_under, 0, 1), 0.0)
     if rgb is not None:
-        over = np.where(rgb.min(axis=2) >= CLIPPED, 1.0, over)
-        under = np.where(rgb.max(axis=2) <= 1 - CLIPPED, 1.0, under)
+        # channel min/max as two element-wise passes: numpy's reduction over a length-3 last axis
+        # (rgb.min(axis=2)) was 90 % of an overlay's cost
+        lo = np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+        hi = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+        over = np.where(lo >= CLIPPED, 1.0, over)
+        under = np.where(hi <= 1 - CLIPPED, 1.0, under)
         under = np.where(over > 0, 0.0, under)
     return over.astype(np.float32), under.astype(np.float32)
 
@@ -94,20 +98,24 @@ def render_overlay(rgb: np.ndarray, residual: np.ndarray, thresholds: Thresholds
     h, w = rgb.shape[:2]
     if residual.shape != (h, w):
         residual = cv2.resize(residual.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    bgr = rgb[..., ::-1].astype(np.float32) * 255.0
     over, under = warning_strength(residual, thresholds, rgb)
     if style is OverlayStyle.zebra:
         period = max(3, round(max(h, w) / 160))
         over = over * _stripes(h, w, period, 1)
         under = under * _stripes(h, w, period, -1)
-    # untinted pixels are the photo (the blend is exact there); blend only where there is a tint, which
-    # is a small part of a decent photo
-    out = np.clip(bgr, 0, 255).round().astype(np.uint8)
-    tinted = (over > 0) | (under > 0)
-    if tinted.any():
-        o, u = over[tinted][:, None], under[tinted][:, None]
-        blend = bgr[tinted] * (1 - o - u) + OVER_BGR * o + UNDER_BGR * u
-        out[tinted] = np.clip(blend, 0, 255).round().astype(np.uint8)
+    # Untinted pixels are the photo, clip(255·rgb) rounded, made in one OpenCV pass (the same values as
+    # numpy's float32 product and round-half-even); the blend runs only on tinted pixels, usually a small
+    # part of a decent photo. Same image as blending every pixel.
+    src = np.asarray(rgb, dtype=np.float32)
+    # convertScaleAbs takes |x|: negatives are clipped first, so they become 0 as in the blend
+    photo = np.clip(src, 0.0, None) if float(src.min()) < 0.0 else src
+    out = cv2.cvtColor(cv2.convertScaleAbs(photo, alpha=255.0), cv2.COLOR_RGB2BGR)
+    tinted = np.flatnonzero((over > 0) | (under > 0))
+    if tinted.size:
+        o, u = over.ravel()[tinted][:, None], under.ravel()[tinted][:, None]
+        bgr = src.reshape(-1, 3)[tinted][:, ::-1] * np.float32(255.0)
+        blend = bgr * (1 - o - u) + OVER_BGR * o + UNDER_BGR * u
+        out.reshape(-1, 3)[tinted] = np.clip(blend, 0, 255).round().astype(np.uint8)
     if legend:
         draw_legend(out)
     return out
