@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exposure_cli.runtimes import TOLERANCE, Runtime, RuntimeUnavailable, check_available, missing_modules
+from exposure_cli.runtimes import REQUIREMENTS, TOLERANCE, Runtime, RuntimeUnavailable, check_available, missing_modules
 
 # torch.compile needs a C++ toolchain and a minute per shape: measured in benchmarks/bench_runtimes.py only.
 TESTED = [r for r in Runtime if r is not Runtime.compile]
@@ -33,7 +33,8 @@ def model_and_reference():
 def test_runtime_maps_match_eager_pytorch(runtime, model_and_reference):
     missing = missing_modules(runtime)
     if missing:
-        pytest.skip(f"{runtime.value} not installed ({', '.join(missing)}): pip install 'exposure-cli[...]', see README")
+        pytest.skip(f"{runtime.value} not installed ({', '.join(missing)}): "
+                    f"pip install 'exposure-cli[{REQUIREMENTS[runtime][1]}]'")
     from exposure_cli.runtimes import build_runner
 
     model, x, ref = model_and_reference
@@ -54,3 +55,41 @@ def test_missing_runtime_says_what_to_install(monkeypatch):
     with pytest.raises(RuntimeUnavailable, match=r"exposure-cli\[onnx\]"):
         check_available("onnxruntime")
     assert check_available("eager") is Runtime.eager
+
+
+def test_scan_runs_the_chosen_runtime_and_records_it(tmp_path):
+    """``exposure scan --runtime``: the scan runs that runtime, and the report's metadata says which."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from conftest import photo_like, write_image
+    from exposure_cli.cli import app
+    from exposure_cli.report.writers import read_report
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        write_image(photos / f"p{i}.jpg", photo_like(96, 128, seed=i))
+    result = CliRunner().invoke(app, ["scan", str(photos), "--out", str(tmp_path / "out"), "--runtime",
+                                      "torchscript", "--no-regions", "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    df, metadata = read_report(tmp_path / "out" / "report.parquet")
+    assert metadata["analyzer"]["runtime"] == "torchscript"
+    assert list(df["status"]) == ["ok", "ok"]
+
+
+def test_scan_with_a_runtime_not_installed_is_a_usage_error_naming_the_extra(tmp_path, monkeypatch):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from exposure_cli.cli import app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    (tmp_path / "photos").mkdir()
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / "photos"), "--out", str(tmp_path / "out"),
+                                      "--runtime", "openvino"])
+    assert result.exit_code == 2
+    assert "exposure-cli[openvino]" in result.output
+    assert not (tmp_path / "out").exists()  # refused before any work

@@ -144,6 +144,13 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(str(exc), param_hint="--engine") from None
         elif ray_address or num_gpus_per_worker is not None or concurrency:
             raise typer.BadParameter("--ray-address, --num-gpus-per-worker and --concurrency need --engine ray")
+        if runtime is not None:
+            from ..runtimes import RuntimeUnavailable, check_available
+
+            try:
+                check_available(runtime)
+            except RuntimeUnavailable as exc:  # before any work, never a silent fallback to another runtime
+                raise typer.BadParameter(str(exc), param_hint="--runtime") from None
         if rules:
             from ..rules import load_rule_sets
 
