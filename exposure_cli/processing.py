@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -143,6 +143,8 @@ class Decoded:
     item: InputFile
     image: DecodedImage | None = None
     error: str | None = None
+    #: The analyzer's per-photo preparation (:meth:`BatchProcessor.prepare`), done off the model thread.
+    prepared: Any = None
 
 
 def decode_item(item: InputFile, options: ScanOptions, working_long_side: int) -> Decoded:
@@ -220,13 +222,35 @@ class BatchProcessor:
         rows = [error_row(d.item, d.error or "unknown error", self.analyzer_columns) for d in decoded]
         return [self._score(r) for r in rows]
 
-    def _analyze(self, good: Sequence[Decoded]) -> tuple[list[np.ndarray] | None, str | None]:
+    def prepare(self, d: Decoded) -> Decoded:
+        """The analyzer's per-photo work before the model (:meth:`Analyzer.prepare`), for a decode thread.
+
+        A failure here is left for the model thread, which prepares again and reports it as the photo's error.
+        """
+        if d.image is not None:
+            try:
+                d.prepared = self.analyzer.prepare(d.image.rgb)
+            except Exception:  # noqa: BLE001 - analyze_split prepares again and the error becomes a row
+                d.prepared = None
+        return d
+
+    def _analyze(self, good: Sequence[Decoded]) -> tuple[list[Callable[[], np.ndarray]] | None, str | None]:
+        """The batched model on `good` now; one callable per photo finishes its map (see Analyzer.analyze_split)."""
         if not good:
             return [], None
         try:
-            return self.analyzer.analyze_batch([d.image.rgb for d in good]), None
+            return self.analyzer.analyze_split([d.image.rgb for d in good], [d.prepared for d in good]), None
         except Exception as exc:  # a model failure fails these photos, not the scan
             return None, f"analyzer failed: {exc}"
+
+    def _finished_row(self, d: Decoded, finish: Callable[[], np.ndarray],
+                      pool) -> tuple[dict[str, Any], list[PendingFile]]:
+        try:
+            residual = finish()
+        except Exception as exc:  # the map's per-photo part failed: this photo fails, not the scan
+            return self.error_rows([Decoded(d.item, error=f"analyzer failed: {exc}")])[0], []
+        d.prepared = None  # the working-size copy is not needed any more
+        return self._safe_row(d, residual, pool)
 
     def _safe_row(self, d: Decoded, residual: np.ndarray, pool) -> tuple[dict[str, Any], list[PendingFile]]:
         try:
@@ -247,8 +271,8 @@ class BatchProcessor:
                 rows_by_id[id(d)] = self.error_rows([d])[0]
             elif failure is not None:
                 rows_by_id[id(d)] = self.error_rows([Decoded(d.item, error=failure)])[0]
-        for d, residual in zip(good, maps or []):
-            row, pending = self._safe_row(d, residual, writer_pool)
+        for d, finish in zip(good, maps or []):
+            row, pending = self._finished_row(d, finish, writer_pool)
             rows_by_id[id(d)] = row
             futures.extend(pending)
         return [rows_by_id[id(d)] for d in batch], futures
@@ -256,8 +280,9 @@ class BatchProcessor:
     def submit(self, batch: Sequence[Decoded], pool: ThreadPoolExecutor) -> list[Future]:
         """Like :meth:`process`, but everything after the model runs in `pool`.
 
-        The model runs here (it is batched and multi-threaded itself); regions, statistics, rules and
-        the overlay/map files of each photo run in `pool`, overlapping with the next batch's model.
+        The model runs here (it is batched and multi-threaded itself); the rest of each photo's map (the
+        guided upsampling), regions, statistics, rules and the overlay/map files run in `pool`, overlapping
+        with the next batch's model.
         Returns one future per input, in order, each resolving to the finished row (files on disk).
         """
         good = [d for d in batch if d.image is not None]
@@ -272,8 +297,8 @@ class BatchProcessor:
                 out.append(done_future(self.error_rows([Decoded(d.item, error=error)])[0]))
         return out
 
-    def _finish(self, d: Decoded, residual: np.ndarray) -> dict[str, Any]:
-        row, futures = self._safe_row(d, residual, INLINE)
+    def _finish(self, d: Decoded, finish: Callable[[], np.ndarray]) -> dict[str, Any]:
+        row, futures = self._finished_row(d, finish, INLINE)
         return settle([row], futures)[0]
 
     def _row(self, d: Decoded, residual: np.ndarray, pool: ThreadPoolExecutor | None):

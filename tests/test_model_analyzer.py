@@ -104,6 +104,23 @@ def test_batched_equals_one_by_one(tiny_weights):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("model", ["eat", "baseline"])
+def test_split_analysis_with_prepared_inputs_equals_analyze_batch(tiny_weights, model):
+    """What a scan runs (prepare on a decode thread, the batched part, each map finished later) gives
+    analyze_batch's maps exactly, prepared or not."""
+    kw = {"weights": tiny_weights, "device": "cpu"} if model == "eat" else {}
+    analyzer = create_analyzer(model, working_long_side=96, batch_size=2, **kw)
+    rng = np.random.default_rng(2)
+    images = [rng.random((90, 60, 3), dtype=np.float32) for _ in range(3)] + [rng.random((150, 210, 3), dtype=np.float32)]
+    expected = analyzer.analyze_batch(images)
+    prepared = [analyzer.prepare(img) for img in images]
+    prepared[1] = None  # one photo not prepared (its preparation failed): prepared again, same map
+    for got in ([f() for f in analyzer.analyze_split(images, prepared)], [f() for f in analyzer.analyze_split(images)]):
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
 def test_guided_upsampling_follows_guide_edges():
     import cv2
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -50,6 +50,25 @@ class Analyzer(ABC):
     def analyze(self, image: np.ndarray) -> np.ndarray:
         """Residual map of one image."""
         return self.analyze_batch([image])[0]
+
+    def prepare(self, image: np.ndarray) -> Any:
+        """Per-photo work before the batched model that any thread may do (a scan does it on its decode
+        threads); its result goes to :meth:`analyze_split`. None: nothing to prepare."""
+        return None
+
+    def analyze_split(self, images: Sequence[np.ndarray],
+                      prepared: Sequence[Any] | None = None) -> list[Callable[[], np.ndarray]]:
+        """:meth:`analyze_batch` in two parts, so that a scan keeps only the batched part on its model thread.
+
+        The batched part runs now; each returned callable finishes one photo's map (per-photo work that a
+        scan runs on its finishing threads). Calling them in order gives exactly ``analyze_batch(images)``.
+
+        Args:
+            images: As for :meth:`analyze_batch`.
+            prepared: :meth:`prepare`'s result for each image (None entries, or None: not prepared).
+        """
+        maps = self.analyze_batch(images)
+        return [(lambda m=m: m) for m in maps]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (GPU memory, threads)."""

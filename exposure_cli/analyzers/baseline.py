@@ -45,6 +45,12 @@ class BaselineAnalyzer(Analyzer):
     def analyze_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [baseline_residual(img) for img in images]
 
+    def analyze_split(self, images: Sequence[np.ndarray], prepared=None):
+        """Nothing is batched: every map is made when its callable is called (on a scan's finishing threads)."""
+        from functools import partial
+
+        return [partial(baseline_residual, img) for img in images]
+
 
 def baseline_residual(rgb: np.ndarray) -> np.ndarray:
     """Heuristic residual map of one RGB float image in [0, 1]."""

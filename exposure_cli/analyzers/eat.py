@@ -11,7 +11,7 @@ guide (``exposure_cli.imageops``). Weights are found, checked against their card
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -103,21 +103,34 @@ class EATAnalyzer(Analyzer):
         return EVCalibration.from_card(self._weights.card)
 
     def analyze_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        results: list[np.ndarray | None] = [None] * len(images)
+        return [finish() for finish in self.analyze_split(images)]
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """The photo at the working size (what the network sees)."""
+        image = np.asarray(image, dtype=np.float32)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
+        return to_working_size(image, self.working_long_side)
+
+    def analyze_split(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None):
+        """The network on every batch now; each photo's guided upsampling to its size when called."""
+        from functools import partial
+
+        results: list[Any] = [None] * len(images)
         resized: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         for index, image in enumerate(images):
-            image = np.asarray(image, dtype=np.float32)
-            if image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
-            small = to_working_size(image, self.working_long_side)
+            small = prepared[index] if prepared is not None else None
+            if small is None:
+                small = self.prepare(image)
             resized.setdefault(small.shape[:2], []).append((index, small))
         for group in resized.values():
             for start in range(0, len(group), self.batch_size):
                 chunk = group[start : start + self.batch_size]
                 maps = self._run([img for _, img in chunk])
                 for (index, small), low_map in zip(chunk, maps):
-                    results[index] = map_to_image_size(low_map, small, np.asarray(images[index], np.float32))
-        return [r for r in results if r is not None]
+                    results[index] = partial(map_to_image_size, low_map, small,
+                                             np.asarray(images[index], np.float32))
+        return results
 
     def _run(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         """Network maps for same-size working images."""

@@ -1,7 +1,8 @@
 """The local engine: the scan's unit of work on threads in this process.
 
-Three stages overlap: a decode pool (OpenCV releases the GIL), the model on the calling thread, and a
-finishing pool (regions, statistics, rules, overlays, maps). Queues are bounded: at most ``window``
+Three stages overlap: a decode pool (OpenCV releases the GIL; it also resizes each photo to the model's
+working size), the model on the calling thread (only the batched network), and a finishing pool (each
+map's guided upsampling, regions, statistics, rules, overlays, maps). Queues are bounded: at most ``window``
 decodes in flight, at most a few batches waiting to be finished.
 """
 
@@ -48,7 +49,7 @@ def run_local(todo: Sequence[InputFile], options: ScanOptions,
                     except StopIteration:
                         exhausted = True
                         break
-                    queue.append((item, decode_pool.submit(decode_item, item, options, working)))
+                    queue.append((item, decode_pool.submit(_decode_and_prepare, item, options, working, processor)))
                 if not queue:
                     break
                 item, fut = queue.popleft()
@@ -78,6 +79,12 @@ def run_local(todo: Sequence[InputFile], options: ScanOptions,
                 for f in futures:
                     f.cancel()
             raise
+
+
+def _decode_and_prepare(item: InputFile, options: ScanOptions, working: int, processor: BatchProcessor) -> Decoded:
+    """A decode thread's work: the photo, then the analyzer's per-photo preparation (the resize to the
+    working size), so that the model thread only runs the model."""
+    return processor.prepare(decode_item(item, options, working))
 
 
 class DecodePool:
