@@ -69,9 +69,10 @@ def guided_upsample(
     mean_a = box_filter(a, radius)
     mean_b = box_filter(b, radius)
     height, width = full_guide.shape
-    a_full = cv2.resize(mean_a, (width, height), interpolation=cv2.INTER_LINEAR)
-    b_full = cv2.resize(mean_b, (width, height), interpolation=cv2.INTER_LINEAR)
-    return a_full * full_guide.astype(np.float32) + b_full
+    out = cv2.resize(mean_a, (width, height), interpolation=cv2.INTER_LINEAR)
+    out *= full_guide.astype(np.float32, copy=False)  # in place: the same values as a·guide + b
+    out += cv2.resize(mean_b, (width, height), interpolation=cv2.INTER_LINEAR)
+    return out
 
 
 def map_to_image_size(low_map: np.ndarray, small: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -89,6 +90,7 @@ def map_to_image_size(low_map: np.ndarray, small: np.ndarray, image: np.ndarray)
         out = cv2.resize(low_map, (width, height), interpolation=cv2.INTER_AREA)
     else:
         out = guided_upsample(low_map, grey(small), grey(np.clip(image, 0.0, 1.0)))
+        return np.clip(out, -1.0, 1.0, out=out)  # a new float32 array: clipped in place
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
