@@ -42,7 +42,8 @@ def regions_for(option: Any, rule_sets: Sequence[Any]) -> tuple[str, ...]:
     """The regions a scan computes.
 
     ``option``: False/"none" → none; "all" → all; True/"auto" → the regions the rule sets read (all of them
-    when no rule set is given, so the report can be rescored later under any rule set); or region names.
+    when there are no rule sets, ``--no-rules``, so the report can be rescored later under any rule set);
+    or region names.
     A rule set whose source cannot be read (a Python rule set) counts as reading every region.
     """
     import re

@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         maps_resolution: MapsResolution = typer.Option(MapsResolution.full, "--maps-resolution", help="full: the photo's decoded, upright size; analysis: the size the statistics are computed at (long side 1024)."),
         xmp: bool = typer.Option(False, "--xmp", help="Write XMP sidecars (rating, colour label, metrics, Exposure correction) to OUT/xmp/ for Lightroom, darktable, digiKam."),
         xmp_next_to_photos: bool = typer.Option(False, "--xmp-next-to-photos", help="Write the XMP sidecars beside the photos instead, merging into existing ones (the original is kept as .bak)."),
-        regions: bool = typer.Option(True, "--regions/--no-regions", help="Per-region statistics (face, person, subject, background, sky)."),
+        regions: bool = typer.Option(True, "--regions/--no-regions", help="Per-region statistics (face, person, subject, background, sky) for the regions the rule sets read (all with --no-rules); the others are NaN."),
         resume: bool = typer.Option(False, "--resume", help="Continue a scan in OUT, skipping photos already done."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Discard a previous scan in OUT and start over."),
         retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: scan photos that failed before again."),
