@@ -93,3 +93,30 @@ def test_srgb_transfer_functions_match_iec_61966_2_1():
     assert srgb_to_linear(np.array([-0.5, 1.5], np.float32)).tolist() == [0.0, 1.0]
     assert linear_to_srgb(np.array([-0.5, 1.5], np.float32)).tolist() == pytest.approx([0.0, 1.0], abs=1e-6)
     assert srgb_to_linear(srgb).dtype == np.float32 and linear_to_srgb(srgb).dtype == np.float32
+
+
+def test_baseline_residual_in_reused_buffers_equals_its_plain_expressions():
+    """baseline_residual computes into reused buffers for speed; it must equal the plain expressions."""
+    from exposure_cli.analyzers.baseline import GLOBAL_GAIN, HIGHLIGHT, SHADOW, TARGET_MEAN, TOLERANCE, baseline_residual
+    from exposure_cli.color import residual_from_grey
+
+    def plain(rgb):
+        rgb = np.asarray(rgb, dtype=np.float32)
+        g = grey(rgb)
+        offset = TARGET_MEAN - float(g.mean())
+        global_term = GLOBAL_GAIN * float(np.sign(offset)) * max(abs(offset) - TOLERANCE, 0.0)
+        brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+        top = np.where(brightest >= 0.995, np.maximum(g, HIGHLIGHT + 0.5 * (1 - HIGHLIGHT)), g)
+        over = np.clip((top - HIGHLIGHT) / (1.0 - HIGHLIGHT), 0.0, 1.0)
+        under = np.clip((SHADOW - g) / SHADOW, 0.0, 1.0)
+        observed = g.astype(np.float64)
+        return residual_from_grey(observed + (global_term + under - over), observed).astype(np.float32)
+
+    rng = np.random.default_rng(11)
+    clipped = rng.random((40, 50, 3)).astype(np.float32)
+    clipped[..., 1] = np.where(clipped[..., 1] > 0.5, 0.995, np.nextafter(np.float32(0.995), np.float32(0)))
+    for rgb in (rng.uniform(-0.1, 1.1, (60, 80, 3)).astype(np.float32), rng.uniform(0, 0.2, (30, 40, 3)),
+                rng.uniform(0.8, 1.0, (30, 40, 3)).astype(np.float32), np.ones((5, 6, 3), np.float32),
+                np.zeros((5, 6, 3), np.float32), clipped):
+        got, want = baseline_residual(rgb), plain(rgb)
+        assert got.dtype == want.dtype == np.float32 and np.array_equal(got, want)

@@ -58,12 +58,29 @@ def baseline_residual(rgb: np.ndarray) -> np.ndarray:
     g = grey(rgb)
     offset = TARGET_MEAN - float(g.mean())
     global_term = GLOBAL_GAIN * float(np.sign(offset)) * max(abs(offset) - TOLERANCE, 0.0)
-    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    # The same float32/float64 operations in the same order as the plain expressions in the comments, into
+    # reused buffers: each fresh full-size array costs page faults, and they were most of this function.
+    # brightest = max(R, G, B)
+    brightest = np.maximum(rgb[..., 0], rgb[..., 1])
+    np.maximum(brightest, rgb[..., 2], out=brightest)
+    # top = where(brightest >= 0.995, max(g, HIGHLIGHT + 0.5·(1 − HIGHLIGHT)), g):
     # a channel clipped at 255 counts as at least half-way into the highlight zone
-    top = np.where(brightest >= 0.995, np.maximum(g, HIGHLIGHT + 0.5 * (1 - HIGHLIGHT)), g)
-    over = np.clip((top - HIGHLIGHT) / (1.0 - HIGHLIGHT), 0.0, 1.0)
-    under = np.clip((SHADOW - g) / SHADOW, 0.0, 1.0)
+    clipped = brightest >= 0.995
+    top = brightest  # reused
+    np.copyto(top, g)
+    np.maximum(g, HIGHLIGHT + 0.5 * (1 - HIGHLIGHT), out=top, where=clipped)
+    # over = clip((top − HIGHLIGHT) / (1 − HIGHLIGHT), 0, 1)
+    over = top
+    np.subtract(over, HIGHLIGHT, out=over)
+    np.divide(over, 1.0 - HIGHLIGHT, out=over)
+    np.clip(over, 0.0, 1.0, out=over)
+    # under = clip((SHADOW − g) / SHADOW, 0, 1)
+    under = np.subtract(SHADOW, g)
+    np.divide(under, SHADOW, out=under)
+    np.clip(under, 0.0, 1.0, out=under)
     # the heuristic's ideal grey level: lifted where the photo is too dark, lowered where it is too light
+    # ideal = observed + (global_term + under − over), observed = g in float64
+    shift = np.add(under, global_term, out=under)
+    np.subtract(shift, over, out=shift)
     observed = g.astype(np.float64)
-    ideal = observed + (global_term + under - over)
-    return residual_from_grey(ideal, observed).astype(np.float32)
+    return residual_from_grey(np.add(observed, shift), observed).astype(np.float32)  # the one sign (color.py)
