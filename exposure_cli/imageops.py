@@ -75,11 +75,13 @@ def guided_upsample(
     return out
 
 
-def map_to_image_size(low_map: np.ndarray, small: np.ndarray, image: np.ndarray) -> np.ndarray:
+def map_to_image_size(low_map: np.ndarray, small: np.ndarray, image: np.ndarray,
+                      image_grey: np.ndarray | None = None) -> np.ndarray:
     """A working-size map brought to `image`'s size, clipped to [−1, 1].
 
     Same size: unchanged; smaller photo: area resize; larger photo: guided upsampling with `small` (the
-    working-size photo) and `image` as guides.
+    working-size photo) and `image` as guides. `image_grey`: ``grey(image)`` when the caller has it; it
+    is the guide itself when `image` lies in [0, 1] (then it equals ``grey(clip(image, 0, 1))``).
     """
     import cv2
 
@@ -89,7 +91,11 @@ def map_to_image_size(low_map: np.ndarray, small: np.ndarray, image: np.ndarray)
     elif height * width < low_map.size:
         out = cv2.resize(low_map, (width, height), interpolation=cv2.INTER_AREA)
     else:
-        out = guided_upsample(low_map, grey(small), grey(np.clip(image, 0.0, 1.0)))
+        if image_grey is not None and float(image.min()) >= 0.0 and float(image.max()) <= 1.0:
+            guide = image_grey  # two reductions instead of a clipped copy and its grey
+        else:
+            guide = grey(np.clip(image, 0.0, 1.0))
+        out = guided_upsample(low_map, grey(small), guide)
         return np.clip(out, -1.0, 1.0, out=out)  # a new float32 array: clipped in place
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 

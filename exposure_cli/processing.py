@@ -243,18 +243,20 @@ class BatchProcessor:
         except Exception as exc:  # a model failure fails these photos, not the scan
             return None, f"analyzer failed: {exc}"
 
-    def _finished_row(self, d: Decoded, finish: Callable[[], np.ndarray],
+    def _finished_row(self, d: Decoded, finish: Callable[..., np.ndarray],
                       pool) -> tuple[dict[str, Any], list[PendingFile]]:
         try:
-            residual = finish()
+            g = grey(d.image.rgb)  # once, for the map's guide and the statistics
+            residual = finish(image_grey=g)
         except Exception as exc:  # the map's per-photo part failed: this photo fails, not the scan
             return self.error_rows([Decoded(d.item, error=f"analyzer failed: {exc}")])[0], []
         d.prepared = None  # the working-size copy is not needed any more
-        return self._safe_row(d, residual, pool)
+        return self._safe_row(d, residual, pool, g)
 
-    def _safe_row(self, d: Decoded, residual: np.ndarray, pool) -> tuple[dict[str, Any], list[PendingFile]]:
+    def _safe_row(self, d: Decoded, residual: np.ndarray, pool,
+                  image_grey: np.ndarray | None = None) -> tuple[dict[str, Any], list[PendingFile]]:
         try:
-            return self._row(d, residual, pool)
+            return self._row(d, residual, pool, image_grey)
         except Exception as exc:  # statistics/regions on an odd photo fail it, not the scan
             error = f"analysis failed: {type(exc).__name__}: {exc}"
             return self.error_rows([Decoded(d.item, error=error)])[0], []
@@ -301,7 +303,8 @@ class BatchProcessor:
         row, futures = self._finished_row(d, finish, INLINE)
         return settle([row], futures)[0]
 
-    def _row(self, d: Decoded, residual: np.ndarray, pool: ThreadPoolExecutor | None):
+    def _row(self, d: Decoded, residual: np.ndarray, pool: ThreadPoolExecutor | None,
+             image_grey: np.ndarray | None = None):
         img = d.image
         assert img is not None
         row: dict[str, Any] = {"path": d.item.key, "path_bytes": getattr(d.item, "path_bytes", None),
@@ -314,7 +317,8 @@ class BatchProcessor:
         row.update(img.exif.columns())
         row.update(self.analyzer_columns)
         code = self._region_code(img.rgb) if self.region_names else None
-        row.update(image_stats(residual, None, self.thresholds, grey=grey(img.rgb),
+        g = grey(img.rgb) if image_grey is None else image_grey
+        row.update(image_stats(residual, None, self.thresholds, grey=g,
                                ev_calibration=self.analyzer.ev_calibration, region_code=code,
                                computed=self.region_names))
         pending: list[PendingFile] = []

@@ -62,13 +62,15 @@ class Analyzer(ABC):
 
         The batched part runs now; each returned callable finishes one photo's map (per-photo work that a
         scan runs on its finishing threads). Calling them in order gives exactly ``analyze_batch(images)``.
+        Each takes an optional keyword ``image_grey``, the photo's :func:`exposure_cli.color.grey`, which
+        it may use instead of computing it again (the scan needs it for its statistics anyway).
 
         Args:
             images: As for :meth:`analyze_batch`.
             prepared: :meth:`prepare`'s result for each image (None entries, or None: not prepared).
         """
         maps = self.analyze_batch(images)
-        return [(lambda m=m: m) for m in maps]
+        return [(lambda m=m, image_grey=None: m) for m in maps]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (GPU memory, threads)."""

@@ -49,13 +49,13 @@ class BaselineAnalyzer(Analyzer):
         """Nothing is batched: every map is made when its callable is called (on a scan's finishing threads)."""
         from functools import partial
 
-        return [partial(baseline_residual, img) for img in images]
+        return [partial(baseline_residual, img) for img in images]  # takes image_grey too
 
 
-def baseline_residual(rgb: np.ndarray) -> np.ndarray:
-    """Heuristic residual map of one RGB float image in [0, 1]."""
+def baseline_residual(rgb: np.ndarray, image_grey: np.ndarray | None = None) -> np.ndarray:
+    """Heuristic residual map of one RGB float image in [0, 1] (`image_grey`: its ``grey(rgb)``, if known)."""
     rgb = np.asarray(rgb, dtype=np.float32)
-    g = grey(rgb)
+    g = grey(rgb) if image_grey is None else image_grey
     offset = TARGET_MEAN - float(g.mean())
     global_term = GLOBAL_GAIN * float(np.sign(offset)) * max(abs(offset) - TOLERANCE, 0.0)
     # The same float32/float64 operations in the same order as the plain expressions in the comments, into

@@ -113,7 +113,8 @@ class EATAnalyzer(Analyzer):
         return to_working_size(image, self.working_long_side)
 
     def analyze_split(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None):
-        """The network on every batch now; each photo's guided upsampling to its size when called."""
+        """The network on every batch now; each photo's guided upsampling to its size when called
+        (``image_grey``: the photo's grey image, the guide, if the caller has it)."""
         from functools import partial
 
         results: list[Any] = [None] * len(images)
