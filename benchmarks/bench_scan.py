@@ -312,11 +312,11 @@ def main() -> None:
 
 #: The issue-15 target cases: (name, scan options or None for a floor, what it is compared with, target).
 TARGET_CASES = [
-    ("scan", {"regions": "all"}, "imread", 1.0),
-    ("scan_default_rules", {}, "imread", 1.0),
+    ("scan", {"regions": "all"}, "imread", 1.0),  # `exposure scan DIR`: the default rule set, every region
+    ("scan_rules_default", {"regions": "auto"}, "imread", 1.0),  # `--rules default`: the regions it reads (none)
     ("scan_overlays", {"regions": "all", "overlays": True}, "imread", 1.3),
     ("baseline_scan", {"regions": "all", "model": "baseline"}, "reduced", 1.3),
-    ("baseline_scan_default_rules", {"model": "baseline"}, "reduced", 1.3),
+    ("baseline_scan_rules_default", {"regions": "auto", "model": "baseline"}, "reduced", 1.3),
 ]
 
 

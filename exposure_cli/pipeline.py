@@ -41,9 +41,9 @@ from .stats import Thresholds
 def regions_for(option: Any, rule_sets: Sequence[Any]) -> tuple[str, ...]:
     """The regions a scan computes.
 
-    ``option``: False/"none" → none; "all" → all; True/"auto" → the regions the rule sets read (all of them
-    when there are no rule sets, ``--no-rules``, so the report can be rescored later under any rule set);
-    or region names.
+    ``option``: False/"none" → none; True/"all" → all (the report can be rescored later under any rule
+    set); "auto" → the regions the rule sets read and what those depend on (all when there are no rule
+    sets); or region names. ``exposure scan`` asks for "auto" when ``--rules`` names rule sets, else all.
     A rule set whose source cannot be read (a Python rule set) counts as reading every region.
     """
     import re
@@ -52,7 +52,9 @@ def regions_for(option: Any, rule_sets: Sequence[Any]) -> tuple[str, ...]:
 
     if option is False or option in ("none", "", None):
         return ()
-    if option is True or option == "auto":
+    if option is True or option == "all":
+        return REGION_NAMES
+    if option == "auto":
         if not rule_sets:
             return REGION_NAMES
         used: set[str] = set()

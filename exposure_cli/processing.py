@@ -53,8 +53,8 @@ class ScanOptions:
     overlay_style: str = "solid"  # "solid" or "zebra" (report.overlays.OverlayStyle)
     maps: bool = False
     maps_resolution: str = "full"  # "full": the photo's decoded, upright size; "analysis": the analysis size
-    #: True/"auto": the regions the rule sets read (all without rule sets); False: none; "all"; or names
-    #: (pipeline.regions_for resolves it before a scan to the tuple of region names computed).
+    #: True/"all": all regions; "auto": those the rule sets read (all without rule sets); False: none; or
+    #: names (pipeline.regions_for resolves it before a scan to the tuple of region names computed).
     regions: bool | str | Sequence[str] = True
     resume: bool = False
     overwrite: bool = False

@@ -117,9 +117,10 @@ def test_only_requested_regions_and_their_dependencies_are_computed():
 
     assert closure(["sky"]) == ("face", "person", "sky")
     assert closure(["face"]) == ("face",)
-    assert regions_for(True, []) == REGION_NAMES  # no rule set: all, for rescoring later
-    assert regions_for(True, load_rule_sets(["default"])) == ()  # reads global metrics only
-    assert "person" in regions_for(True, load_rule_sets(["portrait"]))
+    assert regions_for(True, load_rule_sets(["default"])) == REGION_NAMES  # all: rescorable under any rule set
+    assert regions_for("auto", []) == REGION_NAMES  # no rule set: all, for rescoring later
+    assert regions_for("auto", load_rule_sets(["default"])) == ()  # reads global metrics only
+    assert "person" in regions_for("auto", load_rule_sets(["portrait"]))
     assert regions_for(False, []) == ()
     assert regions_for("face,sky", []) == ("face", "sky")
     rgb = np.random.default_rng(0).uniform(0, 1, (90, 120, 3)).astype(np.float32)

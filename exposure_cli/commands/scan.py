@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         maps_resolution: MapsResolution = typer.Option(MapsResolution.full, "--maps-resolution", help="full: the photo's decoded, upright size; analysis: the size the statistics are computed at (long side 1024)."),
         xmp: bool = typer.Option(False, "--xmp", help="Write XMP sidecars (rating, colour label, metrics, Exposure correction) to OUT/xmp/ for Lightroom, darktable, digiKam."),
         xmp_next_to_photos: bool = typer.Option(False, "--xmp-next-to-photos", help="Write the XMP sidecars beside the photos instead, merging into existing ones (the original is kept as .bak)."),
-        regions: bool = typer.Option(True, "--regions/--no-regions", help="Per-region statistics (face, person, subject, background, sky) for the regions the rule sets read (all with --no-rules); the others are NaN."),
+        regions: bool = typer.Option(True, "--regions/--no-regions", help="Per-region statistics (face, person, subject, background, sky): all of them, or with --rules only those the rule sets read (the others are NaN)."),
         resume: bool = typer.Option(False, "--resume", help="Continue a scan in OUT, skipping photos already done."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Discard a previous scan in OUT and start over."),
         retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: scan photos that failed before again."),
@@ -134,7 +134,10 @@ def register(app: typer.Typer) -> None:
         limits = _fail_under(fail_under)
         if no_rules and rules:
             raise typer.BadParameter("--no-rules and --rules contradict each other", param_hint="--no-rules")
+        named_rules = bool(rules)
         rules = [] if no_rules else (list(rules) or list(DEFAULT_RULES))
+        # regions: with rule sets named, only those they read; otherwise all, so the report can be rescored
+        regions_option = ("auto" if named_rules and not no_rules else True) if regions else False
         if engine is not Engine.local:
             from ..engines import EngineUnavailable, check_engine
 
@@ -193,7 +196,7 @@ def register(app: typer.Typer) -> None:
             out=out, format=fmt, model=model, weights=str(weights) if weights else None, device=device,
             batch_size=batch_size, workers=workers, working_long_side=working_size, thresholds=thresholds,
             rules=rules, overlays=overlays, overlay_style=overlay_style.value, maps=maps,
-            maps_resolution=maps_resolution.value, regions=regions, resume=resume, overwrite=overwrite,
+            maps_resolution=maps_resolution.value, regions=regions_option, resume=resume, overwrite=overwrite,
             retry_errors=retry_errors, include=include, exclude=exclude, include_hidden=hidden,
             follow_symlinks=follow_symlinks, recursive=recursive, max_pixels=max_pixels,
             file_timeout=file_timeout, torch_threads=threads, compile=compile_model,
