@@ -153,7 +153,10 @@ def profile(files: list[Path], runtime: str | None, model: str | None) -> dict[s
     # the scan's own per-photo finishing call (regions + statistics + row), as the finishing pool runs it
     for d, res, f in zip(decoded, residuals, files):
         with _timer(t, "finishing: one photo's row, as the scan's finishing pool runs it"):
-            proc._finish(Decoded(InputFile(f, f.name, f.parent), image=d), res)
+            # the finishing step gets the map's last part as a callable (Analyzer.analyze_split); here the
+            # map is ready, so it only hands it over (older trees take the map itself)
+            finish = res if not hasattr(proc, "prepare") else (lambda res=res, image_grey=None: res)
+            proc._finish(Decoded(InputFile(f, f.name, f.parent), image=d), finish)
     return {k: statistics.median(v) for k, v in t.items()}
 
 
