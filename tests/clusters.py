@@ -207,12 +207,14 @@ class RayCluster:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
-        while "Ray runtime started" not in self.log.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                text = self.log.read_text(errors="replace")[-3000:]
-                self.stop()
-                raise RuntimeError(f"ray start failed or timed out:\n{text}")
-            time.sleep(0.5)
+        try:
+            while "Ray runtime started" not in self.log.read_text(errors="replace"):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"ray start failed or timed out:\n{self.log.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.5)
+        except BaseException:
+            self.stop()  # a cluster that failed to come up must not outlive the session
+            raise
         return self
 
     def ray_start_process(self):
@@ -319,7 +321,15 @@ class S3Server:
         with open(self.root / "moto.log", "wb") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          preexec_fn=_die_with_parent)
-        wait_for_port(self.port, self.proc, timeout)
+        try:
+            wait_for_port(self.port, self.proc, timeout)
+            self._create_users()
+        except BaseException:
+            self.stop()  # a server that failed to come up must not outlive the session
+            raise
+        return self
+
+    def _create_users(self) -> None:
         import boto3
 
         iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1",
@@ -339,7 +349,6 @@ class S3Server:
         for user, statements in policies.items():
             doc = {"Version": "2012-10-17", "Statement": statements}
             iam.put_user_policy(UserName=user, PolicyName="access", PolicyDocument=json.dumps(doc))
-        return self
 
     def client(self, user: str = "scanner"):
         import boto3
