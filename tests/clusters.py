@@ -157,6 +157,7 @@ class RayCluster:
     token_path: Path | None = None
     trace: Path | None = None
     log: Path | None = None
+    temp_dir: str = ""  # Ray's --temp-dir: the session's logs and sockets (removed by stop())
     proc: subprocess.Popen | None = None
     processes: list = field(default_factory=list)
 
@@ -188,7 +189,7 @@ class RayCluster:
                    PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(PLUGINS)]))
         # a short temp dir: Ray's unix sockets live under it (108-byte path limit)
         temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-        self._temp_dir = temp_dir
+        self.temp_dir = temp_dir
         cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
                "--node-ip-address=127.0.0.1", f"--port={self.port}", f"--num-cpus={self.num_cpus}", "--num-gpus=0",
                "--include-dashboard=false", f"--dashboard-port={free_port()}",
@@ -268,7 +269,8 @@ class RayCluster:
                 p.kill()
             except psutil.Error:
                 pass
-        shutil.rmtree(getattr(self, "_temp_dir", ""), ignore_errors=True)
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
         self.proc = None
 
     def workers(self, title: str) -> list:

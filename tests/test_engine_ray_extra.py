@@ -192,6 +192,19 @@ def test_credentials_travel_only_with_remote_inputs():
     assert proxies["https_proxy"] == "http://corp:3128" and proxies["http_proxy"] == ""  # "" = no proxy
 
 
+def test_worker_env_goes_in_the_spec_unprinted_and_is_applied_in_the_worker():
+    """Credentials reach the workers in their constructor arguments (not Ray's runtime_env, which Ray's
+    runtime-env agent logs in full on every node), never in a repr, and are set in the worker process."""
+    from exposure_cli.engines.ray_engine import WorkerSpec, apply_worker_env
+    from exposure_cli.processing import ScanOptions
+
+    spec = WorkerSpec(options=ScanOptions(), env={"AWS_SECRET_ACCESS_KEY": "s3cr3t", "https_proxy": ""})
+    assert "s3cr3t" not in repr(spec) and "s3cr3t" not in str(spec)
+    environ = {"https_proxy": "http://127.0.0.1:9", "HOME": "/root"}  # a private instance's worker: dead proxy
+    apply_worker_env(spec.env, environ)
+    assert environ == {"AWS_SECRET_ACCESS_KEY": "s3cr3t", "HOME": "/root"}  # "" unsets
+
+
 def test_custom_s3_endpoint_turns_off_instance_metadata_lookups():
     from exposure_cli.engines.ray_env import storage_env, uses_custom_s3_endpoint
 

@@ -146,12 +146,28 @@ class WorkerSpec:
     expected_analyzer: tuple[str, str, str] = ("", "", "")  # name, version, weights sha256
     torch_threads: int = 1
     decode_threads: int = 2
+    #: Environment for the worker process: the driver's object-storage settings and credentials, and for a
+    #: private instance the user's proxy settings ("" unsets). Not Ray's runtime_env: Ray's runtime-env agent
+    #: writes every runtime environment it creates, env_vars and their values included, to
+    #: runtime_env_agent.log on each node. Never in a repr.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def apply_worker_env(env: dict[str, str], environ: Any = None) -> None:
+    """Set `env` in this (worker) process before anything reads storage; "" unsets a name."""
+    environ = os.environ if environ is None else environ
+    for name, value in env.items():
+        if value == "":
+            environ.pop(name, None)
+        else:
+            environ[name] = value
 
 
 class ScanWorker:
     """Ray Data callable class: one analyzer per actor, one batch of inputs in, one row per input out."""
 
     def __init__(self, spec: WorkerSpec) -> None:
+        apply_worker_env(spec.env)  # before any filesystem is opened in this process
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         from ..analyzers import create_analyzer
 
@@ -391,7 +407,7 @@ def _worker_died(ray: Any, exc: BaseException) -> bool:
 
 
 def _worker_env(todo: Sequence[InputFile], session: _Session) -> dict[str, str]:
-    """``env_vars`` of the scan workers' runtime environment (credentials are never logged)."""
+    """The scan workers' :attr:`WorkerSpec.env` (credentials are never logged)."""
     env = user_proxy_env() if session.private else {}
     roots = sorted({item.filesystem_uri for item in todo if isinstance(item, RemoteInput)})
     env.update(forwarded_env(roots))
@@ -446,13 +462,11 @@ def run_ray(todo: Sequence[InputFile], options: ScanOptions,
             out_dir=str(processor.out_dir.resolve()) if processor.out_dir is not None else None,
             expected_analyzer=(info.name, info.version, info.weights_sha256 or ""),
             torch_threads=plan.torch_threads, decode_threads=plan.decode_threads,
+            env=_worker_env(todo, session),
         )
         log.info("ray engine: %s", plan)
         retries = max_task_retries()
         remote_args: dict[str, Any] = {"max_task_retries": retries}
-        env = _worker_env(todo, session)
-        if env:
-            remote_args["runtime_env"] = {"env_vars": env}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             # Enough blocks that every actor gets work, few enough that scheduling stays cheap.
@@ -486,5 +500,5 @@ def run_ray(todo: Sequence[InputFile], options: ScanOptions,
                             "fix the cause and re-run with --resume") from exc
 
 
-__all__ = ["MAX_TASK_RETRIES", "RAY_DATA_HELPERS", "max_task_retries", "ScanWorker", "WorkerPlan", "WorkerSpec", "helper_actors",
+__all__ = ["MAX_TASK_RETRIES", "RAY_DATA_HELPERS", "apply_worker_env", "max_task_retries", "ScanWorker", "WorkerPlan", "WorkerSpec", "helper_actors",
            "local_instance_kwargs", "plan_workers", "run_ray"]

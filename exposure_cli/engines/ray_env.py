@@ -10,11 +10,14 @@ Nothing here imports Ray. Three concerns, each with its reason in ``docs/SCALE.m
   honours proxy variables, so Ray's own processes are started with an HTTP(S) proxy on a closed
   loopback port (:data:`DEAD_PROXY`) and loopback exempt (:data:`LOOPBACK_HOSTS`): the probes fail at
   once on 127.0.0.1 and nothing leaves the machine. The scan workers get the user's own proxy settings
-  back (they read the photos), and the driver's environment is restored as soon as Ray has started.
+  back with the job (they read the photos), and the driver's environment is restored as soon as Ray has
+  started.
 * **Credentials travel with the job.** The driver's object-storage settings (``AWS_*``,
-  ``GOOGLE_APPLICATION_CREDENTIALS``) are handed to the scan workers through Ray's runtime environment
-  (``env_vars``), so workers on a cluster started elsewhere read the same bucket with the same
-  credentials and endpoint. Their values are never printed.
+  ``GOOGLE_APPLICATION_CREDENTIALS``) are handed to the scan workers with the job — in the workers'
+  constructor arguments, set in the worker process before it opens any storage — so workers on a
+  cluster started elsewhere read the same bucket with the same credentials and endpoint. Their values
+  are never printed, and not put in Ray's ``runtime_env``: Ray's runtime-env agent writes every runtime
+  environment, ``env_vars`` values included, to ``runtime_env_agent.log`` on each node.
 * **No instance-metadata credential lookups against S3-compatible storage.** With a custom endpoint
   (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` or ``endpoint_override=`` in the URI) the AWS SDK inside
   pyarrow would still ask ``169.254.169.254`` for a region or credentials; ``AWS_EC2_METADATA_DISABLED``
