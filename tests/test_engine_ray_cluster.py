@@ -13,9 +13,13 @@ Ray's cold start is slow on a small machine: the tests are few and each checks a
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +38,8 @@ FAST = ["--model", "baseline", "--no-regions"]
 
 def _env(cluster=None, home: Path | None = None, **extra: str) -> dict[str, str]:
     """A user's shell for a scan: this checkout importable, no credentials or Ray settings inherited."""
-    env = {k: v for k, v in subprocess_env().items() if not k.startswith(("AWS_", "RAY_"))}
+    env = {k: v for k, v in subprocess_env().items()
+           if not k.startswith(("AWS_", "RAY_")) or k == "RAY_TMPDIR"}  # the machine's temp dir for Ray stays
     if cluster is not None:
         env = cluster.driver_env(env)
     if home is not None:
@@ -46,11 +51,26 @@ def _env(cluster=None, home: Path | None = None, **extra: str) -> dict[str, str]
 
 def _scan(args: list[str], env: dict[str, str], prefix: list[str] | None = None,
           timeout: float = TIMEOUT, log: Path | None = None) -> subprocess.CompletedProcess:
+    start = time.monotonic()
     res = subprocess.run([*(prefix or []), *exposure_cmd("scan", *args)], env=env, capture_output=True,
                          text=True, timeout=timeout, cwd=str(Path(__file__).resolve().parents[1]))
     if log is not None:  # for a look afterwards (pytest --basetemp=DIR keeps it)
-        log.write_text(f"$ exposure scan {' '.join(args)}\nexit {res.returncode}\n--- stderr\n{res.stderr}")
+        log.write_text(f"$ exposure scan {' '.join(args)}\nexit {res.returncode} after {time.monotonic() - start:.1f} s\n"
+                       f"--- stderr\n{res.stderr}")
     return res
+
+
+def _traffic_tests_required() -> bool:
+    """``.ci/run`` sets EXPOSURE_REQUIRE_TRAFFIC_TESTS=1 when it runs as root (as CI does): there, a missing
+    strace or a refused network namespace fails the no-traffic tests instead of skipping them."""
+    return os.environ.get("EXPOSURE_REQUIRE_TRAFFIC_TESTS", "").strip() not in ("", "0")
+
+
+def _unavailable(reason: str) -> None:
+    """Skip a traffic test whose tool this machine lacks, with the reason — or fail it where it must run."""
+    if _traffic_tests_required():
+        pytest.fail(f"{reason}; EXPOSURE_REQUIRE_TRAFFIC_TESTS is set, so this test must run here")
+    pytest.skip(reason)
 
 
 def _photos(root: Path, n: int, broken: int = 0) -> list[str]:
@@ -69,8 +89,8 @@ def _photos(root: Path, n: int, broken: int = 0) -> list[str]:
 
 @pytest.mark.timeout(1200)
 def test_private_instance_beside_a_cluster_joins_nothing_and_stays_on_loopback(ray_cluster, tmp_path):
-    """No --ray-address: a private instance, even with a cluster running and RAY_ADDRESS pointing at it,
-    and every connection and listening socket of every process it starts (driver, GCS, raylet, dashboard,
+    """No --ray-address: a private instance, even with a cluster running, RAY_ADDRESS pointing at it and its
+    address in the Ray temp dir, and every connection and listening socket of every process it starts (driver, GCS, raylet, dashboard,
     agents, workers) is on loopback: Ray's cloud-metadata probes end on the dead loopback proxy. Nothing is written to
     ~/.ray (Ray would otherwise create ~/.ray/auth_token, turning on token auth for later `ray start`s)."""
     photos = tmp_path / "photos"
@@ -78,20 +98,75 @@ def test_private_instance_beside_a_cluster_joins_nothing_and_stays_on_loopback(r
     home = tmp_path / "home"
     trace = tmp_path / "scan.strace"
     prefix = strace_prefix(trace)
-    if prefix is None:
-        pytest.skip("strace is not installed (apt-get install strace; .ci/run does)")
-    env = _env(home=home, RAY_ADDRESS=ray_cluster.address)  # ray.init() without address="local" joined it
-    res = _scan([str(photos), "--engine", "ray", "--out", str(tmp_path / "out"), *FAST, "-q"], env, prefix)
+    # Both ways ray.init() without address="local" finds a running cluster and joins it (then failing with
+    # "num_cpus and num_gpus must not be provided"): RAY_ADDRESS, and the file `ray start` leaves in the
+    # default Ray temp dir, $RAY_TMPDIR/ray/ray_current_cluster (/tmp/ray/… by default). The session's
+    # cluster wrote it into its own --temp-dir; the user's default one gets the same content here.
+    address_file = Path(ray_cluster.temp_dir) / "ray_current_cluster"
+    assert address_file.read_text() == ray_cluster.address
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's unix sockets go below it
+    try:
+        (ray_tmp / "ray").mkdir()
+        (ray_tmp / "ray" / "ray_current_cluster").write_text(address_file.read_text())
+        env = _env(home=home, RAY_ADDRESS=ray_cluster.address, RAY_TMPDIR=str(ray_tmp))
+        res = _scan([str(photos), "--engine", "ray", "--out", str(tmp_path / "out"), *FAST, "-q"], env, prefix)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert res.returncode == 0, res.stderr[-3000:]
     df, _ = read_report(tmp_path / "out")
     assert sorted(df["path"]) == sorted(names) and (df["status"] == "ok").sum() == 6
+    assert not (home / ".ray").exists()
+    if prefix is None:  # the private instance worked beside the cluster; what it connected to needs strace
+        _unavailable("strace is not installed (apt-get install strace; .ci/run does)")
 
     calls = net_calls(trace)
     assert any(c.family == "AF_INET" and c.call == "listen" for c in calls), "strace recorded no Ray server"
     assert beyond_loopback(trace) == []
     assert not [c.line for c in calls if c.call == "connect" and c.port == ray_cluster.port], \
         "the private instance talked to the cluster"
-    assert not (home / ".ray").exists()
+
+
+TRAP = Path(__file__).resolve().parent / "netns_trap.py"
+
+
+def _netns_trap(workdir: Path) -> list[str]:
+    """``unshare --net --mount … tests/netns_trap.py``: a command prefix that runs a command where only
+    loopback works and every packet toward anything else is caught; skips (or, where required, fails)
+    with the reason when the machine does not allow network namespaces."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        _unavailable("unshare (util-linux) is not installed")
+    cmd = [unshare, "--net", "--mount", *([] if os.geteuid() == 0 else ["--map-root-user"]),
+           sys.executable, str(TRAP), "--workdir", str(workdir)]
+    probe = subprocess.run([*cmd, "--probe"], capture_output=True, text=True, timeout=120)
+    if probe.returncode != 0:
+        _unavailable(f"no network namespace with a packet trap here: {(probe.stderr or probe.stdout).strip()[-500:]}")
+    return cmd
+
+
+@pytest.mark.timeout(1200)
+def test_private_instance_in_a_network_namespace_sends_no_packet_beyond_loopback(tmp_path):
+    """The same scan in a network namespace of its own (``unshare --net``) in which every route except
+    loopback leads into a TUN device read by tests/netns_trap.py, and DNS goes there too: the private
+    instance scans every photo, and not one packet of any of its processes (driver, GCS, raylet, dashboard
+    with its usage-stats module, agents, workers) tried to leave loopback. The trap is checked first: a
+    UDP datagram (IPv4 and IPv6) and a name lookup sent from the namespace are caught. Needs no strace."""
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'exposure-cli[ray]')")
+    prefix = _netns_trap(tmp_path / "trap")
+    record = tmp_path / "trap.json"
+    photos = tmp_path / "photos"
+    names = _photos(photos, 6, broken=1)
+    # a user's proxy and a cluster address in the environment change nothing: no cluster is joined, and Ray's
+    # own processes get the dead loopback proxy; the workers get the user's proxy back (they read the photos)
+    env = _env(home=tmp_path / "home", RAY_ADDRESS="127.0.0.1:6379", https_proxy="http://192.0.2.80:3128")
+    res = _scan([str(photos), "--engine", "ray", "--out", str(tmp_path / "out"), *FAST, "-q"], env,
+                [*prefix, "--record", str(record), "--"], log=tmp_path / "scan.log")
+    assert res.returncode == 0, res.stderr[-3000:]
+    df, _ = read_report(tmp_path / "out")
+    assert sorted(df["path"]) == sorted(names) and (df["status"] == "ok").sum() == 6
+    trapped = json.loads(record.read_text())
+    assert all(trapped["controls"].values()), trapped["controls"]  # the trap catches what it should
+    assert trapped["packets"] == [], trapped["packets"]
 
 
 # ------------------------------------------------------------------------ 2. stdout, worker deaths, helpers
@@ -243,6 +318,8 @@ def test_s3_compatible_storage_with_both_engines(ray_cluster, s3_server, tmp_pat
         assert df["error"].str.contains("ACCESS_DENIED").all()
 
     # no instance-metadata lookups (169.254.169.254) by the AWS SDK: AWS_EC2_METADATA_DISABLED with an endpoint
+    if not traces and _traffic_tests_required():
+        pytest.fail("strace is not installed; EXPOSURE_REQUIRE_TRAFFIC_TESTS is set, so the drivers must be traced")
     for trace in traces:
         assert beyond_loopback(trace) == [], trace.name
     for label, res in runs.items():
@@ -252,6 +329,13 @@ def test_s3_compatible_storage_with_both_engines(ray_cluster, s3_server, tmp_pat
             if path.is_file():
                 data = path.read_bytes()
                 assert not any(secret.encode() in data for secret in secrets_), path
+    # nor in anything the cluster wrote: Ray's session logs (raylet, GCS, runtime-env agent, the workers' and
+    # the drivers' logs) hold the jobs' runtime environments only in memory
+    logs = [p for root in (Path(ray_cluster.temp_dir), ray_cluster.root) for p in root.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("runtime_env_agent") for p in logs), "no Ray session logs found"
+    for path in logs:
+        data = path.read_bytes()
+        assert not any(secret.encode() in data for secret in secrets_), path
 
 
 # ------------------------------------------------------------------------ 4. token auth
@@ -281,7 +365,7 @@ def test_the_cluster_itself_made_no_connection_beyond_loopback(ray_cluster, requ
     reads of its workers — connected to loopback only: the cluster runs with ray_system_env(). So did the
     session's S3 server."""
     if ray_cluster.trace is None:
-        pytest.skip("strace is not installed (apt-get install strace; .ci/run does)")
+        _unavailable("strace is not installed (apt-get install strace; .ci/run does)")
     calls = net_calls(ray_cluster.trace)
     assert any(c.call == "listen" and c.family == "AF_INET" for c in calls)
     assert any(c.call == "connect" and c.family == "AF_INET" for c in calls)
