@@ -55,7 +55,8 @@ def _scan(args: list[str], env: dict[str, str], prefix: list[str] | None = None,
     res = subprocess.run([*(prefix or []), *exposure_cmd("scan", *args)], env=env, capture_output=True,
                          text=True, timeout=timeout, cwd=str(Path(__file__).resolve().parents[1]))
     if log is not None:  # for a look afterwards (pytest --basetemp=DIR keeps it)
-        log.write_text(f"$ exposure scan {' '.join(args)}\nexit {res.returncode} after {time.monotonic() - start:.1f} s\n"
+        took = time.monotonic() - start
+        log.write_text(f"$ exposure scan {' '.join(args)}\nexit {res.returncode} after {took:.1f} s\n"
                        f"--- stderr\n{res.stderr}")
     return res
 
@@ -90,9 +91,10 @@ def _photos(root: Path, n: int, broken: int = 0) -> list[str]:
 @pytest.mark.timeout(1200)
 def test_private_instance_beside_a_cluster_joins_nothing_and_stays_on_loopback(ray_cluster, tmp_path):
     """No --ray-address: a private instance, even with a cluster running, RAY_ADDRESS pointing at it and its
-    address in the Ray temp dir, and every connection and listening socket of every process it starts (driver, GCS, raylet, dashboard,
-    agents, workers) is on loopback: Ray's cloud-metadata probes end on the dead loopback proxy. Nothing is written to
-    ~/.ray (Ray would otherwise create ~/.ray/auth_token, turning on token auth for later `ray start`s)."""
+    address in the Ray temp dir; and every connection and listening socket of every process it starts
+    (driver, GCS, raylet, dashboard, agents, workers) is on loopback: Ray's cloud-metadata probes end on the
+    dead loopback proxy. Nothing is written to ~/.ray (Ray would otherwise create ~/.ray/auth_token,
+    turning on token auth for later `ray start`s)."""
     photos = tmp_path / "photos"
     names = _photos(photos, 6, broken=1)
     home = tmp_path / "home"
