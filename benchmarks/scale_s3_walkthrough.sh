@@ -27,6 +27,8 @@ step 'python -c "import pandas as pd; df = pd.read_parquet(\"audit/report.parque
 step 'exposure scan s3://photos/shoot/ --engine ray --ray-address 127.0.0.1:6379 --out - --format csv -q 2>/dev/null | python -c "import sys, pandas as pd; df = pd.read_csv(sys.stdin); print(len(df), \"rows,\", df[\"status\"].value_counts().to_dict())"'
 # 5. what the scans left on the cluster
 step 'python -c "import ray; ray.init(address=\"127.0.0.1:6379\", logging_level=\"ERROR\"); print(ray.util.list_named_actors(all_namespaces=True))" 2>/dev/null'
+# the credentials are in none of the cluster's log files (Ray's runtime-env agent logs every runtime_env in full)
+step 'grep -rlF -e "$AWS_SECRET_ACCESS_KEY" -e "$AWS_ACCESS_KEY_ID" "${RAY_TMPDIR:-/tmp}/ray/session_latest/logs" | wc -l'
 # 6. joining without token mode
 step 'env -u RAY_AUTH_MODE exposure scan s3://photos/shoot/ --engine ray --ray-address 127.0.0.1:6379 --out audit2 -q 2> err.txt; echo "exit code $?"; grep -v InvalidAuthToken err.txt; grep -c InvalidAuthToken err.txt'
 # 7. a wrong secret: the listing is refused (one error row), and a scan where everything failed exits 4
