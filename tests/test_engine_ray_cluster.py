@@ -61,6 +61,25 @@ def _scan(args: list[str], env: dict[str, str], prefix: list[str] | None = None,
     return res
 
 
+#: Starts of a private instance per scan. Ray gives a new node's raylet a fixed 30 s to register with its GCS
+#: (ray/_private/node.py, not configurable); at load 20-30 on this 2-core machine a start missed it ("The
+#: current node timed out during startup"). Only that failure is retried; any other fails the test at once.
+STARTUP_TRIES = 3
+
+
+def _private_scan(args_for, env: dict[str, str], prefix_for, log_for) -> tuple[subprocess.CompletedProcess, int]:
+    """A private-instance scan, started again when only Ray's fixed start-up limit was missed.
+
+    ``args_for(i)``, ``prefix_for(i)`` and ``log_for(i)`` give try `i` its own output folder, trace and log,
+    so that what a failed try did (its connections, its packets) is checked too. Returns the last result
+    and the number of tries."""
+    for i in range(STARTUP_TRIES):
+        res = _scan(args_for(i), env, prefix_for(i), log=log_for(i))
+        if res.returncode == 0 or "timed out during startup" not in res.stderr:
+            break
+    return res, i + 1
+
+
 def _traffic_tests_required() -> bool:
     """``.ci/run`` sets EXPOSURE_REQUIRE_TRAFFIC_TESTS=1 when it runs as root (as CI does): there, a missing
     strace or a refused network namespace fails the no-traffic tests instead of skipping them."""
@@ -98,8 +117,8 @@ def test_private_instance_beside_a_cluster_joins_nothing_and_stays_on_loopback(r
     photos = tmp_path / "photos"
     names = _photos(photos, 6, broken=1)
     home = tmp_path / "home"
-    trace = tmp_path / "scan.strace"
-    prefix = strace_prefix(trace)
+    traces = [tmp_path / f"scan{i}.strace" for i in range(STARTUP_TRIES)]
+    traced = strace_prefix(traces[0]) is not None
     # Both ways ray.init() without address="local" finds a running cluster and joins it (then failing with
     # "num_cpus and num_gpus must not be provided"): RAY_ADDRESS, and the file `ray start` leaves in the
     # default Ray temp dir, $RAY_TMPDIR/ray/ray_current_cluster (/tmp/ray/… by default). The session's
@@ -111,21 +130,24 @@ def test_private_instance_beside_a_cluster_joins_nothing_and_stays_on_loopback(r
         (ray_tmp / "ray").mkdir()
         (ray_tmp / "ray" / "ray_current_cluster").write_text(address_file.read_text())
         env = _env(home=home, RAY_ADDRESS=ray_cluster.address, RAY_TMPDIR=str(ray_tmp))
-        res = _scan([str(photos), "--engine", "ray", "--out", str(tmp_path / "out"), *FAST, "-q"], env, prefix)
+        res, tries = _private_scan(lambda i: [str(photos), "--engine", "ray", "--out", str(tmp_path / f"out{i}"),
+                                              *FAST, "-q"],
+                                   env, lambda i: strace_prefix(traces[i]), lambda i: tmp_path / f"scan{i}.log")
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert res.returncode == 0, res.stderr[-3000:]
-    df, _ = read_report(tmp_path / "out")
+    df, _ = read_report(tmp_path / f"out{tries - 1}")
     assert sorted(df["path"]) == sorted(names) and (df["status"] == "ok").sum() == 6
     assert not (home / ".ray").exists()
-    if prefix is None:  # the private instance worked beside the cluster; what it connected to needs strace
+    if not traced:  # the private instance worked beside the cluster; what it connected to needs strace
         _unavailable("strace is not installed (apt-get install strace; .ci/run does)")
 
-    calls = net_calls(trace)
-    assert any(c.family == "AF_INET" and c.call == "listen" for c in calls), "strace recorded no Ray server"
-    assert beyond_loopback(trace) == []
-    assert not [c.line for c in calls if c.call == "connect" and c.port == ray_cluster.port], \
-        "the private instance talked to the cluster"
+    assert any(c.family == "AF_INET" and c.call == "listen" for c in net_calls(traces[tries - 1])), \
+        "strace recorded no Ray server"
+    for trace in traces[:tries]:  # a try that missed Ray's start-up limit made no stray connection either
+        assert beyond_loopback(trace) == [], trace.name
+        assert not [c.line for c in net_calls(trace) if c.call == "connect" and c.port == ray_cluster.port], \
+            "the private instance talked to the cluster"
 
 
 TRAP = Path(__file__).resolve().parent / "netns_trap.py"
@@ -155,20 +177,23 @@ def test_private_instance_in_a_network_namespace_sends_no_packet_beyond_loopback
     UDP datagram (IPv4 and IPv6) and a name lookup sent from the namespace are caught. Needs no strace."""
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'exposure-cli[ray]')")
     prefix = _netns_trap(tmp_path / "trap")
-    record = tmp_path / "trap.json"
+    records = [tmp_path / f"trap{i}.json" for i in range(STARTUP_TRIES)]
     photos = tmp_path / "photos"
     names = _photos(photos, 6, broken=1)
     # a user's proxy and a cluster address in the environment change nothing: no cluster is joined, and Ray's
     # own processes get the dead loopback proxy; the workers get the user's proxy back (they read the photos)
     env = _env(home=tmp_path / "home", RAY_ADDRESS="127.0.0.1:6379", https_proxy="http://192.0.2.80:3128")
-    res = _scan([str(photos), "--engine", "ray", "--out", str(tmp_path / "out"), *FAST, "-q"], env,
-                [*prefix, "--record", str(record), "--"], log=tmp_path / "scan.log")
+    res, tries = _private_scan(lambda i: [str(photos), "--engine", "ray", "--out", str(tmp_path / f"out{i}"),
+                                          *FAST, "-q"],
+                               env, lambda i: [*prefix, "--record", str(records[i]), "--"],
+                               lambda i: tmp_path / f"scan{i}.log")
     assert res.returncode == 0, res.stderr[-3000:]
-    df, _ = read_report(tmp_path / "out")
+    df, _ = read_report(tmp_path / f"out{tries - 1}")
     assert sorted(df["path"]) == sorted(names) and (df["status"] == "ok").sum() == 6
-    trapped = json.loads(record.read_text())
-    assert all(trapped["controls"].values()), trapped["controls"]  # the trap catches what it should
-    assert trapped["packets"] == [], trapped["packets"]
+    for record in records[:tries]:  # a try that missed Ray's start-up limit sent nothing out either
+        trapped = json.loads(record.read_text())
+        assert all(trapped["controls"].values()), trapped["controls"]  # the trap catches what it should
+        assert trapped["packets"] == [], trapped["packets"]
 
 
 # ------------------------------------------------------------------------ 2. stdout, worker deaths, helpers
