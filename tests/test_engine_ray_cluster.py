@@ -75,7 +75,7 @@ def _private_scan(args_for, env: dict[str, str], prefix_for, log_for) -> tuple[s
     and the number of tries."""
     for i in range(STARTUP_TRIES):
         res = _scan(args_for(i), env, prefix_for(i), log=log_for(i))
-        if res.returncode == 0 or "timed out during startup" not in res.stderr:
+        if res.returncode == 0 or "timed out during startup" not in " ".join(res.stderr.split()):  # wrapped
             break
     return res, i + 1
 
