@@ -37,7 +37,16 @@ def photo(request):
     return getattr(data, request.param)().astype(np.float32) / 255.0
 
 
-def test_darker_by_each_stop_reads_more_under_exposed(analyzer, photo):
+@pytest.mark.parametrize("name", [
+    "astronaut", "rocket",
+    # Known misses of the stage-7 weights (docs/MODEL.md, stage 7): the mean residual rises strictly up to
+    # -4 EV, then plateaus at -5...-6 EV (coffee 0.239 -> 0.237, chelsea 0.289 -> 0.288 -> 0.285).
+    # Strict, so the test says so as soon as a model meets the bar.
+    pytest.param("coffee", marks=pytest.mark.xfail(strict=True, reason="stage-7 weights plateau at -5...-6 EV")),
+    pytest.param("chelsea", marks=pytest.mark.xfail(strict=True, reason="stage-7 weights plateau at -5...-6 EV")),
+])
+def test_darker_by_each_stop_reads_more_under_exposed(analyzer, name):
+    photo = _load(name)
     frames = [render_ev(photo, -k)[0] for k in range(0, 7)]
     means = [float(m.mean()) for m in analyzer.analyze_batch(frames)]
     assert all(b > a for a, b in zip(means, means[1:])), means
@@ -65,10 +74,11 @@ def _load(name):
 
 
 @pytest.mark.parametrize("name", [
-    *PHOTOS[:3],
-    # Known miss of the stage-4 weights (docs/MODEL.md): 76.6 % of the rocket's crushed shadows are
-    # flagged, not 90 %. Strict, so the test says so as soon as a model meets the bar.
-    pytest.param("rocket", marks=pytest.mark.xfail(strict=True, reason="stage-4 weights flag 76.6 % (bar 90 %)")),
+    "coffee", "chelsea", "rocket",
+    # Known miss of the stage-7 weights (docs/MODEL.md): 88.0 % of the astronaut's crushed shadows are
+    # flagged, not 90 % (the stage-4 weights missed the rocket's instead: 76.6 %). Strict, so the test says
+    # so as soon as a model meets the bar.
+    pytest.param("astronaut", marks=pytest.mark.xfail(strict=True, reason="stage-7 weights flag 88.0 % (bar 90 %)")),
 ])
 def test_shadows_crushed_by_under_exposure_are_flagged_under(analyzer, name):
     photo = _load(name)
