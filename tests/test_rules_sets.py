@@ -4,6 +4,7 @@ the six presets on constructed residual maps, and the scan-facing helpers (score
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -345,6 +346,39 @@ def test_every_preset_row_is_covered_by_a_case():
         covered = {case[3] for case in PRESET_CASES if case[0] == preset}
         expected = {c.score for c in rule_set.conditions} | {rule_set.otherwise_score}
         assert covered == expected, preset
+
+
+def _lit_product(spread: float) -> np.ndarray:
+    """A product lit from one side: r runs from −spread/2 to +spread/2 across it, never past a pixel
+    threshold (so its bad area is 0 %); 30 % of the frame is blown white background."""
+    residual = _paint((box(0, 30, 0, 100), -0.6))
+    residual[30:70, 30:70] = np.linspace(-spread / 2, spread / 2, 40, dtype=np.float32)[None, :]
+    return residual
+
+
+def test_ecommerce_product_even_decides_between_evenly_lit_and_shadowed_products(tmp_path):
+    """`product_even` must be able to change a score. At the scan's pixel thresholds (0.1 each side) a
+    product with bad area < 2 % already has p95 − p05 < 0.2, so the first version of the define
+    (`< 0.25`) was always true where it was asked and never changed a score: the same preset with
+    `product_even = "true"` scored every photo alike. Now products lit unevenly within the thresholds drop
+    from 100 to 80."""
+    ecommerce = rules.get_rule_set("ecommerce")
+    source = (Path(rules.__file__).parent / "presets" / "ecommerce.toml").read_text(encoding="utf-8")
+    always_even = re.sub(r'(?m)^product_even = ".*"$', 'product_even = "true"', source)
+    assert always_even != source
+    always_even = rules.load_rule_sets([str(write_rules(tmp_path, always_even.replace(
+        'name = "ecommerce"', 'name = "always_even"'), "always_even.toml"))])[0]
+    scores, scores_if_even = {}, {}
+    for spread in (0.0, 0.04, 0.08, 0.09, 0.11, 0.12, 0.16, 0.19):
+        row = row_for(_lit_product(spread), SUBJECT_MASKS)
+        assert row["subject_bad_pct"] == 0.0 and row["over_pct"] == pytest.approx(30.0)
+        result = score_row([ecommerce, always_even], row, SCAN)
+        scores[spread] = result["score_ecommerce"]
+        scores_if_even[spread] = result["score_always_even"]
+        if spread <= 0.09:
+            assert "product_even: subject.p95_residual - subject.p05_residual" in result["reasons_ecommerce"]
+    assert scores == {0.0: 100, 0.04: 100, 0.08: 100, 0.09: 100, 0.11: 80, 0.12: 80, 0.16: 80, 0.19: 80}
+    assert set(scores_if_even.values()) == {100}  # what the preset scored before: the define never bit
 
 
 def test_default_preset_is_continuous_and_explained():
