@@ -16,7 +16,7 @@ import pytest
 
 from conftest import photo_like, write_image
 from exposure_cli import atomic
-from exposure_cli.outdir import Journal, OutputFolder
+from exposure_cli.outdir import Journal, JournalEntry, OutputFolder, plan_inputs, row_fingerprint
 from exposure_cli.pipeline import ScanError, scan
 from exposure_cli.report.writers import read_report
 
@@ -363,3 +363,204 @@ def test_a_folder_from_before_outputs_json_resumes_in_another_format(tmp_path):
     assert not (out / "report.csv").exists()
     assert len(read_report(result.report_path)[0]) == 3
     _scan(photos, out, resume=True)  # and it stays resumable
+
+
+# ------------------------------------------------------------------------- what --resume skips (rule 4)
+
+
+class Item:
+    def __init__(self, key: str, fp: str | None = None, size=None, mtime=None) -> None:
+        self.key, self.fp, self.size, self.mtime = key, fp, size, mtime
+
+
+def _fp(item: Item) -> str | None:
+    return item.fp
+
+
+def _facts(item: Item) -> dict:
+    return {"size_bytes": item.size, "mtime": item.mtime}
+
+
+def test_plan_skips_only_journaled_keys_whose_file_is_unchanged():
+    inputs = [Item("new", "1"), Item("same", "2"), Item("changed", "3"), Item("failed", "4"), Item("failed2", "9")]
+    done = {"same": JournalEntry("ok", "2"), "changed": JournalEntry("ok", "old"),
+            "failed": JournalEntry("error", "4"), "failed2": JournalEntry("error", "other"),
+            "gone": JournalEntry("ok", "5")}
+    plan = plan_inputs(inputs, done, retry_errors=False, fingerprint=_fp)
+    assert [i.key for i in plan.todo] == ["new", "changed", "failed2"]
+    assert plan.keys == ["new", "same", "changed", "failed", "failed2"]  # input order, "gone" is no input
+    assert (plan.skipped, plan.changed) == (2, 2)
+    retry = plan_inputs(inputs, done, retry_errors=True, fingerprint=_fp)
+    assert [i.key for i in retry.todo] == ["new", "changed", "failed", "failed2"]
+    assert (retry.skipped, retry.changed) == (1, 1)  # a retried error is not a changed file
+
+
+def test_plan_with_nothing_journaled_scans_everything_and_asks_no_fingerprint():
+    asked = []
+    plan = plan_inputs([Item("a", "1"), Item("b", "2")], {}, retry_errors=True,
+                       fingerprint=lambda item: asked.append(item) or item.fp)
+    assert [i.key for i in plan.todo] == ["a", "b"] and (plan.skipped, plan.changed) == (0, 0)
+    assert asked == []
+
+
+def test_plan_compares_the_fingerprint_of_the_item_itself():
+    seen = []
+    item = Item("a", "1")
+    plan_inputs([item], {"a": JournalEntry("ok", "1")}, retry_errors=False,
+                fingerprint=lambda i: seen.append(i) or i.fp)
+    assert seen == [item]
+
+
+def test_plan_falls_back_to_size_and_mtime_for_journals_from_before_fingerprints():
+    done = {"same": JournalEntry("ok", None, 10, 5), "bigger": JournalEntry("ok", None, 10, 5),
+            "touched": JournalEntry("ok", None, 10, 5), "bare": JournalEntry("ok", None)}
+    inputs = [Item("same", "x", 10, 5), Item("bigger", "x", 11, 5), Item("touched", "x", 10, 6),
+              Item("bare", "x", None, None)]
+    plan = plan_inputs(inputs, done, retry_errors=False, fingerprint=_fp, legacy_facts=_facts)
+    assert [i.key for i in plan.todo] == ["bigger", "touched"]
+    assert (plan.skipped, plan.changed) == (2, 2)
+    # without a way to read the facts, only an entry that recorded none matches
+    plan = plan_inputs(inputs, done, retry_errors=False, fingerprint=_fp)
+    assert [i.key for i in plan.todo] == ["same", "bigger", "touched"]
+
+
+def _journal_with(tmp_path, lines: list[bytes]) -> Journal:
+    state = tmp_path / ".exposure"
+    state.mkdir(mode=0o700, exist_ok=True)
+    (state / "journal.jsonl").write_bytes(b"".join(lines))
+    return Journal(tmp_path)
+
+
+def test_journal_entries_keep_the_last_row_of_each_key(tmp_path):
+    journal = _journal_with(tmp_path, [
+        b'{"path": "a.jpg", "status": "error", "_fp": "1"}\n',
+        b'{"path": "b.jpg", "_fp": "2", "size_bytes": 7, "mtime": 3}\n',
+        b'not json\n',
+        b'["a list"]\n',
+        b'{"path": 5, "status": "ok"}\n',
+        b'{"status": "ok"}\n',
+        b'{"path": "a.jpg", "status": "ok", "_fp": "1b"}\n',
+        b'{"path": "c.jpg", "status": 3}\n',
+        b'{"path": "b.jpg", "status": "error"',  # torn tail
+    ])
+    assert journal.entries() == {
+        "a.jpg": JournalEntry("ok", "1b"),
+        "b.jpg": JournalEntry("ok", "2", 7, 3),
+        "c.jpg": JournalEntry("3", None),
+    }
+    assert journal.statuses() == {"a.jpg": "ok", "b.jpg": "ok", "c.jpg": "3"}
+    assert row_fingerprint({"_fp": "1b", "path": "a.jpg"}) == "1b" and row_fingerprint({}) is None
+
+
+def test_journal_last_offsets_point_at_each_keys_last_row_sorted_by_key(tmp_path):
+    lines = [b'{"path": "b.jpg", "n": 1}\n', b'{"path": "a.jpg", "n": 2}\n', b'oops\n', b'[1]\n', b'"text"\n',
+             b'{"nopath": 1}\n', b'{"path": 7}\n', b'{"path": "b.jpg", "n": 3}\n', b'{"path": "c.jpg", "n": 4}']
+    journal = _journal_with(tmp_path, lines)
+    starts = [sum(len(x) for x in lines[:i]) for i in range(len(lines))]
+    assert journal.last_offsets() == [("a.jpg", starts[1]), ("b.jpg", starts[7])]  # c.jpg is torn
+    assert journal.last_offsets(["b.jpg", "zzz"]) == [("b.jpg", starts[7])]
+    assert journal.last_offsets([]) == []
+    assert journal.last_offsets(iter(["a.jpg"])) == [("a.jpg", starts[1])]
+    assert [r["n"] for r in journal.rows_at(journal.last_offsets())] == [2, 3]
+
+
+def test_an_empty_or_missing_journal_has_no_entries(tmp_path):
+    assert Journal(tmp_path).entries() == {} and Journal(tmp_path).last_offsets() == []
+    assert not Journal(tmp_path).exists()
+    journal = _journal_with(tmp_path, [])
+    assert journal.entries() == {} and not journal.exists()
+
+
+META = {"analyzer": "baseline", "thresholds": {"over": 0.1}, "rule_sets": ["default"], "regions": True,
+        "format": "parquet", "started": "now"}
+
+
+def _folder_with_journal(out: Path, meta=META, rows=({"path": "a.jpg", "status": "ok", "_fp": "1"},)) -> None:
+    with OutputFolder(out) as folder:
+        folder.lock()
+        assert folder.prepare(meta, resume=False, overwrite=False) == {}
+        folder.write_scan_meta(meta)
+        journal = folder.journal()
+        journal.open()
+        journal.append(list(rows))
+        journal.close()
+
+
+def test_prepare_refuses_a_used_folder_without_resume_or_overwrite(tmp_path):
+    out = tmp_path / "out"
+    _folder_with_journal(out)
+    with OutputFolder(out) as folder:
+        with pytest.raises(ScanError, match=r"already holds a scan; use --resume .* or --overwrite"):
+            folder.prepare(META, resume=False, overwrite=False)
+        assert folder.prepare(META, resume=True, overwrite=False) == {"a.jpg": JournalEntry("ok", "1")}
+        # --resume wins over --overwrite: nothing is deleted
+        assert folder.prepare(META, resume=True, overwrite=True) == {"a.jpg": JournalEntry("ok", "1")}
+    assert (out / ".exposure" / "journal.jsonl").stat().st_size > 0
+
+
+def test_prepare_overwrite_clears_the_state_and_our_reports(tmp_path):
+    out = tmp_path / "out"
+    _folder_with_journal(out)
+    with OutputFolder(out) as folder:
+        folder.finalize("csv", ["path", "status"], {"thresholds": {}})
+    assert (out / "report.csv").is_file() and (out / "report.meta.json").is_file()
+    (out / "notes.txt").write_text("mine")
+    with OutputFolder(out) as folder:
+        assert folder.prepare(META, resume=False, overwrite=True) == {}
+    assert sorted(p.name for p in out.iterdir()) == [".exposure", "notes.txt"]
+    assert sorted(p.name for p in (out / ".exposure").iterdir()) == ["lock"]
+    with OutputFolder(out) as folder:  # and the folder counts as fresh now
+        assert folder.prepare(META, resume=False, overwrite=False) == {}
+
+
+def test_a_report_alone_makes_a_folder_used(tmp_path):
+    out = tmp_path / "out"
+    _folder_with_journal(out)
+    with OutputFolder(out) as folder:
+        folder.finalize("jsonl", ["path", "status"], {})
+    (out / ".exposure" / "journal.jsonl").write_bytes(b"")
+    with OutputFolder(out) as folder:
+        with pytest.raises(ScanError, match="already holds a scan"):
+            folder.prepare(META, resume=False, overwrite=False)
+        assert folder.prepare(META, resume=True, overwrite=False) == {}
+
+
+def test_prepare_refuses_a_report_the_tool_did_not_write(tmp_path):
+    out = tmp_path / "out"
+    _folder_with_journal(out)
+    with OutputFolder(out) as folder:
+        folder.finalize("csv", ["path", "status"], {})  # outputs.json now records what the tool wrote
+    (out / "report.csv").write_text("path\nforeign.jpg\n")  # changed since
+    with OutputFolder(out) as folder:
+        for resume, overwrite in ((True, False), (False, True)):
+            with pytest.raises(ScanError, match=r"report\.csv was not written by exposure-cli"):
+                folder.prepare(META, resume=resume, overwrite=overwrite)
+    assert (out / "report.csv").read_text() == "path\nforeign.jpg\n"
+
+
+@pytest.mark.parametrize("key", ["analyzer", "thresholds", "rule_sets", "regions"])
+def test_resume_refuses_other_options_that_change_rows(tmp_path, key):
+    out = tmp_path / "out"
+    _folder_with_journal(out)
+    other = {**META, key: "something else"}
+    with OutputFolder(out) as folder:
+        with pytest.raises(ScanError, match=rf"cannot resume: {key} differ"):
+            folder.prepare(other, resume=True, overwrite=False)
+        # other keys may differ (format, start time); --overwrite starts over with the new options
+        assert folder.prepare({**META, "format": "csv", "started": "later"}, resume=True, overwrite=False)
+        assert folder.prepare(other, resume=False, overwrite=True) == {}
+
+
+def test_resume_names_every_option_that_differs_in_order(tmp_path):
+    out = tmp_path / "out"
+    _folder_with_journal(out)
+    with OutputFolder(out) as folder:
+        with pytest.raises(ScanError, match=r"cannot resume: analyzer, regions differ from the scan in "):
+            folder.prepare({**META, "regions": False, "analyzer": "eat"}, resume=True, overwrite=False)
+
+
+def test_resume_with_an_empty_journal_does_not_compare_options(tmp_path):
+    out = tmp_path / "out"
+    _folder_with_journal(out, rows=())
+    with OutputFolder(out) as folder:
+        assert folder.prepare({**META, "analyzer": "eat"}, resume=True, overwrite=False) == {}
