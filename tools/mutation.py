@@ -56,7 +56,7 @@ TARGETS: dict[str, Target] = {
     ),
     "writers": Target(
         ("exposure_cli/report/writers.py", "exposure_cli/outdir.py"),
-        ("tests/test_report.py", "tests/test_outdir.py"),
+        ("tests/test_writers.py", "tests/test_report.py", "tests/test_outdir.py"),
         functions=("exposure_cli.report.writers.*", "exposure_cli.outdir.xǁJournalǁ*"),
         note="the report writers and the journal (outdir.Journal)",
     ),

@@ -47,11 +47,15 @@ def _jsonable(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, str):
+        return clean_text(value)
     return value
 
 
 def row_to_json(row: Mapping[str, Any]) -> str:
-    return clean_text(json.dumps({k: _jsonable(v) for k, v in row.items()}, ensure_ascii=False, allow_nan=True))
+    # Text is cleaned before it is encoded: cleaning the encoded line would put `\xNN` (not a JSON escape)
+    # into it, and the journal would drop the row as unreadable.
+    return json.dumps({clean_text(k): _jsonable(v) for k, v in row.items()}, ensure_ascii=False, allow_nan=True)
 
 
 def clean_text(text: str) -> str:

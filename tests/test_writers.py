@@ -1,0 +1,366 @@
+"""The report writers (exposure_cli.report.writers) unit by unit: JSON rows, sidecar names, chunking,
+Parquet row groups and metadata, the CSV stream (byte-order mark, quoting, formula escapes, dates), the XLSX
+sheet (typed cells, colours, widths, filter, metadata sheet) and reading every format back.
+
+``tools/mutation.py writers`` runs these (with test_report.py and test_outdir.py) against mutants of the
+writers; each expected value here is written out by hand.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from exposure_cli.report import writers
+from exposure_cli.report.schema import ReportFormat
+from exposure_cli.report.writers import (
+    RowStreamWriter, _chunks, _csv_cell, _from_csv_text, _is_regular_file, _jsonable, _normalise, _parse_time,
+    escape_formula, read_report, row_to_json, score_colour, sidecar_name, sidecar_path, unescape_formula,
+    write_report, write_rows,
+)
+
+RED, AMBER, GREEN = "#DD2233", "#BB7700", "#22AA77"
+
+
+# ------------------------------------------------------------------------------------------ JSON rows
+
+
+def test_jsonable_turns_arrays_and_nan_into_json_values():
+    assert _jsonable(np.array([1, 2])) == [1, 2] and isinstance(_jsonable(np.array([1, 2])), list)
+    assert _jsonable(np.float32(0.5)) == 0.5 and type(_jsonable(np.float32(0.5))) is float
+    assert _jsonable(float("nan")) is None
+    assert _jsonable(1.5) == 1.5 and _jsonable("x") == "x" and _jsonable(None) is None
+
+
+def test_row_to_json_is_one_line_of_readable_utf8_with_null_for_nan():
+    text = row_to_json({"path": "ü/a\nb.jpg", "x": float("nan"), "h": np.array([3, 4]), "bad": "a\udcffb",
+                        "v": np.float64(0.25)})
+    assert "\n" not in text and "ü" in text
+    assert json.loads(text) == {"path": "ü/a\nb.jpg", "x": None, "h": [3, 4], "bad": "a\\xffb", "v": 0.25}
+    assert row_to_json({"inf": float("inf")}) == '{"inf": Infinity}'  # allow_nan: no exception
+    assert row_to_json({"k\udcfe": "\ud800"}) == '{"k\\\\xfe": "\\\\ud800"}'
+
+
+def test_a_row_with_undecodable_text_survives_the_journal(tmp_path):
+    """An error message quoting a file name that is not UTF-8 (a lone surrogate in Python) is journalled
+    as readable text and read back; the first version cleaned the encoded line, wrote `\\xff` (not a JSON
+    escape) and the journal dropped the row as unreadable."""
+    from exposure_cli.outdir import Journal
+
+    journal = Journal(tmp_path)
+    journal.open()
+    journal.append([{"path": "a.jpg", "status": "error", "error": "cannot open \udcff.jpg"}])
+    journal.close()
+    assert list(journal.rows()) == [{"path": "a.jpg", "status": "error", "error": "cannot open \\xff.jpg"}]
+
+
+def test_sidecar_names():
+    assert sidecar_name("report.csv") == "report.meta.json"
+    assert sidecar_name("report.rescored.csv") == "report.rescored.meta.json"
+    assert sidecar_name("report") == "report.meta.json"
+    assert sidecar_path("/a/b/report.jsonl") == __import__("pathlib").Path("/a/b/report.meta.json")
+
+
+def test_chunks_are_full_except_the_last_and_never_empty():
+    assert [len(c) for c in _chunks(range(7), 3)] == [3, 3, 1]
+    assert [c for c in _chunks(range(6), 3)] == [[0, 1, 2], [3, 4, 5]]
+    assert list(_chunks([], 3)) == []
+    assert [c for c in _chunks(range(2), 1)] == [[0], [1]]
+
+
+def test_normalise_casts_to_the_column_type():
+    import pyarrow as pa
+
+    assert _normalise(None, pa.float64()) is None
+    assert _normalise(np.int64(3), pa.float64()) == 3.0 and type(_normalise(np.int64(3), pa.float64())) is float
+    assert _normalise(3.0, pa.int64()) == 3 and type(_normalise(3.0, pa.int64())) is int
+    assert _normalise(5, pa.string()) == "5"
+    assert _normalise(np.array([1, 2]), pa.list_(pa.int64())) == [1, 2]
+
+
+# -------------------------------------------------------------------------------------------- Parquet
+
+
+def test_parquet_rows_go_in_row_groups_with_the_metadata(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(writers, "ROW_GROUP", 2)
+    rows = [{"path": f"{i}.jpg", "status": "ok", "width": i, "over_pct": i / 2} for i in range(5)]
+    path = tmp_path / "r.parquet"
+    assert write_rows(iter(rows), path, ReportFormat.parquet, ["path", "status", "width", "over_pct"],
+                      {"thresholds": {"over": 0.1}}) == 5
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [2, 2, 1]
+    df, info = read_report(path)
+    assert info == {"thresholds": {"over": 0.1}}
+    assert df["width"].tolist() == [0, 1, 2, 3, 4] and df["over_pct"].tolist() == [0, 0.5, 1, 1.5, 2]
+    buf = io.BytesIO()
+    assert write_rows(rows[:1], buf, ReportFormat.parquet, ["path"], {}) == 1
+    assert buf.getvalue()[:4] == b"PAR1"
+
+
+def test_parquet_histograms_come_back_as_lists_and_missing_ones_as_none(tmp_path):
+    rows = [{"path": "a", "status": "ok", "hist": np.array([1, 2, 3])}, {"path": "b", "status": "error"}]
+    path = tmp_path / "r.parquet"
+    write_rows(rows, path, ReportFormat.parquet, ["path", "status", "hist"], {})
+    df, meta = read_report(path)
+    assert df["hist"].tolist() == [[1, 2, 3], None] and isinstance(df["hist"][0], list) and meta == {}
+
+
+# ------------------------------------------------------------------------------------------------ CSV
+
+
+def test_csv_cells():
+    assert _csv_cell(None) == ""
+    assert _csv_cell([1, 2.0, 3]) == "1 2 3" and _csv_cell(np.array([4, 5])) == "4 5"
+    assert _csv_cell(float("nan")) == "" and _csv_cell(0.1) == "0.1" and _csv_cell(1 / 3) == repr(1 / 3)
+    assert _csv_cell(np.float64(0.5)) == "0.5"
+    assert _csv_cell(7) == 7 and _csv_cell(True) is True
+    assert _csv_cell("2024-01-02T03:04:05Z", "mtime") == "2024-01-02T03:04:05"
+    assert _csv_cell("2024-01-02T03:04:05Z", "path") == "2024-01-02T03:04:05Z"
+    assert _csv_cell("2024-01-02T03:04:05", "mtime") == "2024-01-02T03:04:05"
+    assert _csv_cell("x2024-01-02T03:04:05Z", "mtime") == "x2024-01-02T03:04:05Z"
+    assert _csv_cell("=HYPERLINK(1)", "path") == "'=HYPERLINK(1)"
+    assert _csv_cell("a\udcffb") == "a\\xffb"
+
+
+@pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'quoted"])
+def test_formula_triggers_are_escaped_and_undone(text):
+    assert escape_formula(text) == "'" + text
+    assert unescape_formula(escape_formula(text)) == text
+
+
+@pytest.mark.parametrize("text", ["", "a=b", "photo.jpg", " =x", "1"])
+def test_harmless_text_is_left_alone(text):
+    assert escape_formula(text) == text
+    assert unescape_formula(text) == text
+
+
+def test_csv_text_is_turned_back():
+    df = pd.DataFrame({"path": ["'=a", "b", None], "mtime": ["2024-01-02T03:04:05", "2024-01-02T03:04:05Z", None],
+                       "over_pct": [1.0, 2.0, 3.0]})
+    out = _from_csv_text(df)
+    assert out["path"].tolist()[:2] == ["=a", "b"] and pd.isna(out["path"][2])
+    assert out["mtime"].tolist()[:2] == ["2024-01-02T03:04:05Z", "2024-01-02T03:04:05Z"] and pd.isna(out["mtime"][2])
+    assert out["over_pct"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_csv_file_has_a_bom_quotes_line_breaks_and_reads_back(tmp_path):
+    rows = [{"path": "=a\rb.jpg", "status": "ok", "error": "line1\nline2", "hist": [1, 2], "over_pct": 0.5,
+             "mtime": "2024-01-02T03:04:05Z"},
+            {"path": "'c.jpg", "status": "error", "error": None}]
+    columns = ["path", "status", "error", "hist", "over_pct", "mtime"]
+    path = tmp_path / "r.csv"
+    assert write_rows(rows, path, ReportFormat.csv, columns, {}) == 2
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfpath,status,error,hist,over_pct,mtime\n")
+    assert raw.count(b"\r\n") == 0 and raw.endswith(b"\n")
+    assert b"\"'=a\rb.jpg\",ok,\"line1\nline2\",1 2,0.5,2024-01-02T03:04:05\n" in raw
+    assert b"''c.jpg,error,,,," in raw
+    (tmp_path / "r.meta.json").write_text('{"k": 2}')
+    df, meta = read_report(path)
+    assert meta == {"k": 2}
+    assert df["path"].tolist() == ["=a\rb.jpg", "'c.jpg"]
+    assert df["error"].tolist()[0] == "line1\nline2" and df["hist"].tolist() == [[1, 2], None]
+    assert df["mtime"].tolist()[0] == "2024-01-02T03:04:05Z"
+
+
+def test_csv_into_a_stream_has_no_bom_and_leaves_the_stream_open():
+    buf = io.BytesIO()
+    assert write_rows([{"path": "a", "status": "ok"}], buf, ReportFormat.csv, ["path", "status"], {}) == 1
+    assert not buf.closed
+    assert buf.getvalue() == b"path,status\na,ok\n"
+
+
+def test_regular_files_only_are_regular(tmp_path):
+    assert not _is_regular_file(io.StringIO())
+    assert not _is_regular_file(object())
+    with open(tmp_path / "f", "w") as fh:
+        assert _is_regular_file(fh)
+    r, w = os.pipe()
+    try:
+        with os.fdopen(w, "w") as fh:
+            assert not _is_regular_file(fh)
+    finally:
+        os.close(r)
+
+
+@pytest.mark.parametrize("fmt", [ReportFormat.parquet, ReportFormat.xlsx])
+def test_binary_formats_cannot_be_streamed(fmt):
+    with pytest.raises(ValueError, match=f"{fmt.value} cannot be streamed to a pipe; use --format csv or --format jsonl"):
+        RowStreamWriter(io.StringIO(), fmt, ["path"])
+
+
+def test_jsonl_stream_writes_the_columns_in_order():
+    fh = io.StringIO()
+    w = RowStreamWriter(fh, ReportFormat.jsonl, ["status", "path", "missing"])
+    w.write({"path": "a", "status": "ok", "other": 1, "x": float("nan")})
+    w.close()
+    assert fh.getvalue() == '{"status": "ok", "path": "a", "missing": null}\n'
+
+
+def test_csv_stream_header_is_cleaned():
+    fh = io.StringIO()
+    RowStreamWriter(fh, ReportFormat.csv, ["pa\udcffth"]).close()
+    assert fh.getvalue() == "pa\\xffth\n"
+
+
+# ----------------------------------------------------------------------------------------------- XLSX
+
+
+def test_score_colours_follow_the_html_bands():
+    assert [score_colour(s) for s in (0, 49.9, 50, 79.9, 80, 100)] == [RED, RED, AMBER, AMBER, GREEN, GREEN]
+    assert score_colour(float("nan")) == GREEN
+
+
+def test_parse_time():
+    from datetime import datetime
+
+    assert _parse_time("2024-01-02T03:04:05Z", "mtime") == datetime(2024, 1, 2, 3, 4, 5)
+    assert _parse_time("2024:01:02 03:04:05", "exif_datetime") == datetime(2024, 1, 2, 3, 4, 5)
+    assert _parse_time("2024-01-02", "mtime") is None
+
+
+def _widths(sheet) -> dict[int, int]:
+    """Column number → width as XlsxWriter was asked for it (it stores it plus 0.7109375 of padding)."""
+    out = {}
+    for dim in sheet.column_dimensions.values():
+        for i in range(dim.min, dim.max + 1):
+            out[i] = round(dim.width - 0.7109375, 6)
+    return out
+
+
+def _xlsx(tmp_path, rows, columns, metadata=None):
+    import openpyxl
+
+    path = tmp_path / "r.xlsx"
+    n = write_rows(rows, path, ReportFormat.xlsx, columns, metadata or {})
+    return n, path, openpyxl.load_workbook(path)
+
+
+def test_xlsx_cells_are_typed_and_scores_coloured(tmp_path):
+    from datetime import datetime
+
+    rows = [{"path": "=cmd.jpg", "status": "ok", "score_a": 42.0, "grade_a": "D", "score_b": 95, "grade_b": "A",
+             "grade_c": "B", "hist": np.array([1, 2]), "flag": True, "over_pct": float("inf"), "under_pct": -math.inf,
+             "width": 640, "mean_residual": float("nan"), "mtime": "2024-01-02T03:04:05Z",
+             "exif_datetime": "2023:05:06 07:08:09", "error": None, "note": "plain", "ev": np.float64(0.5)},
+            {"path": "b.jpg", "status": "ok", "score_a": 65, "grade_a": "C", "mtime": "not a date"}]
+    columns = ["path", "status", "score_a", "grade_a", "score_b", "grade_b", "grade_c", "hist", "flag", "over_pct",
+               "under_pct", "width", "mean_residual", "mtime", "exif_datetime", "error", "note", "ev"]
+    n, path, book = _xlsx(tmp_path, rows, columns, {"tool": "exposure-cli", "thresholds": {"over": 0.1}})
+    assert n == 2
+    sheet = book["report"]
+    assert book.sheetnames == ["report", "metadata"]
+    assert [c.value for c in sheet[1]] == columns
+    assert all(c.font.b for c in sheet[1]) and sheet["A1"].fill.fgColor.rgb.endswith("EEEEEE")
+    values = {c: sheet.cell(2, j + 1).value for j, c in enumerate(columns)}
+    assert values == {"path": "=cmd.jpg", "status": "ok", "score_a": 42, "grade_a": "D", "score_b": 95,
+                      "grade_b": "A", "grade_c": "B", "hist": "1 2", "flag": "True", "over_pct": "inf",
+                      "under_pct": "-inf", "width": 640, "mean_residual": None,
+                      "mtime": datetime(2024, 1, 2, 3, 4, 5), "exif_datetime": datetime(2023, 5, 6, 7, 8, 9),
+                      "error": None, "note": "plain", "ev": 0.5}
+    assert sheet.cell(2, 1).data_type == "s"  # a formula never
+    def colour(row, col):
+        rgb = getattr(sheet.cell(row, col).font.color, "rgb", None)
+        return rgb[-6:] if isinstance(rgb, str) else None
+
+    assert (colour(2, 3), colour(2, 4), colour(2, 5), colour(2, 6)) == (RED[1:], RED[1:], GREEN[1:], GREEN[1:])
+    assert sheet.cell(2, 3).font.b and sheet.cell(2, 4).font.b
+    assert colour(2, 7) is None and not sheet.cell(2, 7).font.b  # grade_c has no score beside it
+    assert (colour(3, 3), colour(3, 4)) == (AMBER[1:], AMBER[1:])
+    assert sheet.cell(2, 14).number_format == "yyyy-mm-dd hh:mm:ss"
+    assert sheet.cell(3, 14).value == "not a date"
+    assert sheet.freeze_panes == "B2"
+    assert sheet.auto_filter.ref == "A1:R3"
+    widths = _widths(sheet)
+    # width = longest cell (or header) in characters, capped at 60, plus 2
+    expected = {"path": 10, "status": 8, "score_a": 9, "grade_a": 9, "score_b": 9, "grade_b": 9, "grade_c": 9,
+                "hist": 6, "flag": 6, "over_pct": 10, "under_pct": 11, "width": 7, "mean_residual": 15,
+                "mtime": 21, "exif_datetime": 21, "error": 7, "note": 7, "ev": 5}
+    assert {c: widths[j + 1] for j, c in enumerate(columns)} == expected
+    info = book["metadata"]
+    assert [(r[0].value, r[1].value) for r in info.iter_rows()] == [("tool", "exposure-cli"),
+                                                                     ("thresholds", '{"over": 0.1}')]
+
+
+def test_xlsx_long_text_widths_are_capped_and_empty_sheets_keep_a_filter(tmp_path):
+    n, path, book = _xlsx(tmp_path, [{"path": "x" * 100, "hist": list(range(100))}], ["path", "hist"])
+    sheet = book["report"]
+    assert n == 1
+    assert _widths(sheet) == {1: 62, 2: 26}  # min(100, 60) + 2 and a histogram's min(…, 24) + 2
+    n, path, book = _xlsx(tmp_path, [], ["path", "status"])
+    assert n == 0 and book["report"].auto_filter.ref == "A1:B2"
+
+
+def test_xlsx_row_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(writers, "XLSX_MAX_ROWS", 2)
+    assert write_rows([{"path": "a"}] * 2, tmp_path / "ok.xlsx", ReportFormat.xlsx, ["path"], {}) == 2
+    with pytest.raises(ValueError, match="an XLSX sheet holds at most 2 rows; use --format parquet or csv"):
+        write_rows([{"path": "a"}] * 3, tmp_path / "r.xlsx", ReportFormat.xlsx, ["path"], {})
+
+
+def test_xlsx_reads_back_with_types(tmp_path):
+    rows = [{"path": "007", "status": "ok", "width": 640, "hist": [1, 2], "mtime": "2024-01-02T03:04:05Z",
+             "over_pct": 1.5, "error": None},
+            {"path": "b", "status": "error", "width": None, "hist": None, "error": "boom"}]
+    columns = ["path", "status", "width", "hist", "mtime", "over_pct", "error"]
+    write_rows(rows, tmp_path / "r.xlsx", ReportFormat.xlsx, columns, {})
+    (tmp_path / "r.meta.json").write_text('{"m": 1}')
+    df, meta = read_report(tmp_path / "r.xlsx")
+    assert meta == {"m": 1}
+    assert df["path"].tolist() == ["007", "b"]
+    assert df["hist"].tolist() == [[1, 2], None]
+    assert df["mtime"].tolist()[0] == "2024-01-02T03:04:05Z"
+    assert df["error"].isna().tolist() == [True, False] and df["error"][1] == "boom"
+    assert str(df["width"].dtype) == "Int64" and df["width"].tolist()[0] == 640
+    write_rows(rows[:1], tmp_path / "full.xlsx", ReportFormat.xlsx, columns, {})
+    assert str(read_report(tmp_path / "full.xlsx")[0]["width"].dtype) == "int64"
+
+
+# ------------------------------------------------------------------------------------- reading, writing
+
+
+def test_read_report_finds_the_report_in_a_folder_parquet_first(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no report.parquet, report.csv, report.jsonl or report.xlsx in"):
+        read_report(tmp_path)
+    df = pd.DataFrame({"path": ["a"], "status": ["ok"]})
+    write_report(df, tmp_path / "report.csv", metadata={"which": "csv"})
+    assert read_report(tmp_path)[1] == {"which": "csv"}
+    write_report(df, tmp_path / "report.parquet", metadata={"which": "parquet"})
+    assert read_report(tmp_path)[1] == {"which": "parquet"}
+    with pytest.raises(ValueError, match=r"unknown report format: r\.txt \(expected"):
+        (tmp_path / "r.txt").write_text("x")
+        read_report(tmp_path / "r.txt")
+
+
+def test_write_report_picks_the_format_from_the_suffix_and_writes_sidecars_beside_text_formats(tmp_path):
+    df = pd.DataFrame({"path": ["a", "b"], "status": ["ok", "ok"], "over_pct": [1.0, float("nan")]})
+    for name in ("r.csv", "r2.JSONL", "r3.parquet"):
+        write_report(df, tmp_path / name, metadata={"n": name})
+    assert (tmp_path / "r.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert (tmp_path / "r2.JSONL").read_text().splitlines()[1] == '{"path": "b", "status": "ok", "over_pct": null}'
+    assert json.loads((tmp_path / "r.meta.json").read_text()) == {"n": "r.csv"}
+    assert (tmp_path / "r.meta.json").read_text().endswith("}\n")
+    assert json.loads((tmp_path / "r2.meta.json").read_text()) == {"n": "r2.JSONL"}
+    assert not (tmp_path / "r3.meta.json").exists()
+    assert read_report(tmp_path / "r3.parquet")[1] == {"n": "r3.parquet"}
+    write_report(df, tmp_path / "plain", metadata=None)  # no suffix: Parquet, empty metadata
+    assert (tmp_path / "plain").read_bytes()[:4] == b"PAR1" and not (tmp_path / "plain.meta.json").exists()
+    write_report(df, tmp_path / "x.parquet", "csv")  # an explicit format wins over the suffix
+    assert (tmp_path / "x.parquet").read_bytes().startswith(b"\xef\xbb\xbfpath,status,over_pct\n")
+    assert json.loads((tmp_path / "x.meta.json").read_text()) == {}
+
+
+def test_jsonl_report_reads_back_without_type_guessing(tmp_path):
+    (tmp_path / "r.jsonl").write_text('{"path": "0012", "status": "ok"}\n')
+    (tmp_path / "r.json").write_text('{"path": "2024-01-01", "status": "ok"}\n')
+    assert read_report(tmp_path / "r.jsonl")[0]["path"].tolist() == ["0012"]
+    assert read_report(tmp_path / "r.json")[0]["path"].tolist() == ["2024-01-01"]
+    assert read_report(tmp_path / "r.jsonl")[1] == {}
