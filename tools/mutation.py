@@ -44,6 +44,8 @@ class Target:
     tests: tuple[str, ...]
     functions: tuple[str, ...] = ("*",)
     note: str = ""
+    #: Tests left out (pytest node ids), each with its reason in the target's note.
+    deselect: tuple[str, ...] = ()
 
 
 TARGETS: dict[str, Target] = {
@@ -65,7 +67,11 @@ TARGETS: dict[str, Target] = {
         ("tests/test_decoding.py", "tests/test_orientation.py"),
         functions=("exposure_cli.decoding.x_apply_orientation__*", "exposure_cli.exif.x__parse_tiff__*",
                    "exposure_cli.exif.x__read_ifd__*", "exposure_cli.exif.x__decode_value__*"),
-        note="apply_orientation and the EXIF IFD reader that finds the orientation tag",
+        note="apply_orientation and the EXIF IFD reader that finds the orientation tag; the two RAW tests are "
+             "left out: LibRaw's OpenMP pool deadlocks in mutmut's forked children (a hang, not a result), "
+             "and RAW photos are turned by LibRaw, not by apply_orientation",
+        deselect=("tests/test_decoding.py::test_raw_keeps_the_exposure_it_was_shot_at",
+                  "tests/test_decoding.py::test_raw_is_turned_upright_once_and_keeps_its_exif"),
     ),
     "resume": Target(
         ("exposure_cli/outdir.py",),
@@ -164,13 +170,16 @@ def prepare(workdir: Path, target: Target) -> list[str]:
     tests = [t for t in target.tests if (workdir / t).is_file()]
     if not tests:
         raise SystemExit(f"none of the test files {target.tests} exists")
+    pytest_args = ["-p", "no:cacheprovider", "-q", "-x", "--timeout", "300"]
+    for node in target.deselect:
+        pytest_args += ["--deselect", node]
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     pyproject += (
         "\n[tool.mutmut]\n"
         'source_paths = ["exposure_cli/"]\n'
         f"only_mutate = {_toml_list(target.files)}\n"
         f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "--timeout", "300"]\n'
+        f"pytest_add_cli_args = {_toml_list(pytest_args)}\n"
         "use_git_change_detection = false\n"
     )
     (workdir / "pyproject.toml").write_text(pyproject, encoding="utf-8")
