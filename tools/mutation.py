@@ -21,6 +21,7 @@ mutmut must be importable (it is in the ``test`` extra); the scratch copy is rem
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import json
 import os
@@ -46,6 +47,12 @@ class Target:
     note: str = ""
     #: Tests left out (pytest node ids), each with its reason in the target's note.
     deselect: tuple[str, ...] = ()
+    #: Set by --only: a part of the target (globs on mutant names, combined with `functions`).
+    only: tuple[str, ...] = ()
+
+    def counts(self, mutant: str) -> bool:
+        return (any(fnmatch.fnmatchcase(mutant, p) for p in self.functions)
+                and (not self.only or any(fnmatch.fnmatchcase(mutant, p) for p in self.only)))
 
 
 TARGETS: dict[str, Target] = {
@@ -127,7 +134,7 @@ class Result:
 
     def as_dict(self) -> dict:
         return {
-            "target": self.name, "mutants": len(self.outcome), "equivalent": len(self.equivalent),
+            "target": self.name, "only": list(self.target.only), "mutants": len(self.outcome), "equivalent": len(self.equivalent),
             "killed": self.count("killed"), "survived": self.count("survived"), "no_tests": self.count("no tests"),
             "timeout": self.count("timeout"), "score_pct": round(self.score, 1), "seconds": round(self.seconds, 1),
             "survivors": {m: self.outcome[m] for m in self.survivors()},
@@ -223,7 +230,7 @@ def run_target(name: str, target: Target, max_children: int, keep: bool, log) ->
     try:
         tests = prepare(workdir, target)
         log(f"[{name}] mutating {', '.join(target.files)}; tests: {', '.join(tests)}")
-        patterns = [p for p in target.functions if p != "*"]
+        patterns = list(target.only) or [p for p in target.functions if p != "*"]
         cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *patterns]
         proc = subprocess.run(cmd, cwd=workdir, env=_env(), capture_output=True, text=True)
         if proc.returncode != 0:
@@ -231,11 +238,11 @@ def run_target(name: str, target: Target, max_children: int, keep: bool, log) ->
             raise SystemExit(f"[{name}] mutmut failed (exit {proc.returncode}):\n{tail}")
         outcome = read_outcomes(workdir)
         result.outcome = {m: o for m, o in outcome.items()
-                          if any(fnmatch.fnmatchcase(m, p) for p in target.functions) and o != "not checked"}
+                          if target.counts(m) and o != "not checked"}
         module_prefixes = {f.replace("/", ".").removesuffix(".py").replace("*", "") for f in target.files}
         mine = {m: why for m, why in equivalents.items()
                 if any(m.startswith(p) for p in module_prefixes)
-                and any(fnmatch.fnmatchcase(m, p) for p in target.functions)}
+                and target.counts(m)}
         result.equivalent = {m: why for m, why in mine.items() if m in result.outcome}
         result.stale_equivalents = sorted(m for m in mine if m not in result.outcome)
     finally:
@@ -251,7 +258,8 @@ def markdown(results: list[Result]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         d = r.as_dict()
-        lines.append(f"| {r.name} | {d['mutants']} | {d['equivalent']} | {d['killed']} | {d['survived']} | "
+        name = r.name + (f" (only {', '.join(r.target.only)})" if r.target.only else "")
+        lines.append(f"| {name} | {d['mutants']} | {d['equivalent']} | {d['killed']} | {d['survived']} | "
                      f"{d['no_tests']} | {d['timeout']} | {d['score_pct']:.1f} % | {d['seconds']:.0f} s |")
     return "\n".join(lines)
 
@@ -265,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--show", action="store_true", help="print the diff of every survivor")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders")
+    parser.add_argument("--only", action="append", default=[], metavar="GLOB",
+                        help="only the target's mutants whose name matches (repeatable); a part of a target, "
+                             "e.g. 'exposure_cli.rules.expr.*'")
     args = parser.parse_args(argv)
 
     chosen = QUICK if args.quick else TARGETS
@@ -275,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     results = []
     for name in names:
-        result = run_target(name, chosen[name], args.max_children, keep=args.keep or args.show, log=log)
+        target = chosen[name]
+        if args.only:
+            target = dataclasses.replace(target, only=tuple(args.only))
+        result = run_target(name, target, args.max_children, keep=args.keep or args.show, log=log)
         results.append(result)
         d = result.as_dict()
         log(f"[{name}] {d['killed']}/{result.considered} killed ({d['score_pct']:.1f} %), "
