@@ -258,3 +258,46 @@ def test_apply_orientation_makes_views_contiguous():
     assert not view.flags.c_contiguous
     out = apply_orientation(view, 1)
     assert out.flags.c_contiguous and out.tolist() == view.tolist()
+
+
+# -------------------------------------------------------------- cases added for the mutation survivors
+
+
+def test_an_ifd_offset_of_zero_means_no_ifd_but_one_is_read():
+    """IFD0 at offset 0 would read the header as an IFD; it means "no IFD". Offset 1 is read as given."""
+    entry = struct.pack("<HHI", ORIENTATION, 3, 1) + struct.pack("<H", 6) + b"\x00\x00"
+    at_zero = b"II*\x00" + struct.pack("<I", 0) + b"\x00" * 6 + entry  # entry 1 counted from offset 0
+    assert _parse_tiff(at_zero).orientation == 1
+    at_one = b"II*\x00" + struct.pack("<I", 1) + b"\x00" * 7 + entry  # entry 1 counted from offset 1
+    assert _parse_tiff(at_one).orientation == 6
+
+
+def test_an_entry_count_above_32767_is_unsigned_and_capped():
+    block = bytearray(tiff([(ORIENTATION, 3, 6)]))
+    block[8:10] = struct.pack("<H", 0x8001)  # a corrupt count: the first entries are still read
+    block += b"\x00" * 12 * 4
+    assert _parse_tiff(bytes(block)).orientation == 6
+
+
+def test_text_ends_at_the_first_nul():
+    assert _decode_value("<", 2, 10, b"Acme\x00xyz\x00ab") == "Acme"
+
+
+def test_arrays_of_numbers_give_their_first_value():
+    """A LONG, SLONG or RATIONAL tag with two values (stored by offset) reads as its first value."""
+    for e in "<>":
+        for typ, fmt, values, first in ((4, "II", (7, 9), 7), (9, "ii", (-7, 9), -7), (3, "HH", (5, 9), 5),
+                                        (8, "hh", (-5, 9), -5), (5, "IIII", (1, 4, 9, 1), 0.25),
+                                        (10, "iiii", (-1, 4, 9, 1), -0.25)):
+            raw = struct.pack(e + fmt, *values)
+            assert _decode_value(e, typ, 2, raw) == first
+            block = tiff([(ORIENTATION, 3, 6), (ISO, typ, 2, raw)], endian=e)
+            facts = _parse_tiff(block)
+            assert facts.iso == first and facts.orientation == 6
+
+
+def test_unsigned_rationals_above_two_to_the_31():
+    for e in "<>":
+        assert _decode_value(e, 5, 1, struct.pack(e + "II", 3_000_000_000, 1_000_000_000)) == 3.0
+        assert _decode_value(e, 5, 1, struct.pack(e + "II", 1, 4_000_000_000)) == 2.5e-10
+        assert _decode_value(e, 10, 1, struct.pack(e + "ii", -2, 4)) == -0.5
