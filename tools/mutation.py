@@ -21,6 +21,7 @@ mutmut must be importable (it is in the ``test`` extra); the scratch copy is rem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -209,6 +210,28 @@ def show(workdir: Path, mutant: str) -> str:
     return proc.stdout.strip()
 
 
+_SHOW_MANY = """
+import json, sys
+from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+for name in json.load(sys.stdin):
+    print(json.dumps([name, get_diff_for_mutant(name, path=find_mutant(name).path)]), flush=True)
+"""
+
+
+def show_many(workdir: Path, mutants: list[str]) -> dict[str, str]:
+    """The diff of each mutant from one process (``mutmut show`` once per mutant takes seconds each)."""
+    if not mutants:
+        return {}
+    proc = subprocess.run([sys.executable, "-c", _SHOW_MANY], cwd=workdir, env=_env(), input=json.dumps(mutants),
+                          capture_output=True, text=True)
+    diffs = {}
+    for line in proc.stdout.splitlines():
+        with contextlib.suppress(ValueError):
+            name, diff = json.loads(line)
+            diffs[name] = f"# {name}\n{diff.strip()}"
+    return {m: diffs.get(m) or show(workdir, m) for m in mutants}
+
+
 def _env() -> dict[str, str]:
     """The environment for mutmut: one thread per process, and never the checkout itself on the path (the
     tests must import the mutated copy)."""
@@ -294,10 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         d = result.as_dict()
         log(f"[{name}] {d['killed']}/{result.considered} killed ({d['score_pct']:.1f} %), "
             f"{len(result.equivalent)} equivalent, {result.seconds:.0f} s")
+        diffs = show_many(result.workdir, result.survivors()) if args.show and result.workdir is not None else {}
         for mutant in result.survivors():
             print(f"  {result.outcome[mutant]:<9} {mutant}")
-            if args.show and result.workdir is not None:
-                print("    " + show(result.workdir, mutant).replace("\n", "\n    "))
+            if mutant in diffs:
+                print("    " + diffs[mutant].replace("\n", "\n    "))
         for mutant in result.stale_equivalents:
             print(f"  stale equivalent (no such mutant any more): {mutant}")
         if args.show and result.workdir is not None and not args.keep:
