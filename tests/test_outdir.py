@@ -533,9 +533,22 @@ def test_prepare_refuses_a_report_the_tool_did_not_write(tmp_path):
     (out / "report.csv").write_text("path\nforeign.jpg\n")  # changed since
     with OutputFolder(out) as folder:
         for resume, overwrite in ((True, False), (False, True)):
-            with pytest.raises(ScanError, match=r"report\.csv was not written by exposure-cli"):
+            with pytest.raises(ScanError) as info:
                 folder.prepare(META, resume=resume, overwrite=overwrite)
+            assert str(info.value) == (
+                f"{out / 'report.csv'} was not written by exposure-cli (or was changed since); a scan only "
+                "replaces files exposure-cli wrote. Move it away, or choose another --out")
     assert (out / "report.csv").read_text() == "path\nforeign.jpg\n"
+
+
+def test_a_stray_sidecar_alone_is_foreign_not_a_previous_scan(tmp_path):
+    """Only report files make a folder "used"; a sidecar the tool did not write is refused as foreign."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.meta.json").write_text("{}")
+    with OutputFolder(out) as folder:
+        with pytest.raises(ScanError, match=r"report\.meta\.json was not written by exposure-cli"):
+            folder.prepare(META, resume=False, overwrite=False)
 
 
 @pytest.mark.parametrize("key", ["analyzer", "thresholds", "rule_sets", "regions"])
@@ -555,8 +568,10 @@ def test_resume_names_every_option_that_differs_in_order(tmp_path):
     out = tmp_path / "out"
     _folder_with_journal(out)
     with OutputFolder(out) as folder:
-        with pytest.raises(ScanError, match=r"cannot resume: analyzer, regions differ from the scan in "):
+        with pytest.raises(ScanError) as info:
             folder.prepare({**META, "regions": False, "analyzer": "eat"}, resume=True, overwrite=False)
+    assert str(info.value) == (f"cannot resume: analyzer, regions differ from the scan in {out} "
+                               "(use the same options, or --overwrite to start over)")
 
 
 def test_resume_with_an_empty_journal_does_not_compare_options(tmp_path):
