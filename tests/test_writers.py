@@ -364,3 +364,108 @@ def test_jsonl_report_reads_back_without_type_guessing(tmp_path):
     assert read_report(tmp_path / "r.jsonl")[0]["path"].tolist() == ["0012"]
     assert read_report(tmp_path / "r.json")[0]["path"].tolist() == ["2024-01-01"]
     assert read_report(tmp_path / "r.jsonl")[1] == {}
+
+
+# ------------------------------------------------------------------------------------------ the journal
+
+
+def test_journal_without_an_output_folder_reads_as_empty(tmp_path):
+    from exposure_cli.outdir import Journal
+
+    journal = Journal(tmp_path / "missing")
+    assert not journal.exists() and list(journal.lines()) == [] and list(journal.rows()) == []
+    assert list(journal.rows_at([("a", 0)])) == [] and not (tmp_path / "missing").exists()
+    assert journal.path == tmp_path / "missing" / ".exposure" / "journal.jsonl"
+    (tmp_path / "missing").mkdir()
+    assert not journal.exists() and not (tmp_path / "missing" / ".exposure").exists()  # reading creates nothing
+
+
+def test_journal_lines_carry_their_byte_offsets_and_stop_at_a_torn_line(tmp_path):
+    from exposure_cli.outdir import Journal
+
+    journal = Journal(tmp_path)
+    journal.open()
+    journal.append([{"path": "ä.jpg"}, {"path": "b.jpg"}])
+    journal.close()
+    with open(journal.path, "ab") as fh:
+        fh.write(b'{"path": "torn')
+    lines = list(journal.lines())
+    first = '{"path": "ä.jpg"}\n'.encode()
+    assert lines == [(0, first), (len(first), b'{"path": "b.jpg"}\n')]
+    assert list(journal.rows_at([])) == []
+    assert list(journal.rows_at([("b.jpg", len(first)), ("ä.jpg", 0)])) == [{"path": "b.jpg"}, {"path": "ä.jpg"}]
+    assert journal.exists()
+
+
+def test_journal_rows_skip_lines_that_are_not_json_objects(tmp_path):
+    from exposure_cli.outdir import Journal
+
+    (tmp_path / ".exposure").mkdir(mode=0o700)
+    (tmp_path / ".exposure" / "journal.jsonl").write_bytes(b'{"path": "a"}\n[1, 2]\nnot json\n3\n{"path": "b"}\n')
+    assert list(Journal(tmp_path).rows()) == [{"path": "a"}, {"path": "b"}]
+
+
+@pytest.mark.parametrize("tail", [b'{"path": "torn', b"x" * 70_000, b"\n" + b"y" * 140_000])
+def test_opening_the_journal_cuts_a_torn_tail_of_any_length(tmp_path, tail):
+    from exposure_cli.outdir import Journal
+
+    journal = Journal(tmp_path)
+    journal.open()
+    journal.append([{"path": "a.jpg"}])
+    journal.close()
+    whole = journal.path.read_bytes()
+    with open(journal.path, "ab") as fh:
+        fh.write(tail)
+    keep = len(whole) + (tail.rfind(b"\n") + 1 if b"\n" in tail else 0)
+    journal.open()
+    assert journal.path.stat().st_size == keep
+    journal.append([{"path": "b.jpg"}])
+    journal.close()
+    assert [r["path"] for r in journal.rows()] == ["a.jpg", "b.jpg"]
+
+
+def test_a_journal_that_is_all_torn_is_cut_to_nothing(tmp_path):
+    from exposure_cli.outdir import Journal
+
+    (tmp_path / ".exposure").mkdir(mode=0o700)
+    (tmp_path / ".exposure" / "journal.jsonl").write_bytes(b"z" * 70_000)
+    journal = Journal(tmp_path)
+    journal.open()
+    assert journal.path.stat().st_size == 0 and not journal.exists()
+    journal.append([])  # nothing to write: no empty line either
+    assert journal.path.stat().st_size == 0
+    journal.close()
+    journal.close()  # twice is fine
+
+
+def test_an_intact_journal_is_left_as_it_is_when_opened(tmp_path):
+    from exposure_cli.outdir import Journal
+
+    journal = Journal(tmp_path)
+    journal.open()
+    journal.append([{"path": "a.jpg"}])
+    journal.close()
+    before = journal.path.read_bytes()
+    journal.open()
+    journal.close()
+    assert journal.path.read_bytes() == before
+
+
+def test_append_needs_an_open_journal(tmp_path):
+    from exposure_cli.outdir import Journal
+
+    with pytest.raises(AssertionError, match="journal not open"):
+        Journal(tmp_path).append([{"path": "a"}])
+
+
+def test_close_releases_the_descriptors_the_journal_opened(tmp_path):
+    from exposure_cli.outdir import Journal
+
+    journal = Journal(tmp_path)
+    journal.open()
+    fds = (journal._fd, journal._state_fd)
+    journal.close()
+    assert journal._fd is None and journal._state_fd is None
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
