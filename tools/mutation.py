@@ -63,6 +63,9 @@ TARGETS: dict[str, Target] = {
         ("exposure_cli/rules/*.py",),
         ("tests/test_rules_expr.py", "tests/test_rules_sets.py", "tests/test_rules_metrics.py",
          "tests/test_rescore.py", "tests/test_rules_plugins.py"),
+        note="the throughput test is left out: it asserts wall-clock seconds, which mutmut's tracing and a "
+             "loaded machine break without any mutant (the first full run stopped on it)",
+        deselect=("tests/test_rescore.py::test_rescore_throughput_is_vectorised",),
     ),
     "writers": Target(
         ("exposure_cli/report/writers.py", "exposure_cli/outdir.py"),
