@@ -1,0 +1,51 @@
+"""The metric catalogue rules may use (exposure_cli.rules.metrics), checked against names, words, units,
+regions and report columns written out by hand.
+
+``METRICS`` is built once at import; the test calls ``_build_catalogue()`` itself so that a change to how
+the catalogue is built fails here (and mutmut, which forks after the import, can see it).
+"""
+
+from __future__ import annotations
+
+from exposure_cli import stats
+from exposure_cli.rules.metrics import METRICS, Metric, _build_catalogue
+
+
+def test_the_catalogue_has_every_region_metric_and_the_image_and_exif_facts():
+    catalogue = _build_catalogue()
+    assert catalogue == METRICS
+    assert len(catalogue) == len(stats.REGIONS) * len(stats.REGION_METRICS) + 8
+    assert list(catalogue)[:2] == ["global.area_pct", "global.over_pct"]
+    assert list(catalogue)[-8:] == ["image.width", "image.height", "image.megapixels", "image.aspect", "exif.iso",
+                                    "exif.exposure_time", "exif.f_number", "exif.exposure_bias"]
+    assert catalogue["image.width"] == Metric("image.width", "image width", "px", None, "width")
+    assert catalogue["image.height"] == Metric("image.height", "image height", "px", None, "height")
+    assert catalogue["image.megapixels"] == Metric("image.megapixels", "image size", "MP", None, None)
+    assert catalogue["image.aspect"] == Metric("image.aspect", "image aspect ratio (width / height)", "", None, None)
+    assert catalogue["exif.iso"] == Metric("exif.iso", "ISO", "", None, "exif_iso")
+    assert catalogue["exif.exposure_time"] == Metric("exif.exposure_time", "exposure time", "s", None,
+                                                     "exif_exposure_time")
+    assert catalogue["exif.f_number"] == Metric("exif.f_number", "f-number", "", None, "exif_f_number")
+    assert catalogue["exif.exposure_bias"] == Metric("exif.exposure_bias", "exposure compensation", "EV", None,
+                                                     "exif_exposure_bias")
+
+
+def test_region_metrics_read_their_column_with_words_for_reasons():
+    catalogue = _build_catalogue()
+    assert catalogue["global.area_pct"] == Metric("global.area_pct", "global area share of the image (always 100)",
+                                                  "%", "global", "area_pct")
+    assert catalogue["face.area_pct"] == Metric("face.area_pct", "face area share of the image", "%", "face",
+                                                "face_area_pct")
+    assert catalogue["global.over_pct"] == Metric("global.over_pct", "global over-exposed area", "%", "global",
+                                                  "over_pct")
+    assert catalogue["sky.p95_residual"] == Metric(
+        "sky.p95_residual", "sky 95th percentile of the residual (most under-exposed 5 %)", "r", "sky",
+        "sky_p95_residual")
+    assert catalogue["person.mean_abs_residual"] == Metric(
+        "person.mean_abs_residual", "person mean exposure error (either way)", "r+", "person",
+        "person_mean_abs_residual")
+    for region in stats.REGIONS:
+        for metric in stats.REGION_METRICS:
+            entry = catalogue[f"{region}.{metric}"]
+            assert entry.name == f"{region}.{metric}" and entry.region == region
+            assert entry.column == stats.column(region, metric) and entry.description.startswith(region + " ")
