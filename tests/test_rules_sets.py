@@ -474,3 +474,97 @@ def test_definition_bombs_and_deep_chains_are_rejected_quickly(reverse):
         with pytest.raises(RuleError, match="too large|too deeply"):
             parse_rule_text(text)
         assert time.perf_counter() - started < 30
+
+
+# ----------------------------------------------------------------------- explain, line by line, any photo
+
+EXPLAIN_TABLE = '''
+name = "ex"
+on_missing_region = "skip"
+[define]
+calm = "global.over_pct < 5 and not (global.under_pct >= 5)"
+[[rows]]
+score = 90
+label = "calm"
+when = "calm or subject.bad_pct < 1"
+[[rows]]
+score = 50
+when = "subject.over_pct <= 20"
+on_missing_region = "fail"
+[otherwise]
+score = 10
+label = "rest"
+'''
+
+EXPLAIN_DEDUCTIONS = '''
+name = "dd"
+start = 100
+[[deductions]]
+label = "over"
+when = "global.over_pct >= 5"
+points = "global.over_pct * 2"
+[[deductions]]
+when = "not exists(face)"
+points = 3
+'''
+
+
+def _explain_frame():
+    rows = [row_for(_paint(), {}),  # no subject
+            row_for(_paint((box(0, 10, 0, 100), -0.5)), SUBJECT_MASKS),  # 10 % over, outside the product
+            row_for(_paint((box(0, 30, 0, 100), 0.5), (box(30, 40, 30, 70), -0.5)), SUBJECT_MASKS)]  # 4 % over
+    return rules.MetricFrame.from_rows(rows, SCAN)
+
+
+def _line(rule, condition, fired, decisive, effect, details):
+    return {"rule": rule, "condition": condition, "fired": fired, "decisive": decisive, "effect": effect,
+            "details": details}
+
+
+def _result(effect, reason):
+    return {"rule": "result", "condition": "", "fired": True, "effect": effect, "details": [reason]}
+
+
+def test_explain_a_table_for_each_photo_with_defines_not_or_and_missing_regions():
+    rule_set = parse_rule_text(EXPLAIN_TABLE)
+    frame = _explain_frame()
+    first, second = "calm or subject.bad_pct < 1", "subject.over_pct <= 20"
+    assert rule_set.explain(frame, 0) == [
+        _line("rows[0] (calm)", first, False, False, "90",
+              ["✓ global over-exposed area 0 % < 5 %", "✗ global under-exposed area 0 % ≥ 5 %",
+               "✗ subject bad area n/a < 1 %", "no subject found: on_missing_region = 'skip'"]),
+        _line("rows[1]", second, False, True, "50",
+              ["✗ subject over-exposed area n/a ≤ 20 %", "no subject found: on_missing_region = 'fail'"]),
+        _result("0 (F)", 'rows[0] skipped: no subject found; rows[1] needs subject, which was not found '
+                         '(on_missing_region = "fail") → 0'),
+    ]
+    assert rule_set.explain(frame, 1) == [
+        _line("rows[0] (calm)", first, True, True, "90",
+              ["✗ global over-exposed area 10 % < 5 %", "✗ global under-exposed area 0 % ≥ 5 %",
+               "✓ subject bad area 0 % < 1 %"]),
+        _line("rows[1]", second, True, False, "50", ["✓ subject over-exposed area 0 % ≤ 20 %"]),
+        _result("90 (A)", "subject bad area 0 % < 1 % → 90 (calm)"),
+    ]
+    assert rule_set.explain(frame, 2) == [
+        _line("rows[0] (calm)", first, False, False, "90",
+              ["✓ global over-exposed area 4 % < 5 %", "✓ global under-exposed area 30 % ≥ 5 %",
+               "✗ subject bad area 25 % < 1 %"]),
+        _line("rows[1]", second, False, False, "50", ["✗ subject over-exposed area 25 % ≤ 20 %"]),
+        _result("10 (F)", "no row matched → 10 (rest)"),
+    ]
+
+
+def test_explain_deductions_for_each_photo():
+    rule_set = parse_rule_text(EXPLAIN_DEDUCTIONS)
+    frame = _explain_frame()
+    no_face = _line("deductions[1]", "not exists(face)", True, True, "−3", ["✗ exists(face): not found"])
+    assert rule_set.explain(frame, 0) == [
+        _line("deductions[0] (over)", "global.over_pct >= 5", False, False, "−0",
+              ["✗ global over-exposed area 0 % ≥ 5 %"]), no_face, _result("97 (A)", "no face found → −3")]
+    assert rule_set.explain(frame, 1) == [
+        _line("deductions[0] (over)", "global.over_pct >= 5", True, True, "−20",
+              ["✓ global over-exposed area 10 % ≥ 5 %"]), no_face,
+        _result("77 (B)", "global over-exposed area 10 % ≥ 5 % → −20 (over); no face found → −3")]
+    assert rule_set.explain(frame, 2) == [
+        _line("deductions[0] (over)", "global.over_pct >= 5", False, False, "−8",
+              ["✗ global over-exposed area 4 % ≥ 5 %"]), no_face, _result("97 (A)", "no face found → −3")]
