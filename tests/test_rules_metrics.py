@@ -7,8 +7,12 @@ the catalogue is built fails here (and mutmut, which forks after the import, can
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from exposure_cli import stats
-from exposure_cli.rules.metrics import METRICS, Metric, _build_catalogue
+from exposure_cli.rules.metrics import METRICS, Metric, MetricFrame, _build_catalogue
+from exposure_cli.stats import Thresholds
 
 
 def test_the_catalogue_has_every_region_metric_and_the_image_and_exif_facts():
@@ -49,3 +53,48 @@ def test_region_metrics_read_their_column_with_words_for_reasons():
             entry = catalogue[f"{region}.{metric}"]
             assert entry.name == f"{region}.{metric}" and entry.region == region
             assert entry.column == stats.column(region, metric) and entry.description.startswith(region + " ")
+
+
+# ------------------------------------------------------------------------------------ MetricFrame
+
+
+def _matrix(*over_shares: float) -> np.ndarray:
+    """Histogram rows of 1000 pixels with the given share at r = −0.5 (over) and the rest at r = 0."""
+    out = np.zeros((len(over_shares), stats.HIST_BINS))
+    for i, share in enumerate(over_shares):
+        out[i, stats.HIST_BINS // 4] = 1000 * share
+        out[i, stats.HIST_BINS // 2] = 1000 * (1 - share)
+    return out
+
+
+def test_one_row_of_a_frame_keeps_its_histograms_and_thresholds():
+    strict = Thresholds(over=0.4)
+    frame = MetricFrame({"area_pct": [100.0] * 3, "status": ["ok"] * 3}, 3, Thresholds(),
+                        {"global": _matrix(0.1, 0.3, 0.5)}).with_thresholds(strict)
+    assert frame.metric("global.over_pct").tolist() == pytest.approx([10, 30, 50])
+    one = frame.row(1)
+    assert one.size == 1 and one.thresholds == strict and one.scan_thresholds == Thresholds()
+    assert one.metric("global.over_pct").tolist() == pytest.approx([30])
+    assert one.hist("global").shape == (1, stats.HIST_BINS)
+    assert frame.row(2).metric("global.over_pct").tolist() == pytest.approx([50])
+
+
+def test_rows_of_dict_pandas_and_arrow_frames_agree():
+    import pandas as pd
+    import pyarrow as pa
+
+    data = {"path": ["a", "b"], "width": [10.0, 30.0], "height": [5.0, 10.0]}
+    frames = [MetricFrame.from_rows([{k: v[i] for k, v in data.items()} for i in range(2)], Thresholds()),
+              MetricFrame.from_dataframe(pd.DataFrame(data), Thresholds()),
+              MetricFrame.from_arrow(pa.table(data), Thresholds())]
+    for frame in frames:
+        one = frame.row(1)
+        assert one.metric("image.width").tolist() == [30.0] and one.metric("image.aspect").tolist() == [3.0]
+        assert sorted(one.raw("path")) == ["b"] and one.size == 1
+    assert list(frames[2]._columns) == ["path", "width", "height"]
+
+
+def test_raw_and_has_column():
+    frame = MetricFrame({"path": ["a", "b"]}, 2, Thresholds())
+    assert frame.has_column("path") and not frame.has_column("width")
+    assert frame.raw("path") == ["a", "b"] and frame.raw("width") == [None, None]
