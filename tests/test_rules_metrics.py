@@ -98,3 +98,17 @@ def test_raw_and_has_column():
     frame = MetricFrame({"path": ["a", "b"]}, 2, Thresholds())
     assert frame.has_column("path") and not frame.has_column("width")
     assert frame.raw("path") == ["a", "b"] and frame.raw("width") == [None, None]
+
+
+def test_arrow_histograms_of_any_column_type():
+    import pyarrow as pa
+
+    full = [1] * stats.HIST_BINS
+    table = pa.table({"hist": pa.array([full, None, [1, 2]], type=pa.list_(pa.int64())),
+                      "face_hist": pa.array([None, None, None], type=pa.null())})
+    frame = MetricFrame.from_arrow(table, Thresholds())
+    matrix = frame.hist("global")
+    assert matrix.dtype == np.float64 and matrix.shape == (3, stats.HIST_BINS)
+    assert matrix[0].tolist() == [1.0] * stats.HIST_BINS and not matrix[1:].any()  # missing or short: zeros
+    assert frame.hist("face").tolist() == np.zeros((3, stats.HIST_BINS)).tolist()  # a column of nulls only
+    assert frame.hist("sky").shape == (3, stats.HIST_BINS)  # no column at all

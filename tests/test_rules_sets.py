@@ -125,6 +125,7 @@ def test_parse_fail_under():
         with pytest.raises(RuleError):
             rules.parse_fail_under(bad)
     assert rules.below_threshold([10.0, math.nan, 70.0], 60).tolist() == [True, False, False]
+    assert rules.below_threshold([10, None, 70], 60).tolist() == [True, False, False]  # None: unscored
 
 
 # ------------------------------------------------------------------------------------------ semantics
