@@ -112,3 +112,17 @@ def test_arrow_histograms_of_any_column_type():
     assert matrix[0].tolist() == [1.0] * stats.HIST_BINS and not matrix[1:].any()  # missing or short: zeros
     assert frame.hist("face").tolist() == np.zeros((3, stats.HIST_BINS)).tolist()  # a column of nulls only
     assert frame.hist("sky").shape == (3, stats.HIST_BINS)  # no column at all
+
+
+def test_arrow_histograms_when_every_row_is_full_and_as_large_lists():
+    import pyarrow as pa
+
+    rows = [list(range(stats.HIST_BINS)), [7] * stats.HIST_BINS]
+    for typ in (pa.list_(pa.int64()), pa.large_list(pa.int64())):
+        frame = MetricFrame.from_arrow(pa.table({"hist": pa.array(rows, type=typ)}), Thresholds())
+        matrix = frame.hist("global")
+        assert matrix.dtype == np.float64 and matrix.shape == (2, stats.HIST_BINS)
+        assert matrix.tolist() == [[float(v) for v in row] for row in rows]
+    mixed = pa.array([rows[0], None], type=pa.large_list(pa.int64()))
+    matrix = MetricFrame.from_arrow(pa.table({"hist": mixed}), Thresholds()).hist("global")
+    assert matrix[0].tolist() == [float(v) for v in rows[0]] and not matrix[1].any()
