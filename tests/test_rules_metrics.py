@@ -126,3 +126,14 @@ def test_arrow_histograms_when_every_row_is_full_and_as_large_lists():
     mixed = pa.array([rows[0], None], type=pa.large_list(pa.int64()))
     matrix = MetricFrame.from_arrow(pa.table({"hist": mixed}), Thresholds()).hist("global")
     assert matrix[0].tolist() == [float(v) for v in rows[0]] and not matrix[1].any()
+
+
+def test_histograms_from_row_lists_are_float_and_short_ones_are_zeros():
+    full = list(range(stats.HIST_BINS))
+    frame = MetricFrame.from_rows([{"hist": full}, {"hist": [3] * stats.HIST_BINS}], Thresholds())
+    matrix = frame.hist("global")
+    assert matrix.dtype == np.float64 and matrix.tolist() == [[float(v) for v in full], [3.0] * stats.HIST_BINS]
+    short = MetricFrame.from_rows([{"hist": [1, 2]}, {"hist": [3, 4]}], Thresholds()).hist("global")
+    assert short.shape == (2, stats.HIST_BINS) and not short.any()  # same-length short lists are not histograms
+    mixed = MetricFrame.from_rows([{"hist": full}, {"hist": None}, {"hist": float("nan")}], Thresholds()).hist("global")
+    assert mixed.dtype == np.float64 and mixed[0].tolist() == [float(v) for v in full] and not mixed[1:].any()
