@@ -139,3 +139,10 @@ def test_histograms_from_row_lists_are_float_and_short_ones_are_zeros():
                                   Thresholds()).hist("global")
     assert mixed.dtype == np.float64 and not mixed[:2].any() and not mixed[3].any()
     assert mixed[2].tolist() == [float(v) for v in full]  # rows after missing ones are still read
+
+
+def test_errors_and_ok_of_every_photo():
+    frame = MetricFrame({"status": ["ok", "error", "ok"], "error": [None, "boom", float("nan")]}, 3, Thresholds())
+    assert frame.errors() == ["", "boom", ""] and frame.ok().tolist() == [True, False, True]
+    bare = MetricFrame({"path": ["a", "b"]}, 2, Thresholds())
+    assert bare.errors() == ["", ""] and bare.ok().tolist() == [True, True]
