@@ -146,3 +146,12 @@ def test_errors_and_ok_of_every_photo():
     assert frame.errors() == ["", "boom", ""] and frame.ok().tolist() == [True, False, True]
     bare = MetricFrame({"path": ["a", "b"]}, 2, Thresholds())
     assert bare.errors() == ["", ""] and bare.ok().tolist() == [True, True]
+
+
+def test_presence_of_regions():
+    frame = MetricFrame({"face_area_pct": [0.0, 12.5, None, float("nan")]}, 4, Thresholds())
+    present = frame.present("global")  # always there, even without an area column
+    assert present.dtype == bool and present.tolist() == [True] * 4
+    face = frame.present("face")
+    assert face.dtype == bool and face.tolist() == [False, True, False, False]
+    assert frame.present("sky").tolist() == [False] * 4  # no column: absent
