@@ -149,9 +149,9 @@ def test_errors_and_ok_of_every_photo():
 
 
 def test_presence_of_regions():
-    frame = MetricFrame({"face_area_pct": [0.0, 12.5, None, float("nan")]}, 4, Thresholds())
+    frame = MetricFrame({"face_area_pct": [0.0, 12.5, None, float("nan"), 0.5]}, 5, Thresholds())
     present = frame.present("global")  # always there, even without an area column
-    assert present.dtype == bool and present.tolist() == [True] * 4
+    assert present.dtype == bool and present.tolist() == [True] * 5
     face = frame.present("face")
-    assert face.dtype == bool and face.tolist() == [False, True, False, False]
-    assert frame.present("sky").tolist() == [False] * 4  # no column: absent
+    assert face.dtype == bool and face.tolist() == [False, True, False, False, True]
+    assert frame.present("sky").tolist() == [False] * 5  # no column: absent

@@ -569,3 +569,25 @@ def test_explain_deductions_for_each_photo():
     assert rule_set.explain(frame, 2) == [
         _line("deductions[0] (over)", "global.over_pct >= 5", False, False, "−8",
               ["✗ global over-exposed area 4 % ≥ 5 %"]), no_face, _result("97 (A)", "no face found → −3")]
+
+
+def test_deductions_that_need_a_missing_region_fail_the_photo():
+    rule_set = parse_rule_text('''
+name = "needface"
+on_missing_region = "fail"
+[[deductions]]
+label = "dark face"
+when = "face.under_pct > 5"
+points = 20
+[[deductions]]
+when = "global.over_pct > 5"
+points = 7
+''')
+    no_face = score_row([rule_set], row_for(_paint((box(0, 10, 0, 100), -0.5)), {}), SCAN)
+    assert no_face == {"score_needface": 0.0, "grade_needface": "F", "reasons_needface":
+                       'deductions[0] needs face, which was not found (on_missing_region = "fail") → 0; '
+                       "global over-exposed area 10 % > 5 % → −7"}
+    dark_face = score_row([rule_set], row_for(_paint((FACE, 0.5), (box(0, 10, 0, 100), -0.5)), PORTRAIT_MASKS), SCAN)
+    assert dark_face["score_needface"] == 73.0
+    assert dark_face["reasons_needface"] == ("face under-exposed area 100 % > 5 % → −20 (dark face); "
+                                             "global over-exposed area 10 % > 5 % → −7")
