@@ -469,3 +469,44 @@ def test_close_releases_the_descriptors_the_journal_opened(tmp_path):
     for fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)
+
+
+# -------------------------------------------------------------- cases added for the writers' survivors
+
+
+def test_reading_xlsx_without_openpyxl_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    write_rows([{"path": "a"}], tmp_path / "r.xlsx", ReportFormat.xlsx, ["path"], {})
+    monkeypatch.setitem(sys.modules, "openpyxl", None)  # import openpyxl → ImportError
+    with pytest.raises(writers.MissingExtraError) as info:
+        read_report(tmp_path / "r.xlsx")
+    assert str(info.value) == "reading an XLSX report needs openpyxl: pip install 'exposure-cli[xlsx]'"
+
+
+def test_xlsx_text_that_looks_missing_or_numeric_stays_text(tmp_path):
+    rows = [{"path": "NA", "status": "ok", "error": "null"}, {"path": "nan", "status": "ok", "error": 5},
+            {"path": "None", "status": "error", "error": None}]
+    write_rows(rows, tmp_path / "r.xlsx", ReportFormat.xlsx, ["path", "status", "error"], {})
+    df, _ = read_report(tmp_path / "r.xlsx")
+    assert df["path"].tolist() == ["NA", "nan", "None"]
+    assert df["error"].tolist()[:2] == ["null", "5"] and df["error"].isna().tolist() == [False, False, True]
+
+
+def test_write_report_turns_nan_into_missing_values_and_reads_upper_case_suffixes(tmp_path):
+    df = pd.DataFrame({"path": ["a", "b"], "status": ["ok", "error"], "error": [None, float("nan")],
+                       "over_pct": [1.5, float("nan")]})
+    write_report(df, tmp_path / "r.parquet")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "r.parquet")
+    assert table.column("error").to_pylist() == [None, None]  # missing, not the text "nan"
+    assert table.column("over_pct").to_pylist() == [1.5, None]
+    write_report(df, tmp_path / "r.XLSX")
+    assert (tmp_path / "r.XLSX").read_bytes()[:2] == b"PK"  # an XLSX (zip), from the upper-case suffix
+
+
+def test_sidecar_text_is_indented_utf8_json_with_a_final_newline(tmp_path):
+    df = pd.DataFrame({"path": ["a"], "status": ["ok"]})
+    write_report(df, tmp_path / "r.csv", metadata={"a": "ü", "b": [1]})
+    assert (tmp_path / "r.meta.json").read_text(encoding="utf-8") == '{\n  "a": "ü",\n  "b": [\n    1\n  ]\n}\n'
