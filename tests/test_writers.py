@@ -510,3 +510,12 @@ def test_sidecar_text_is_indented_utf8_json_with_a_final_newline(tmp_path):
     df = pd.DataFrame({"path": ["a"], "status": ["ok"]})
     write_report(df, tmp_path / "r.csv", metadata={"a": "ü", "b": [1]})
     assert (tmp_path / "r.meta.json").read_text(encoding="utf-8") == '{\n  "a": "ü",\n  "b": [\n    1\n  ]\n}\n'
+
+
+def test_writing_xlsx_without_xlsxwriter_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "xlsxwriter", None)
+    with pytest.raises(writers.MissingExtraError) as info:
+        write_rows([{"path": "a"}], tmp_path / "r.xlsx", ReportFormat.xlsx, ["path"], {})
+    assert str(info.value) == "--format xlsx needs XlsxWriter: pip install 'exposure-cli[xlsx]'"
