@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import exposure_cmd, photo_like, subprocess_env, write_image
+from conftest import exposure_cmd, mounted_tmpfs, photo_like, subprocess_env, write_image
 from exposure_cli.cli import app
 from exposure_cli.decoding import DecodeError, decode_bytes, decode_file
 from exposure_cli.discovery import discover
@@ -535,19 +535,8 @@ def test_a_title_holding_the_data_placeholder_stays_text(tmp_path):
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True,
-                       capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "64k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
 
 
 @pytest.mark.timeout(300)

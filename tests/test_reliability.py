@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import exposure_cmd, photo_like, subprocess_env, write_image
+from conftest import exposure_cmd, mounted_tmpfs, photo_like, subprocess_env, write_image
 from exposure_cli.pipeline import ScanError, scan
 from exposure_cli.report import writers
 from exposure_cli.outdir import Journal
@@ -217,24 +217,13 @@ def test_a_second_scan_on_the_same_output_refuses_and_the_first_completes(tmp_pa
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    """A 1 MiB tmpfs mounted in tmp_path (root only); yields (mount point, resize(size) function)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; the simulated ENOSPC tests cover this case")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True,
-                       capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    """A 1 MiB tmpfs mounted in tmp_path (root only; the simulated ENOSPC tests cover the case elsewhere);
+    yields (mount point, remount(options) function)."""
+    with mounted_tmpfs(tmp_path / "mnt", "1m") as mnt:
+        def remount(options: str) -> None:
+            subprocess.run(["mount", "-o", f"remount,{options}", str(mnt)], check=True, timeout=30)
 
-    def remount(options: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,{options}", str(mnt)], check=True, timeout=30)
-
-    try:
         yield mnt, remount
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
 
 
 def leftover_temporaries(out: Path) -> list[Path]:
