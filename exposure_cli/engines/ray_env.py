@@ -88,18 +88,19 @@ def scoped_env(overrides: Mapping[str, str | None],
     environ = os.environ if environ is None else environ
     saved = {name: environ.get(name) for name in overrides}
     try:
-        for name, value in overrides.items():
-            if value is None:
-                environ.pop(name, None)
-            else:
-                environ[name] = value
+        _set_environ(environ, overrides)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                environ.pop(name, None)
-            else:
-                environ[name] = value
+        _set_environ(environ, saved)
+
+
+def _set_environ(environ: MutableMapping[str, str], values: Mapping[str, str | None]) -> None:
+    """Set each name to its value; None unsets it."""
+    for name, value in values.items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
 
 
 def user_proxy_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
