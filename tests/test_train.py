@@ -263,3 +263,28 @@ def test_mean_loss_l2_aims_at_the_mean_not_the_median():
     assert 0.0 < best_constant("l2") <= 0.1
     with pytest.raises(ValueError):
         exposure_loss(target, target, 1.0, 0.0, "l3")
+
+
+def test_pixel_loss_l2_aims_at_the_mean_of_ambiguous_pixels():
+    """Black pixels that are "fine" in 3 of 4 crops and 0.4 under in the fourth: with the mean term off, the
+    per-pixel L1 is minimised by 0 (the median), the squared per-pixel term by 0.1 (the mean); the logged
+    ``l1`` part stays the plain per-pixel L1 either way."""
+    import torch
+
+    from exposure_cli.training.loop import exposure_loss
+
+    target = torch.zeros(4, 1, 8, 8)
+    target[3] = 0.4
+    grid = torch.linspace(-0.1, 0.5, 121)
+
+    def best_constant(kind):
+        losses = [exposure_loss(torch.full_like(target, float(c)), target, 0.0, 0.0, "l1", kind)[0] for c in grid]
+        return float(grid[int(torch.stack(losses).argmin())])
+
+    assert best_constant("l1") == pytest.approx(0.0, abs=0.006)
+    assert best_constant("l2") == pytest.approx(0.1, abs=0.006)
+    loss, parts = exposure_loss(torch.full_like(target, 0.1), target, 0.0, 0.0, "l1", "l2")
+    assert parts["l1"] == pytest.approx(0.25 * 0.3 + 0.75 * 0.1, abs=1e-6)
+    assert float(loss) == pytest.approx((0.25 * 0.09 + 0.75 * 0.01) / 0.1, abs=1e-5)
+    with pytest.raises(ValueError):
+        exposure_loss(target, target, 1.0, 0.0, "l1", "huber")

@@ -16,8 +16,8 @@ class DataFormatChoice(str, enum.Enum):
     iea40k = "iea40k"
 
 
-class MeanLoss(str, enum.Enum):
-    """How the per-image mean residual is penalised in training."""
+class LossKind(str, enum.Enum):
+    """How a term of the training loss is penalised: absolute (median-seeking) or squared (mean-seeking)."""
 
     l1 = "l1"
     l2 = "l2"
@@ -43,7 +43,8 @@ def train_command(
     explore_share: float = typer.Option(0.3, "--explore-share", min=0.0, max=1.0, help="Share of training with the EAT exploration schedule."),
     twin_share: float = typer.Option(0.5, "--twin-share", min=0.0, max=0.5, help="Share of each batch made of EV twins (same crop, another exposure) ordered by a ranking loss; 0 turns them off."),
     mean_weight: float = typer.Option(1.0, "--mean-weight", min=0.0, help="Weight of the per-image mean-residual term of the loss."),
-    mean_loss: MeanLoss = typer.Option(MeanLoss.l1, "--mean-loss", help="l1 or l2: how the per-image mean residual is penalised (l2 aims at the conditional mean: less shrinkage towards 'fine')."),
+    mean_loss: LossKind = typer.Option(LossKind.l1, "--mean-loss", help="l1 or l2: how the per-image mean residual is penalised (l2 aims at the conditional mean: less shrinkage towards 'fine')."),
+    pixel_loss: LossKind = typer.Option(LossKind.l1, "--pixel-loss", help="l1 or l2: how each pixel's residual is penalised (l2 aims at the conditional mean of ambiguous pixels, e.g. black ones)."),
     rank_weight: float = typer.Option(1.0, "--rank-weight", min=0.0, help="Weight of the twins' ranking loss."),
     min_ev: float = typer.Option(-8.0, "--min-ev", min=-9.0, max=-0.5, help="Corpus training data: darkest global EV shift (real mistakes go far into the dark)."),
     max_ev: float = typer.Option(4.0, "--max-ev", min=0.5, max=5.0, help="Corpus training data: brightest global EV shift (validation keeps the simulator default)."),
@@ -122,6 +123,7 @@ def train_command(
         rank_weight=rank_weight,
         mean_weight=mean_weight,
         mean_loss=mean_loss.value,
+        pixel_loss=pixel_loss.value,
         simulator={"global_ev": (min_ev, max_ev), **({"p_original": originals} if originals is not None else {})},
         checkpoint_every_s=checkpoint_every,
         validate_every_s=validate_every,

@@ -50,6 +50,7 @@ class TrainConfig:
         explore_share: Share of progress with the EAT exploration schedule active.
         explore_strength: Initial exploration strength (damp/amplify factor), decays to 0 over the share.
         mean_weight: Weight of the per-image mean-residual term of the loss (sign/ordering of exposure).
+        mean_loss, pixel_loss: "l1" or "l2" for the mean-residual and per-pixel terms (see exposure_loss).
         gradient_weight: Weight of the map-gradient term (edges of the map where the label has them).
         seed: Seed of model init, data order and augmentation.
         device: "cpu", "cuda", "cuda:N" or "auto".
@@ -88,6 +89,7 @@ class TrainConfig:
     explore_strength: float = 0.5
     mean_weight: float = 1.0
     mean_loss: str = "l1"
+    pixel_loss: str = "l1"
     gradient_weight: float = 0.5
     seed: int = 0
     device: str = "cpu"
@@ -125,29 +127,38 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-#: The squared mean term is divided by 2·MEAN_L2_SCALE, so its gradient equals the L1 term's at that error.
-MEAN_L2_SCALE = 0.05
+#: A squared term is divided by 2·L2_SCALE, so its gradient equals the L1 term's at that error.
+L2_SCALE = 0.05
+MEAN_L2_SCALE = L2_SCALE  # the name stage-5…7 runs' docs use
 
 
-def exposure_loss(pred, target, mean_weight: float = 1.0, gradient_weight: float = 0.5, mean_loss: str = "l1"):
-    """L1 per pixel + L1 of the per-image mean residual + L1 of the map's finite-difference gradients.
+def _penalty(diff, kind: str, what: str):
+    """Mean of |diff| (``l1``) or of diff²/(2·L2_SCALE) (``l2``)."""
+    if kind == "l2":
+        return (diff * diff).mean() / (2.0 * L2_SCALE)
+    if kind == "l1":
+        return diff.abs().mean()
+    raise ValueError(f"{what} must be 'l1' or 'l2', not {kind!r}")
+
+
+def exposure_loss(pred, target, mean_weight: float = 1.0, gradient_weight: float = 0.5, mean_loss: str = "l1",
+                  pixel_loss: str = "l1"):
+    """Per-pixel term + per-image mean-residual term + L1 of the map's finite-difference gradients.
 
     The mean term makes the *overall* verdict (how over or under the photo is) count as much as the pixels,
     which is what holistic scores, EV-sweep ordering and the ROC bars measure; the gradient term asks map
-    edges to sit where the label's edges are. ``mean_loss="l2"`` squares the mean term (scaled, see
-    MEAN_L2_SCALE): L1 pulls a photo's verdict to the conditional *median* of what such a photo could be,
-    which shrinks large errors towards zero when the exposure is ambiguous; L2 aims at the conditional
-    mean, so the average verdict per exposure step is not biased towards "fine".
+    edges to sit where the label's edges are. Each of the first two is L1 or a scaled square (L2_SCALE):
+    L1 pulls a verdict to the conditional *median* of what such a photo (pixel) could be, which shrinks
+    large errors towards zero when the exposure is ambiguous — a black pixel is "fine" in the many
+    well-exposed photos with black shadows and 0.4 under in a frame pushed 8 stops dark; L2 aims at the
+    conditional mean, so the average verdict per exposure step is not biased towards "fine".
+    The returned ``l1`` part is always the plain per-pixel L1 (comparable across runs).
     """
     l1 = (pred - target).abs().mean()
+    pixel_term = l1 if pixel_loss == "l1" else _penalty(pred - target, pixel_loss, "pixel_loss")
     diff = pred.mean(dim=(1, 2, 3)) - target.mean(dim=(1, 2, 3))
-    if mean_loss == "l2":
-        mean_term = (diff * diff).mean() / (2.0 * MEAN_L2_SCALE)
-    elif mean_loss == "l1":
-        mean_term = diff.abs().mean()
-    else:
-        raise ValueError(f"mean_loss must be 'l1' or 'l2', not {mean_loss!r}")
-    loss = l1 + mean_weight * mean_term
+    mean_term = _penalty(diff, mean_loss, "mean_loss")
+    loss = pixel_term + mean_weight * mean_term
     if gradient_weight:
         dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
         dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
@@ -456,7 +467,8 @@ def train(
             with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
                 pred = model(images)
             pred = pred.float()
-            loss, parts = exposure_loss(pred, target, config.mean_weight, config.gradient_weight, config.mean_loss)
+            loss, parts = exposure_loss(pred, target, config.mean_weight, config.gradient_weight, config.mean_loss,
+                                         config.pixel_loss)
             parts["rank"] = 0.0
             if n_twins and config.rank_weight:
                 rank = ranking_loss(pred[:n_twins], pred[-n_twins:], target[:n_twins], target[-n_twins:])
