@@ -281,3 +281,58 @@ def test_stdout_carries_only_the_report_whatever_else_prints(tmp_path):
     assert res.stdout == "path,status\na.jpg,ok\nafter the block\n"
     for noise in ("(raylet) a worker died", "native noise", "child noise"):
         assert noise in res.stderr
+
+
+def _closed_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ray_address_endpoints():
+    from exposure_cli.engines.ray_env import address_endpoint
+
+    assert address_endpoint("10.0.0.5:6380") == ("10.0.0.5", 6380)
+    assert address_endpoint("head.example") == ("head.example", 6379)
+    assert address_endpoint("ray://head.example") == ("head.example", 10001)
+    assert address_endpoint("ray://head.example:20001") == ("head.example", 20001)
+    assert address_endpoint("[::1]:6379") == ("::1", 6379)
+    assert address_endpoint("auto") is None and address_endpoint("local") is None
+    with pytest.raises(ValueError, match="not a Ray address"):
+        address_endpoint("head:port")
+
+
+def test_reachability_check_tells_a_dead_address_from_a_listening_one():
+    import socket
+
+    from exposure_cli.engines.ray_env import check_reachable
+
+    with pytest.raises(ConnectionError, match=r"nothing accepts connections at 127\.0\.0\.1:\d+"):
+        check_reachable(f"127.0.0.1:{_closed_loopback_port()}", timeout_s=2)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        check_reachable(f"127.0.0.1:{server.getsockname()[1]}", timeout_s=2)  # no error
+    check_reachable("auto")  # names no endpoint: left to Ray
+
+
+def test_a_dead_ray_address_fails_in_seconds_with_nothing_written(photo_dir, tmp_path):
+    """Ray's own connection retries to a dead GCS last minutes (and ignore SIGTERM); the scan must stop at
+    once, naming the address, before writing anything."""
+    import time
+
+    pytest.importorskip("ray")
+    address = f"127.0.0.1:{_closed_loopback_port()}"
+    out = tmp_path / "out"
+    started = time.monotonic()
+    with pytest.raises(ScanError, match=rf"cannot reach the Ray cluster at {address}: nothing accepts"):
+        scan([photo_dir], out=out, model="baseline", engine="ray", ray_address=address, regions=False)
+    assert time.monotonic() - started < 60  # Ray's retries took > 7 minutes here
+    assert not out.exists()  # refused before the output folder was touched
+    res = runner.invoke(app, ["scan", str(photo_dir), "--out", str(out), "--engine", "ray", "--ray-address",
+                              address, *FAST])
+    assert res.exit_code == 2 and not out.exists()
+    text = " ".join(res.output.split())
+    assert "--ray-address" in text and "nothing accepts connections" in text

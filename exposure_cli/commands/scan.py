@@ -139,12 +139,13 @@ def register(app: typer.Typer) -> None:
         # regions: with rule sets named, only those they read; otherwise all, so the report can be rescored
         regions_option = ("auto" if named_rules and not no_rules else True) if regions else False
         if engine is not Engine.local:
-            from ..engines import EngineUnavailable, check_engine
+            from ..engines import ClusterUnreachable, EngineUnavailable, check_engine
 
             try:
                 check_engine(engine, ray_address)
             except EngineUnavailable as exc:  # fail before any work, never fall back silently
-                raise typer.BadParameter(str(exc), param_hint="--engine") from None
+                hint = "--ray-address" if isinstance(exc, ClusterUnreachable) else "--engine"
+                raise typer.BadParameter(str(exc), param_hint=hint) from None
         elif ray_address or num_gpus_per_worker is not None or concurrency:
             raise typer.BadParameter("--ray-address, --num-gpus-per-worker and --concurrency need --engine ray")
         if runtime is not None:

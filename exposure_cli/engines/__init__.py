@@ -33,6 +33,10 @@ class EngineUnavailable(RuntimeError):
     """The chosen engine cannot run here (its extra is not installed); the message says what to install."""
 
 
+class ClusterUnreachable(EngineUnavailable):
+    """Nothing accepts connections at ``--ray-address``; the message names the address and why."""
+
+
 def prepare_ray_environment(loopback: bool) -> None:
     """Environment for a Ray driver; must run before ``import ray`` (Ray reads it at import time).
 
@@ -98,6 +102,7 @@ def check_engine(engine: str | Engine, ray_address: str | None = None) -> Engine
     Raises:
         ValueError: Unknown engine name.
         EngineUnavailable: The engine's extra is missing.
+        ClusterUnreachable: Nothing answers at ``ray_address`` (checked in seconds, before any work).
     """
     try:
         chosen = Engine(engine)
@@ -105,6 +110,13 @@ def check_engine(engine: str | Engine, ray_address: str | None = None) -> Engine
         raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(e.value for e in Engine)}") from None
     if chosen is Engine.ray:
         require_ray(loopback=ray_driver_on_loopback(ray_address))
+        if ray_address:
+            from .ray_env import check_reachable
+
+            try:
+                check_reachable(ray_address)
+            except (ConnectionError, ValueError) as exc:
+                raise ClusterUnreachable(f"cannot reach the Ray cluster at {ray_address}: {exc}") from None
     return chosen
 
 
@@ -125,5 +137,5 @@ def engine_loop(engine: str | Engine) -> EngineLoop:
     return run_ray
 
 
-__all__ = ["Engine", "EngineLoop", "EngineUnavailable", "RAY_INSTALL_HINT", "check_engine", "engine_loop",
+__all__ = ["ClusterUnreachable", "Engine", "EngineLoop", "EngineUnavailable", "RAY_INSTALL_HINT", "check_engine", "engine_loop",
            "prepare_ray_environment", "ray_driver_on_loopback", "require_ray"]

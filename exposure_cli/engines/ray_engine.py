@@ -385,7 +385,8 @@ def _last_line(exc: BaseException) -> str:
 
 
 def _join(ray: Any, address: str) -> None:
-    """Connect to the cluster at `address`; a failure names Ray's token authentication when it may be why."""
+    """Connect to the cluster at `address`; a failure names Ray's token authentication when it may be why.
+    (A dead address was refused in seconds before the scan started: ``engines.check_engine``.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:

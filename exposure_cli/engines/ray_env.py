@@ -30,6 +30,7 @@ import contextlib
 import ipaddress
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Iterator, Mapping, MutableMapping, Sequence
 from urllib.parse import parse_qs, urlsplit
@@ -158,6 +159,51 @@ def is_loopback_address(address: str | None) -> bool:
         return False
 
 
+#: Ports Ray listens on when an address gives none: the GCS of ``ray start --head`` and the Ray Client server.
+DEFAULT_GCS_PORT, DEFAULT_CLIENT_PORT = 6379, 10001
+
+
+def address_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) a driver will connect to for ``--ray-address`` (``host:port``, ``[v6]:port``,
+    ``ray://host[:port]``); None for ``auto``/``local``, which name no endpoint."""
+    if not address or address in ("auto", "local"):
+        return None
+    default = DEFAULT_GCS_PORT
+    if address.startswith("ray://"):
+        address, default = address[len("ray://"):], DEFAULT_CLIENT_PORT
+    address = address.split("/", 1)[0]
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif address.count(":") == 1:
+        host, port = address.split(":")
+    else:
+        host, port = address, ""
+    try:
+        return host, int(port) if port else default
+    except ValueError:
+        raise ValueError(f"not a Ray address (host:port): {address!r}") from None
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Raise ConnectionError quickly when nothing accepts connections at ``--ray-address``.
+
+    ``ray.init(address=…)`` on a dead address retries its GCS connection for minutes and does not stop on
+    SIGTERM meanwhile; one TCP connect answers the common cases (wrong port, cluster not started, host
+    down) in at most `timeout_s`. Reachable says nothing about the cluster's health; ``ray.init`` decides that.
+    """
+    endpoint = address_endpoint(address)
+    if endpoint is None:
+        return
+    host, port = endpoint
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
+        raise ConnectionError(f"nothing accepts connections at {host}:{port} ({reason})") from None
+
+
 def auth_hint(environ: Mapping[str, str] | None = None, home: Path | None = None) -> str:
     """What to tell a user whose driver could not join a cluster: Ray's token authentication, when the
     driver has not turned it on (an explicit address never picks up ``~/.ray/auth_token`` by itself)."""
@@ -172,6 +218,6 @@ def auth_hint(environ: Mapping[str, str] | None = None, home: Path | None = None
             "RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH)")
 
 
-__all__ = ["DEAD_PROXY", "LOOPBACK_HOSTS", "auth_hint", "forwarded_env", "is_loopback_address",
-           "private_spawn_env", "ray_system_env", "scoped_env", "storage_env",
-           "user_proxy_env", "uses_custom_s3_endpoint"]
+__all__ = ["DEAD_PROXY", "DEFAULT_CLIENT_PORT", "DEFAULT_GCS_PORT", "LOOPBACK_HOSTS", "address_endpoint",
+           "auth_hint", "check_reachable", "forwarded_env", "is_loopback_address", "private_spawn_env",
+           "ray_system_env", "scoped_env", "storage_env", "user_proxy_env", "uses_custom_s3_endpoint"]
