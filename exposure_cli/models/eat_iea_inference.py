@@ -54,64 +54,75 @@ def _fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.Batc
     return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), shift
 
 
-def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A copy of `conv` with `bn` folded into its weight and bias."""
-    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                       conv.dilation, conv.groups, bias=True)
-    weight, bias = _fold_batchnorm(conv.weight, conv.bias, bn)
-    folded.weight.copy_(weight)
-    folded.bias.copy_(bias)
-    return folded
+def _fused_conv_available() -> bool:
+    """Whether this PyTorch has oneDNN's fused CPU convolutions (``mkldnn::_convolution_pointwise``, the ops
+    Inductor uses for conv + bias + add + ReLU) and they run here."""
+    try:
+        op = torch.ops.mkldnn._convolution_pointwise
+        x = torch.ones(1, 2, 3, 3)
+        y = op.binary(x, x, torch.ones(2, 2, 1, 1), torch.zeros(2), [0, 0], [1, 1], [1, 1], 1, "add", None,
+                      "relu", [], "")
+        return bool(torch.equal(y, torch.full_like(x, 3.0)))
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _pixels(x: torch.Tensor) -> torch.Tensor:
-    """A channels-last B×C×H×W tensor as its (B·H·W)×C matrix of pixels (a view, also of channel slices)."""
+    """A channels-last B×C×H×W tensor as its (B·H·W)×C matrix of pixels (a view, also of a channel slice)."""
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
-def _image(pixels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B·H·W)×C pixels back to a channels-last B×C×H×W view shaped like `like` (batch and size)."""
-    b, _, h, w = like.shape
-    return pixels.view(b, h, w, -1).permute(0, 3, 1, 2)
+#: Checked once at import; without the fused ops the same arithmetic runs as separate PyTorch ops.
+FUSED_CONV = _fused_conv_available()
 
 
-class Pointwise(nn.Module):
-    """A 1×1 convolution (with BatchNorm folded in) as a matrix product over channels-last pixels."""
+class FoldedConv(nn.Module):
+    """A convolution with a bias (BatchNorm folded in) whose caller can ask for ``+ add`` and a ReLU.
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    ``conv(x) + bias (+ add) (→ relu)`` is one oneDNN call where :data:`FUSED_CONV` (one pass over the
+    output instead of three; 1×1 convolutions also stay on oneDNN, where PyTorch would send a small batch on
+    one thread to its slower im2col path), separate ops otherwise. Same arithmetic either way.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1, padding: int = 0,
+                 dilation: int = 1, groups: int = 1) -> None:
         super().__init__()
-        # stored as Cin×Cout so that pixels @ weight_t is the convolution
-        self.register_buffer("weight_t", weight.reshape(weight.shape[0], -1).t().contiguous())
-        self.register_buffer("bias", None if bias is None else bias.clone())
+        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bias is None:
-            return _image(_pixels(x) @ self.weight_t, x)
-        return _image(torch.addmm(self.bias, _pixels(x), self.weight_t), x)
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> "FoldedConv":
+        weight, bias = (conv.weight, conv.bias) if bn is None else _fold_batchnorm(conv.weight, conv.bias, bn)
+        return cls(weight, bias, conv.stride[0], conv.padding[0], conv.dilation[0], conv.groups)
 
-    def accumulate(self, out: torch.Tensor, x: torch.Tensor) -> None:
-        """``out += conv(x)`` in place (`out` channels-last, same batch and size as `x`)."""
-        _pixels_view(out).addmm_(_pixels(x), self.weight_t)
-
-
-def _pixels_view(x: torch.Tensor) -> torch.Tensor:
-    """Like :func:`_pixels`, but fails instead of copying (for results written in place)."""
-    return x.permute(0, 2, 3, 1).view(-1, x.shape[1])
+    def forward(self, x: torch.Tensor, add: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
+        if FUSED_CONV:
+            args = ([self.padding] * 2, [self.stride] * 2, [self.dilation] * 2, self.groups)
+            if add is None:
+                return torch.ops.mkldnn._convolution_pointwise(x, self.weight, self.bias, *args,
+                                                               "relu" if relu else "none", [], "")
+            return torch.ops.mkldnn._convolution_pointwise.binary(x, add, self.weight, self.bias, *args, "add",
+                                                                  None, "relu" if relu else None, [], "")
+        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if add is not None:
+            y += add
+        return F.relu(y, inplace=True) if relu else y
 
 
 class FoldedConvReLU(nn.Module):
-    """``relu(bn(conv(x)))`` of ``_conv_bn_relu`` as one convolution with a bias and an in-place ReLU."""
+    """``relu(bn(conv(x)))`` of ``_conv_bn_relu`` as one convolution with a bias and a ReLU."""
 
     def __init__(self, block: nn.Sequential) -> None:
         super().__init__()
-        self.conv = _folded_conv(block[0], block[1])
+        self.conv = FoldedConv.from_conv(block[0], block[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv(x), inplace=True)
+        return self.conv(x, relu=True)
 
 
 class FoldedSqueezeExcite(nn.Module):
-    """The channel gate of :class:`SqueezeExcite` (a copy; applied by the caller in one fused pass)."""
+    """The channel gate of :class:`SqueezeExcite` (a copy; the caller applies it)."""
 
     def __init__(self, se: SqueezeExcite) -> None:
         super().__init__()
@@ -127,56 +138,60 @@ class FoldedSeparableBlock(nn.Module):
 
     def __init__(self, block: SeparableBlock) -> None:
         super().__init__()
-        self.depthwise = _folded_conv(block.depthwise, block.bn1)
-        self.pointwise = Pointwise(*_fold_batchnorm(block.pointwise.weight, None, block.bn2))
+        self.depthwise = FoldedConv.from_conv(block.depthwise, block.bn1)
+        self.pointwise = FoldedConv.from_conv(block.pointwise, block.bn2)
         self.gate = FoldedSqueezeExcite(block.attention) if isinstance(block.attention, SqueezeExcite) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pointwise(F.relu(self.depthwise(x), inplace=True))
+        hidden = self.depthwise(x, relu=True)
         if self.gate is None:
-            y += x
-        else:
-            y = torch.addcmul(x, y, self.gate(y))
-        return F.relu(y, inplace=True)
+            return self.pointwise(hidden, add=x, relu=True)
+        y = self.pointwise(hidden)
+        return F.relu(torch.addcmul(x, y, self.gate(y)), inplace=True)
 
 
 class FoldedFuse(nn.Module):
     """A decoder stage ``block(relu(bn(conv1x1(cat([up(coarse), *skips])))))`` without the concatenation.
 
     The coarse input is projected by its share of the 1×1 weights (and the bias) before the bilinear
-    upsampling; each skip's share is then added into the upsampled result in place.
+    upsampling; each skip's share is then added to it by its own 1×1 convolution, the last one with the ReLU.
+    A skip may carry more channels than the stage reads (``skip_channels`` says how many lead): the others
+    get zero weights, so a channel slice of a wider tensor is read without copying it.
     """
 
-    def __init__(self, fuse: nn.Sequential, coarse_channels: int, skip_channels: list[int]) -> None:
+    def __init__(self, fuse: nn.Sequential, coarse_channels: int, skip_channels: list[int],
+                 skip_widths: list[int] | None = None) -> None:
         super().__init__()
         weight, bias = _fold_batchnorm(fuse[0][0].weight, None, fuse[0][1])
-        weight = weight.reshape(weight.shape[0], -1)
         edges = [0, coarse_channels]
         for channels in skip_channels:
             edges.append(edges[-1] + channels)
         if edges[-1] != weight.shape[1]:
             raise ValueError(f"fuse stage takes {weight.shape[1]} channels, the inputs have {edges[-1]}")
-        self.coarse = Pointwise(weight[:, : edges[1]], bias)
-        self.skips = nn.ModuleList(Pointwise(weight[:, a:b], None) for a, b in zip(edges[1:], edges[2:]))
+        self.coarse = FoldedConv(weight[:, : edges[1]], bias)
+        skips = []
+        for (a, b), width in zip(zip(edges[1:], edges[2:]), skip_widths or skip_channels):
+            padded = weight.new_zeros(weight.shape[0], width, 1, 1)
+            padded[:, : b - a] = weight[:, a:b]
+            skips.append(FoldedConv(padded, None))
+        self.skips = nn.ModuleList(skips)
         self.block = FoldedSeparableBlock(fuse[1])
 
     def forward(self, coarse: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        size = skips[0].shape[-2:]
-        out = F.interpolate(self.coarse(coarse), size=size, mode="bilinear", align_corners=False)
-        out = out.contiguous(memory_format=torch.channels_last)
-        for projection, skip in zip(self.skips, skips):
-            projection.accumulate(out, skip)
-        return self.block(F.relu(out, inplace=True))
+        out = F.interpolate(self.coarse(coarse), size=skips[0].shape[-2:], mode="bilinear", align_corners=False)
+        last = len(skips) - 1
+        for i, (projection, skip) in enumerate(zip(self.skips, skips)):
+            out = projection(skip, add=out, relu=i == last)
+        return self.block(out)
 
 
-def _front_end(model: EATIEA) -> nn.Conv2d:
+def _front_end(model: EATIEA) -> FoldedConv:
     """The 2×2 stride-2 convolution giving ``[light/skip bands (12), grey Haar bands (4)]`` from the pixels.
 
     With the DWT the first 12 outputs are ``haar_dwt(x − 0.5)`` (LL of R, G, B, then the LH, HL, HH bands
     band-major); in the no-DWT ablation they are ``learned_split(x − 0.5)``. The last 4 are
     ``haar_dwt(grey(x))`` (LL, LH, HL, HH).
     """
-    front = nn.Conv2d(3, 16, 2, 2, bias=True)
     weight = torch.zeros(16, 3, 2, 2)
     bias = torch.zeros(16)
     if model.config.use_dwt:
@@ -191,9 +206,7 @@ def _front_end(model: EATIEA) -> nn.Conv2d:
     for band in range(4):
         for channel, grey_weight in enumerate(_GREY):
             weight[12 + band, channel] = grey_weight * 0.5 * _HAAR_SIGNS[band]
-    front.weight.copy_(weight)
-    front.bias.copy_(bias)
-    return front
+    return FoldedConv(weight, bias, stride=2)
 
 
 class FoldedEATIEA(nn.Module):
@@ -225,10 +238,11 @@ class FoldedEATIEA(nn.Module):
         self.fuse16 = FoldedFuse(model.fuse16, w32, [w16] + ([s16] if s16 else []))
         self.fuse8 = FoldedFuse(model.fuse8, d16, [w8])
         self.fuse4 = FoldedFuse(model.fuse4, d8, [w4] + ([s4] if s4 else []))
-        self.fuse2 = FoldedFuse(model.fuse2, d4, [12])
-        # offset and gain of the four sub-bands from one matrix product
-        self.head = Pointwise(torch.cat([model.head_offset.weight, model.head_gain.weight]),
-                              torch.cat([model.head_offset.bias, model.head_gain.bias]))
+        # the 1/2 skip is read as all 16 channels of the front end (the 4 grey bands with zero weights)
+        self.fuse2 = FoldedFuse(model.fuse2, d4, [12], skip_widths=[16])
+        # offset and gain of the four sub-bands from one 1×1 convolution
+        self.head = FoldedConv(torch.cat([model.head_offset.weight, model.head_gain.weight]),
+                               torch.cat([model.head_offset.bias, model.head_gain.bias]))
         self.register_buffer("inverse_haar", _INVERSE_HAAR.clone())
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -244,7 +258,7 @@ class FoldedEATIEA(nn.Module):
         """The 9 colour high bands and the 3 gradient magnitudes of the grey high bands (as in ``EATIEA._split``)."""
         if not self.config.use_dwt:
             return front[:, :12]
-        grey_high = front[:, 13:16]
+        grey_high = front[:, 13:16].contiguous(memory_format=torch.channels_last)  # differences of a slice are slow
         gradient = torch.zeros_like(grey_high, memory_format=torch.channels_last)
         # |horizontal difference| (0 in the last column) + |vertical difference| (0 in the last row)
         torch.sub(grey_high[..., :, 1:], grey_high[..., :, :-1], out=gradient[..., :, :-1]).abs_()
@@ -253,8 +267,7 @@ class FoldedEATIEA(nn.Module):
 
     def _forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         front = self.front(x)  # B×16×H/2×W/2: [light/skip bands (12), grey bands (4)]
-        skip2 = front[:, :12]
-        light_in = front[:, :3] if self.config.use_dwt else skip2
+        light_in = front[:, :3] if self.config.use_dwt else front[:, :12]
 
         l4 = self.light4(self.light_stem(light_in))
         l8 = self.light8(l4)
@@ -274,7 +287,7 @@ class FoldedEATIEA(nn.Module):
         d16 = self.fuse16(l32, skips16)
         d8 = self.fuse8(d16, [l8])
         d4 = self.fuse4(d8, skips4)
-        d2 = self.fuse2(d4, [skip2])
+        d2 = self.fuse2(d4, [front])
 
         offset_gain = _pixels(self.head(d2))  # (B·h·w)×8
         bands = torch.addcmul(offset_gain[:, :4], offset_gain[:, 4:], _pixels(front[:, 12:16]))
