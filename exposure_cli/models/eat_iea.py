@@ -208,12 +208,20 @@ class EATBlock(nn.Module):
         #: Exploration strength in [0, 1), set by the trainer from its progress; 0 = exploitation (free offsets).
         self.register_buffer("explore", torch.zeros(()), persistent=False)
 
+    def coordinate_grid(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        """Pixel-centre coordinates of an h×w map, h×w×2 (x, y), on `like`'s device and dtype."""
+        return _coordinate_grid(h, w, like.device, like.dtype)
+
+    def query_embedding(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        """Positional term of the h·w queries, 1×HW×C."""
+        return self.query_pos(_fourier(self.coordinate_grid(h, w, like).reshape(1, h * w, 2)))
+
     def interest_coordinates(self, feat: torch.Tensor) -> torch.Tensor:
         """Learned interest points of each image: soft-argmax of the saliency head, B×P×2 in [-1, 1]."""
         b, _, h, w = feat.shape
         logits = self.interest_head(feat).flatten(2)  # B, P, HW
         weights = torch.softmax(logits.float(), dim=-1).to(feat.dtype)
-        grid = _coordinate_grid(h, w, feat.device, feat.dtype).reshape(h * w, 2)
+        grid = self.coordinate_grid(h, w, feat).reshape(h * w, 2)
         return weights @ grid
 
     def sample_positions(self, feat: torch.Tensor, interest: torch.Tensor) -> torch.Tensor:
@@ -223,7 +231,7 @@ class EATBlock(nn.Module):
         pooled = _adaptive_pool(feat, g)
         offsets = torch.tanh(self.offset_net(pooled)) * self.offset_range  # B, 2·heads, g, g
         offsets = offsets.reshape(b, self.heads, 2, g, g).permute(0, 1, 3, 4, 2)  # B, heads, g, g, 2
-        reference = _coordinate_grid(g, g, feat.device, offsets.dtype)  # g, g, 2
+        reference = self.coordinate_grid(g, g, offsets)  # g, g, 2
         if self.training and self.use_schedule:
             offsets = self._schedule(offsets, reference, interest)
         positions = (reference + offsets).clamp(-1.0, 1.0)
@@ -265,8 +273,7 @@ class EATBlock(nn.Module):
         # Reassemble per-head sampled channels into full-width key tokens: B, n_keys, C.
         keys = keys.reshape(b, self.heads, n_keys, head_dim).permute(0, 2, 1, 3).reshape(b, n_keys, c)
 
-        query_coords = _coordinate_grid(h, w, x.device, tokens.dtype).reshape(1, h * w, 2)
-        q = self.q(tokens + self.query_pos(_fourier(query_coords)))
+        q = self.q(tokens + self.query_embedding(h, w, tokens))
         k, v = self.kv(keys).chunk(2, dim=-1)
         q = q.reshape(b, h * w, self.heads, head_dim).transpose(1, 2)
         k = k.reshape(b, n_keys, self.heads, head_dim).transpose(1, 2)

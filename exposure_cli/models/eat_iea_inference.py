@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .eat_iea import _GREY, MULTIPLE, EATIEA, SeparableBlock, SqueezeExcite
+from .eat_iea import _GREY, MULTIPLE, EATBlock, EATIEA, SeparableBlock, SqueezeExcite
 
 #: Orthonormal Haar signs of one 2×2 block ``[[a, b], [c, d]]`` per band, in the order of ``haar_dwt``.
 _HAAR_SIGNS = torch.tensor(
@@ -74,14 +74,18 @@ def _pixels(x: torch.Tensor) -> torch.Tensor:
 
 #: Checked once at import; without the fused ops the same arithmetic runs as separate PyTorch ops.
 FUSED_CONV = _fused_conv_available()
+#: The fused op costs ~50 µs more per call than ``F.conv2d`` (it reorders the weight each time), which a
+#: map of fewer pixels (batch × height × width of the input) does not win back (measured on 1 thread).
+FUSED_MIN_PIXELS = 128 * 128
 
 
 class FoldedConv(nn.Module):
     """A convolution with a bias (BatchNorm folded in) whose caller can ask for ``+ add`` and a ReLU.
 
-    ``conv(x) + bias (+ add) (→ relu)`` is one oneDNN call where :data:`FUSED_CONV` (one pass over the
-    output instead of three; 1×1 convolutions also stay on oneDNN, where PyTorch would send a small batch on
-    one thread to its slower im2col path), separate ops otherwise. Same arithmetic either way.
+    ``conv(x) + bias (+ add) (→ relu)`` is one oneDNN call where :data:`FUSED_CONV` and the input has at
+    least :data:`FUSED_MIN_PIXELS` pixels (one pass over the output instead of three; 1×1 convolutions also
+    stay on oneDNN, where PyTorch sends a small batch on one thread to its slower im2col path), separate ops
+    otherwise. Same arithmetic either way.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1, padding: int = 0,
@@ -97,7 +101,7 @@ class FoldedConv(nn.Module):
         return cls(weight, bias, conv.stride[0], conv.padding[0], conv.dilation[0], conv.groups)
 
     def forward(self, x: torch.Tensor, add: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
-        if FUSED_CONV:
+        if FUSED_CONV and x.shape[0] * x.shape[-2] * x.shape[-1] >= FUSED_MIN_PIXELS:
             args = ([self.padding] * 2, [self.stride] * 2, [self.dilation] * 2, self.groups)
             if add is None:
                 return torch.ops.mkldnn._convolution_pointwise(x, self.weight, self.bias, *args,
@@ -185,6 +189,38 @@ class FoldedFuse(nn.Module):
         return self.block(out)
 
 
+class CachedEATBlock(EATBlock):
+    """An :class:`EATBlock` copy that computes its coordinate grids and query embeddings once per map size.
+
+    They depend only on the size (and, for the embedding, on weights that are frozen here), so caching
+    them changes nothing but the number of small ops per call, which dominates at the 1/32 scale.
+    """
+
+    def __init__(self, block: EATBlock, mlp_ratio: float) -> None:
+        super().__init__(block.dim, block.heads, block.ref_grid, block.interest_points, block.offset_range,
+                         mlp_ratio, block.use_schedule)
+        self.load_state_dict(block.state_dict())
+        self._grids: dict[tuple, torch.Tensor] = {}
+        self._queries: dict[tuple, torch.Tensor] = {}
+
+    def coordinate_grid(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        key = (h, w, like.device, like.dtype)
+        if key not in self._grids:
+            self._grids[key] = super().coordinate_grid(h, w, like)
+        return self._grids[key]
+
+    def query_embedding(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        key = (h, w, like.device, like.dtype)
+        if key not in self._queries:
+            self._queries[key] = super().query_embedding(h, w, like)
+        return self._queries[key]
+
+    def _apply(self, fn, recurse=True):  # .to(device/dtype): cached tensors belong to the old one
+        self._grids.clear()
+        self._queries.clear()
+        return super()._apply(fn, recurse)
+
+
 def _front_end(model: EATIEA) -> FoldedConv:
     """The 2×2 stride-2 convolution giving ``[light/skip bands (12), grey Haar bands (4)]`` from the pixels.
 
@@ -228,7 +264,7 @@ class FoldedEATIEA(nn.Module):
         self.light8 = nn.Sequential(FoldedConvReLU(model.light8[0]), FoldedSeparableBlock(model.light8[1]))
         self.light16 = nn.Sequential(FoldedConvReLU(model.light16[0]), FoldedSeparableBlock(model.light16[1]))
         self.light32 = nn.Sequential(FoldedConvReLU(model.light32[0]), FoldedSeparableBlock(model.light32[1]))
-        self.eat = copy.deepcopy(model.eat)
+        self.eat = nn.ModuleList(CachedEATBlock(block, cfg.mlp_ratio) for block in model.eat)
         if cfg.use_structure:
             self.structure_short = nn.Sequential(
                 FoldedConvReLU(model.structure_short[0]), FoldedSeparableBlock(model.structure_short[1])
