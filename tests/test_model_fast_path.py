@@ -164,12 +164,12 @@ def test_shipped_state_dict_keys_unchanged():
 
 
 def test_eager_runtime_folds_on_cpu_only(shipped):
-    from exposure_cli.runtimes import _eager_module, build_runner
+    from exposure_cli.runtimes import build_runner
 
     reference, _ = shipped
     run = build_runner(reference, "eager", "cpu")
     assert isinstance(run.model, FoldedEATIEA)
-    assert _eager_module(reference, "cuda") is reference  # autocast on GPUs runs the trained module
+    assert build_runner(reference, "eager", "cuda").model is reference  # GPUs (autocast): the trained module
     x = _images(2, 96, 128)
     with torch.inference_mode():
         expected = reference(x)[:, 0].clamp(-1, 1).numpy()

@@ -9,17 +9,21 @@ laid out, so the maps agree with the network's to float rounding (tested: ≤ 1e
   convolution (16 outputs: LL, 9 high bands, grey LL, 3 grey high bands) replaces the slicing, sums, grey
   reduction and concatenations.
 * **BatchNorm folded** into the convolution before it (running statistics are constants in eval).
-* **1×1 convolutions as matrix products over channels-last pixels** (``addmm``): PyTorch sends a 1×1
-  convolution of a small batch on one thread to its slow im2col path, not to oneDNN.
+* **Convolution, bias, residual add and ReLU in one oneDNN call** on maps large enough to pay for it
+  (``mkldnn::_convolution_pointwise``, the fused op Inductor uses; separate ops where it is missing). This
+  also keeps the 1×1 convolutions on oneDNN: PyTorch sends a 1×1 convolution of a batch under 16 on one
+  thread to its slower im2col path (``_slow_conv2d_forward``).
 * **No concatenation before the decoder's 1×1 convolutions.** ``conv(cat(up(a), b, c))`` is
   ``up(conv_a(a)) + conv_b(b) + conv_c(c)``: bilinear upsampling and a 1×1 convolution are both linear
   and act on different axes (and the upsampling weights sum to one, so the bias passes through), so the
-  coarse input is projected *before* it is upsampled, on a quarter of the pixels, and the skips are
-  accumulated into the result in place.
+  coarse input is projected *before* it is upsampled, on a quarter of the pixels, and each skip's share
+  is added by its own convolution.
 * **Inverse Haar DWT as a 4×4 matrix and a pixel shuffle** of the head's four sub-bands.
+* **EAT blocks** (at 1/32 of the input) with their coordinate grids and query embeddings computed once
+  per map size (:class:`CachedEATBlock`); otherwise unchanged.
 
-The EAT blocks (at 1/32 of the input) are copied unchanged. The module is for float32 on the CPU: the
-analyzer keeps the trained module on other devices (its CUDA path runs under autocast).
+The module is for float32 on the CPU: the analyzer keeps the trained module on other devices (its CUDA
+path runs under autocast).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .eat_iea import _GREY, MULTIPLE, EATBlock, EATIEA, SeparableBlock, SqueezeExcite
+from .eat_iea import MULTIPLE, EATBlock, EATIEA, SeparableBlock, SqueezeExcite
 
 #: Orthonormal Haar signs of one 2×2 block ``[[a, b], [c, d]]`` per band, in the order of ``haar_dwt``.
 _HAAR_SIGNS = torch.tensor(
@@ -240,7 +244,7 @@ def _front_end(model: EATIEA) -> FoldedConv:
         weight[:12] = split.weight.detach()
         bias[:12] = split.bias.detach() - 0.5 * split.weight.detach().sum(dim=(1, 2, 3))
     for band in range(4):
-        for channel, grey_weight in enumerate(_GREY):
+        for channel, grey_weight in enumerate(model.grey_weights.flatten().tolist()):
             weight[12 + band, channel] = grey_weight * 0.5 * _HAAR_SIGNS[band]
     return FoldedConv(weight, bias, stride=2)
 
