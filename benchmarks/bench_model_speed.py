@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package, not another installed copy
+
 
 def _time_once(model, x) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
