@@ -67,7 +67,7 @@ def _fused_conv_available() -> bool:
         y = op.binary(x, x, torch.ones(2, 2, 1, 1), torch.zeros(2), [0, 0], [1, 1], [1, 1], 1, "add", None,
                       "relu", [], "")
         return bool(torch.equal(y, torch.full_like(x, 3.0)))
-    except (AttributeError, RuntimeError):
+    except (AttributeError, RuntimeError, NotImplementedError):
         return False
 
 
@@ -163,8 +163,9 @@ class FoldedFuse(nn.Module):
 
     The coarse input is projected by its share of the 1×1 weights (and the bias) before the bilinear
     upsampling; each skip's share is then added to it by its own 1×1 convolution, the last one with the ReLU.
-    A skip may carry more channels than the stage reads (``skip_channels`` says how many lead): the others
-    get zero weights, so a channel slice of a wider tensor is read without copying it.
+    A skip may be wider than what the stage reads (``skip_widths``; the stage reads the first
+    ``skip_channels`` of each): the other channels get zero weights, so the leading channels of a wider
+    tensor are read without copying them out.
     """
 
     def __init__(self, fuse: nn.Sequential, coarse_channels: int, skip_channels: list[int],
@@ -196,8 +197,9 @@ class FoldedFuse(nn.Module):
 class CachedEATBlock(EATBlock):
     """An :class:`EATBlock` copy that computes its coordinate grids and query embeddings once per map size.
 
-    They depend only on the size (and, for the embedding, on weights that are frozen here), so caching
-    them changes nothing but the number of small ops per call, which dominates at the 1/32 scale.
+    They depend only on the size (and, for the embedding, on weights that are frozen here: the block is a
+    copy made for inference), so caching them changes nothing but the number of small ops per call, which
+    dominates at the 1/32 scale. Moving the module (``.to``) empties the caches.
     """
 
     def __init__(self, block: EATBlock, mlp_ratio: float) -> None:
