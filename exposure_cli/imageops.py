@@ -1,8 +1,11 @@
 """Image operations for analyzers: resizing to a working resolution and edge-aware map upsampling.
 
-A network sees each photo at a working size (long side ``long_side``); its map is brought back to the
-photo's size by a guided filter with the photo's grey image as the guide, so heatmap edges follow the
-photo's edges instead of the working-resolution pixel grid.
+A network sees each photo at a working size: photos larger than the working resolution (long side
+``long_side``) are shrunk to it; smaller photos keep their own size (:func:`analysis_size`; upscaled only
+to ``min_long_side``, see docs/MODEL.md "Small images"). The network pads to a multiple of
+:data:`NETWORK_MULTIPLE`, so photos of one padded size (:func:`padded_size`) batch together. A map is
+brought back to the photo's size by a guided filter with the photo's grey image as the guide, so heatmap
+edges follow the photo's edges instead of the working-resolution pixel grid.
 """
 
 from __future__ import annotations
@@ -10,6 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from .color import grey
+
+#: The network's spatial multiple: inputs are padded (replicate, bottom/right) up to it and cropped back.
+NETWORK_MULTIPLE = 32
+#: Photos with a long side from this up to the working resolution are analysed at their own size; smaller
+#: ones at the working resolution (upscaled), because below it the maps measurably suffer. Chosen by
+#: measurement, not by a weights file (docs/MODEL.md, "Small images").
+NATIVE_MIN_LONG_SIDE = 256
 
 #: Guided-filter radius (pixels at working resolution) and regulariser for the map upsampling.
 GUIDE_RADIUS = 2
@@ -22,11 +32,48 @@ def working_size(height: int, width: int, long_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def to_working_size(image: np.ndarray, long_side: int) -> np.ndarray:
-    """`image` (H×W×3 float) resized so its long side is `long_side` (area when shrinking), clipped to [0, 1]."""
+def analysis_size(height: int, width: int, long_side: int,
+                  native_min_long_side: int = NATIVE_MIN_LONG_SIDE) -> tuple[int, int]:
+    """Size (h, w) the network sees for a `height`×`width` photo.
+
+    Larger than `long_side`: shrunk so the long side is `long_side`. From `native_min_long_side` up to
+    `long_side`: its own size. Smaller than `native_min_long_side`: upscaled to `long_side`
+    (``native_min_long_side > long_side`` restores "always `long_side`"). Aspect ratio kept.
+    """
+    longest = max(height, width)
+    if int(native_min_long_side) <= longest <= int(long_side):
+        return int(height), int(width)
+    return working_size(height, width, long_side)
+
+
+def padded_size(height: int, width: int, multiple: int = NETWORK_MULTIPLE) -> tuple[int, int]:
+    """(h, w) rounded up to the network's multiple: the shape the network computes on."""
+    return -(-int(height) // multiple) * multiple, -(-int(width) // multiple) * multiple
+
+
+def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`image` (H×W×C) padded bottom/right by edge replication to `height`×`width` — what the network
+    does to its input itself, so a padded photo gives the same map, cropped back, as the photo alone."""
+    pad_h, pad_w = height - image.shape[0], width - image.shape[1]
+    if pad_h < 0 or pad_w < 0:
+        raise ValueError(f"cannot pad {image.shape[:2]} to {(height, width)}")
+    if not (pad_h or pad_w):
+        return image
+    return np.pad(image, ((0, pad_h), (0, pad_w)) + ((0, 0),) * (image.ndim - 2), mode="edge")
+
+
+def to_working_size(image: np.ndarray, long_side: int, native_min_long_side: int | None = None) -> np.ndarray:
+    """`image` (H×W×3 float) resized for the network (area when shrinking), clipped to [0, 1].
+
+    Without `native_min_long_side` the long side becomes exactly `long_side`; with it,
+    :func:`analysis_size` decides (photos from that size up to `long_side` keep their size).
+    """
     import cv2
 
-    h, w = working_size(image.shape[0], image.shape[1], long_side)
+    if native_min_long_side is None:
+        h, w = working_size(image.shape[0], image.shape[1], long_side)
+    else:
+        h, w = analysis_size(image.shape[0], image.shape[1], long_side, native_min_long_side)
     if (h, w) != image.shape[:2]:
         interpolation = cv2.INTER_AREA if h < image.shape[0] else cv2.INTER_LINEAR
         image = cv2.resize(image, (w, h), interpolation=interpolation)
@@ -103,6 +150,11 @@ def map_to_image_size(low_map: np.ndarray, small: np.ndarray, image: np.ndarray,
 __all__ = [
     "GUIDE_EPS",
     "GUIDE_RADIUS",
+    "NATIVE_MIN_LONG_SIDE",
+    "NETWORK_MULTIPLE",
+    "analysis_size",
+    "pad_to",
+    "padded_size",
     "box_filter",
     "guided_upsample",
     "map_to_image_size",

@@ -462,22 +462,36 @@ def bucket_key(image: DecodedImage, working_long_side: int, multiple: int = 32) 
 
 
 class Batcher:
-    """Groups decoded photos by bucket; emits full batches, and the biggest bucket under memory pressure."""
+    """Groups decoded photos by bucket; emits full batches, and the biggest bucket under memory pressure.
 
-    def __init__(self, batch_size: int, working_long_side: int, max_buffered: int | None = None) -> None:
+    With an analyzer that says how it batches (``batch_key(h, w)`` and ``per_pass(key)``, as the ``eat``
+    analyzer does), buckets follow its keys and a bucket is full at ``per_pass(key)`` photos — many
+    thumbnails per batch — and the buffer limit counts batches' worth of photos, not photos.
+    """
+
+    def __init__(self, batch_size: int, working_long_side: int, max_buffered: int | None = None,
+                 analyzer: Any = None) -> None:
         self.batch_size = max(1, batch_size)
         self.working_long_side = working_long_side
         self.max_buffered = max_buffered or 4 * self.batch_size
         self.buckets: dict[tuple[int, int], list[Decoded]] = {}
-        self.buffered = 0
+        self.buffered = 0.0  # in photos of batch_size-photo batches (a thumbnail counts less)
+        self._key = getattr(analyzer, "batch_key", None)
+        self._per_pass = getattr(analyzer, "per_pass", None)
+
+    def _bucket(self, d: Decoded) -> tuple[tuple[int, int], int]:
+        assert d.image is not None
+        if self._key is None or self._per_pass is None:
+            return bucket_key(d.image, self.working_long_side), self.batch_size
+        key = tuple(self._key(*d.image.rgb.shape[:2]))
+        return key, max(1, int(self._per_pass(key)))  # type: ignore[return-value]
 
     def add(self, d: Decoded) -> list[Decoded] | None:
-        assert d.image is not None
-        key = bucket_key(d.image, self.working_long_side)
+        key, capacity = self._bucket(d)
         bucket = self.buckets.setdefault(key, [])
         bucket.append(d)
-        self.buffered += 1
-        if len(bucket) >= self.batch_size:
+        self.buffered += self.batch_size / capacity
+        if len(bucket) >= capacity:
             return self._take(key)
         if self.buffered >= self.max_buffered:
             return self._take(max(self.buckets, key=lambda k: len(self.buckets[k])))
@@ -485,7 +499,7 @@ class Batcher:
 
     def _take(self, key) -> list[Decoded]:
         batch = self.buckets.pop(key)
-        self.buffered -= len(batch)
+        self.buffered = sum(self.batch_size / self._bucket(b[0])[1] * len(b) for b in self.buckets.values())
         return batch
 
     def drain(self) -> Iterator[list[Decoded]]:

@@ -1,11 +1,15 @@
 """The ``eat`` analyzer: the EAT-IEA network at a working resolution, maps brought back edge-aware.
 
-Per batch: every photo is resized so its long side is ``working_long_side`` (512 by default), photos of the
-same working size are stacked into one tensor (the network pads to its multiple of 32 and crops back), the
-network runs under ``torch.inference_mode`` in channels-last layout (bf16/fp16 autocast on CUDA), and each
-map is brought back to its photo's size by guided-filter upsampling with the photo's grey image as the
-guide (``exposure_cli.imageops``). Weights are found, checked against their card and loaded by
-``exposure_cli.weights``.
+Per batch: every photo larger than ``working_long_side`` (512 by default) is shrunk so its long side is
+that; smaller photos keep their own size from ``native_min_long_side`` (256 px) up, and tinier ones are
+upscaled to ``working_long_side`` because their maps measurably suffer otherwise (docs/MODEL.md "Small
+images"). Photos are grouped by their size padded to the network's multiple of 32, padded to it by edge
+replication (as the network pads its input itself) and stacked — as many per forward pass as fit the pixels
+of ``batch_size`` working-size photos, so a batch of small photos costs what its pixels cost — and each map
+is cropped back to its photo. The network runs under ``torch.inference_mode`` in channels-last layout
+(bf16/fp16 autocast on CUDA), and each map is brought back to its photo's size by guided-filter upsampling
+with the photo's grey image as the guide (``exposure_cli.imageops``). Weights are found, checked against
+their card and loaded by ``exposure_cli.weights``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._version import __version__
-from ..imageops import map_to_image_size, to_working_size
+from ..imageops import NATIVE_MIN_LONG_SIDE, analysis_size, map_to_image_size, pad_to, padded_size, to_working_size
 from ..weights import load_model, resolve_weights
 from .base import Analyzer, AnalyzerInfo
 
@@ -46,8 +50,12 @@ class EATAnalyzer(Analyzer):
     Args:
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         weights: Weights file or folder; None → $EXPOSURE_WEIGHTS → shipped default.
-        working_long_side: Long side the network sees (the card's training resolution is a good choice).
-        batch_size: Images per forward pass.
+        working_long_side: Long side the network sees for larger photos (the card's training resolution is
+            a good choice).
+        native_min_long_side: Photos with a long side from this up to ``working_long_side`` are analysed at
+            their own size; smaller ones are upscaled to ``working_long_side`` (``> working_long_side``:
+            every photo at ``working_long_side``, the old way).
+        batch_size: Working-size photos per forward pass; smaller photos fill the same number of pixels.
         compile: Wrap the network in ``torch.compile`` (same as ``runtime="compile"``).
         runtime: Inference runtime (:class:`exposure_cli.runtimes.Runtime`; default
             :data:`~exposure_cli.runtimes.DEFAULT_RUNTIME`). ONNX Runtime and OpenVINO need their extras.
@@ -59,6 +67,7 @@ class EATAnalyzer(Analyzer):
         weights: str | os.PathLike | None = None,
         working_long_side: int = 512,
         batch_size: int = 8,
+        native_min_long_side: int = NATIVE_MIN_LONG_SIDE,
         compile: bool = False,
         runtime: str | None = None,
         **_: object,
@@ -68,6 +77,7 @@ class EATAnalyzer(Analyzer):
         if int(working_long_side) < 32:
             raise ValueError(f"working_long_side must be at least 32, got {working_long_side}")
         self.working_long_side = int(working_long_side)
+        self.native_min_long_side = int(native_min_long_side)
         self.batch_size = max(1, int(batch_size))
         self.device = pick_device(device)
         path = resolve_weights(weights)
@@ -93,7 +103,7 @@ class EATAnalyzer(Analyzer):
             weights_sha256=self._weights.sha256,
             working_long_side=self.working_long_side,
             extra={"architecture": str(card.get("architecture", "")), "weights": str(self._weights.path),
-                   "runtime": self.runtime.value},
+                   "runtime": self.runtime.value, "native_min_long_side": str(self.native_min_long_side)},
         )
 
     @property
@@ -102,33 +112,49 @@ class EATAnalyzer(Analyzer):
 
         return EVCalibration.from_card(self._weights.card)
 
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) the network sees for a `height`×`width` photo (before padding to its multiple)."""
+        return analysis_size(height, width, self.working_long_side, self.native_min_long_side)
+
+    def batch_key(self, height: int, width: int) -> tuple[int, int]:
+        """Photos with equal keys share forward passes: the padded shape the network computes on."""
+        return padded_size(*self.network_size(height, width))
+
+    def per_pass(self, key: tuple[int, int]) -> int:
+        """Photos of padded shape `key` per forward pass: the pixels of ``batch_size`` working-size photos."""
+        budget = self.batch_size * self.working_long_side * self.working_long_side
+        return max(self.batch_size, budget // max(1, key[0] * key[1]))
+
     def analyze_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [finish() for finish in self.analyze_split(images)]
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """The photo at the working size (what the network sees)."""
+        """The photo at the size the network sees (:func:`exposure_cli.imageops.analysis_size`)."""
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
-        return to_working_size(image, self.working_long_side)
+        return to_working_size(image, self.working_long_side, self.native_min_long_side)
 
     def analyze_split(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None):
         """The network on every batch now; each photo's guided upsampling to its size when called
-        (``image_grey``: the photo's grey image, the guide, if the caller has it)."""
+        (``image_grey``: the photo's grey image, the guide, if the caller has it). Photos are grouped by
+        padded size, as many per forward pass as :meth:`per_pass` allows."""
         from functools import partial
 
         results: list[Any] = [None] * len(images)
-        resized: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+        groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         for index, image in enumerate(images):
             small = prepared[index] if prepared is not None else None
             if small is None:
                 small = self.prepare(image)
-            resized.setdefault(small.shape[:2], []).append((index, small))
-        for group in resized.values():
-            for start in range(0, len(group), self.batch_size):
-                chunk = group[start : start + self.batch_size]
-                maps = self._run([img for _, img in chunk])
+            groups.setdefault(padded_size(*small.shape[:2]), []).append((index, small))
+        for key, group in groups.items():
+            step = self.per_pass(key)
+            for start in range(0, len(group), step):
+                chunk = group[start : start + step]
+                maps = self._run([pad_to(img, *key) for _, img in chunk])
                 for (index, small), low_map in zip(chunk, maps):
+                    low_map = low_map[: small.shape[0], : small.shape[1]]
                     results[index] = partial(map_to_image_size, low_map, small,
                                              np.asarray(images[index], np.float32))
         return results

@@ -27,7 +27,7 @@ def run_local(todo: Sequence[InputFile], options: ScanOptions,
     """
     workers = options.workers or default_workers()
     working = processor.analyzer.working_long_side
-    batcher = Batcher(options.batch_size, working)
+    batcher = Batcher(options.batch_size, working, analyzer=processor.analyzer)
     window = max(2 * workers, 2 * options.batch_size)
     pending: deque[list[Future]] = deque()
     max_pending = 3

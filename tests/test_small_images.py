@@ -1,0 +1,199 @@
+"""Small images (issue 18): analysed at their own size (not upscaled to the working resolution), maps
+at the photo's size, thumbnails batched many per forward pass, and accuracy kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from exposure_cli.analyzers import create_analyzer  # noqa: E402
+from exposure_cli.imageops import (  # noqa: E402
+    NATIVE_MIN_LONG_SIDE,
+    NETWORK_MULTIPLE,
+    analysis_size,
+    pad_to,
+    padded_size,
+)
+from exposure_cli.models import create_model, model_config  # noqa: E402
+from exposure_cli.weights import save_weights  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture()
+def tiny_weights(tmp_path):
+    torch.manual_seed(0)
+    folder = tmp_path / "w"
+    save_weights(create_model("eat_iea_test"), folder,
+                 {"architecture": "eat_iea_test", "config": model_config("eat_iea_test")})
+    return folder
+
+
+class ForwardLog:
+    """Records the shape of every tensor the network is called with (a forward pre-hook)."""
+
+    def __init__(self, model) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+        self.handle = model.register_forward_pre_hook(lambda _m, args: self.shapes.append(tuple(args[0].shape)))
+
+
+def test_network_multiple_is_the_models():
+    from exposure_cli.models.eat_iea import MULTIPLE
+
+    assert NETWORK_MULTIPLE == MULTIPLE
+
+
+@pytest.mark.parametrize(("shape", "expected"), [
+    ((96, 128), (96, 128)),        # a small photo keeps its size
+    ((256, 192), (256, 192)),
+    ((512, 384), (512, 384)),
+    ((3000, 4000), (384, 512)),    # larger photos shrink to the working resolution
+    ((600, 20), (512, 17)),
+    ((48, 64), (384, 512)),        # below native_min_long_side: the working resolution
+])
+def test_analysis_size_follows_small_photos_and_shrinks_large_ones(shape, expected):
+    assert analysis_size(*shape, 512, native_min_long_side=128) == expected
+
+
+def test_analysis_size_thresholds():
+    assert analysis_size(48, 64, 512, native_min_long_side=1) == (48, 64)  # every size native
+    assert analysis_size(96, 128, 512, native_min_long_side=513) == (384, 512)  # the old policy
+    assert 1 <= NATIVE_MIN_LONG_SIDE <= 512
+
+
+def test_padded_size_and_pad_to_replicate_edges():
+    assert padded_size(48, 64) == (64, 64) and padded_size(33, 1) == (64, 32) and padded_size(64, 96) == (64, 96)
+    img = np.arange(2 * 3 * 1, dtype=np.float32).reshape(2, 3, 1)
+    out = pad_to(img, 4, 5)
+    assert out.shape == (4, 5, 1)
+    np.testing.assert_array_equal(out[:2, :3], img)
+    np.testing.assert_array_equal(out[3, :3, 0], img[1, :, 0])  # last row repeated
+    np.testing.assert_array_equal(out[:2, 4, 0], img[:, 2, 0])  # last column repeated
+    with pytest.raises(ValueError):
+        pad_to(img, 1, 5)
+
+
+def test_a_small_photo_is_not_upscaled_and_its_map_keeps_its_size(tiny_weights):
+    analyzer = create_analyzer("eat", weights=tiny_weights, device="cpu")  # working 512, default floor
+    log = ForwardLog(analyzer.model)
+    rng = np.random.default_rng(0)
+    (m,) = analyzer.analyze_batch([rng.random((200, 300, 3), dtype=np.float32)])
+    assert m.shape == (200, 300) and m.dtype == np.float32 and np.abs(m).max() <= 1.0
+    # the network saw 224×320 (200×300 padded to its multiple of 32), not 341×512
+    assert log.shapes == [(1, 3, 224, 320)]
+
+
+def test_a_tiny_thumbnail_follows_the_measured_rule(tiny_weights):
+    analyzer = create_analyzer("eat", weights=tiny_weights, device="cpu")
+    log = ForwardLog(analyzer.model)
+    (m,) = analyzer.analyze_batch([np.random.default_rng(0).random((48, 64, 3), dtype=np.float32)])
+    assert m.shape == (48, 64)
+    h, w = padded_size(*analysis_size(48, 64, 512, NATIVE_MIN_LONG_SIDE))
+    assert log.shapes == [(1, 3, h, w)]
+
+
+def test_native_policy_runs_a_thumbnail_at_its_own_size(tiny_weights):
+    analyzer = create_analyzer("eat", weights=tiny_weights, device="cpu", native_min_long_side=1)
+    log = ForwardLog(analyzer.model)
+    (m,) = analyzer.analyze_batch([np.random.default_rng(0).random((48, 64, 3), dtype=np.float32)])
+    assert m.shape == (48, 64) and log.shapes == [(1, 3, 64, 64)]
+
+
+def test_old_policy_still_available_upscales(tiny_weights):
+    analyzer = create_analyzer("eat", weights=tiny_weights, device="cpu", native_min_long_side=513)
+    log = ForwardLog(analyzer.model)
+    (m,) = analyzer.analyze_batch([np.full((48, 64, 3), 0.4, np.float32)])
+    assert m.shape == (48, 64) and log.shapes == [(1, 3, 384, 512)]
+
+
+@pytest.mark.parametrize("shape", [(48, 64), (37, 53), (200, 150), (511, 3), (1, 1)])
+def test_small_maps_keep_their_size(tiny_weights, shape):
+    for native_from in (1, NATIVE_MIN_LONG_SIDE):
+        analyzer = create_analyzer("eat", weights=tiny_weights, device="cpu", native_min_long_side=native_from)
+        (m,) = analyzer.analyze_batch([np.random.default_rng(1).random((*shape, 3), dtype=np.float32)])
+        assert m.shape == shape and np.isfinite(m).all()
+
+
+def test_thumbnails_share_forward_passes_and_match_one_by_one(tiny_weights):
+    analyzer = create_analyzer("eat", weights=tiny_weights, device="cpu", working_long_side=128, batch_size=2,
+                               native_min_long_side=1)
+    rng = np.random.default_rng(2)
+    # 40×70 and 50×90 both pad to 64×96: one bucket; 20 of them fit the pixels of 2 working-size photos
+    images = [rng.random(((40, 70), (50, 90))[i % 2] + (3,), dtype=np.float32) for i in range(4)]
+    images += [rng.random((30, 30, 3), dtype=np.float32) for _ in range(20)]
+    log = ForwardLog(analyzer.model)
+    together = analyzer.analyze_batch(images)
+    assert sorted(log.shapes) == [(4, 3, 64, 96), (20, 3, 32, 32)]  # two passes, not 24 / batch_size = 12
+    assert analyzer.per_pass((32, 32)) == 2 * 128 * 128 // (32 * 32)
+    assert analyzer.per_pass((128, 96)) == 2  # working-size photos: batch_size per pass, as before
+    alone = [analyzer.analyze(img) for img in images]
+    for a, b, img in zip(together, alone, images):
+        assert a.shape == img.shape[:2]
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_scan_batches_thumbnails_many_per_pass(tiny_weights, tmp_path):
+    import cv2
+
+    from exposure_cli.pipeline import scan
+
+    folder = tmp_path / "thumbs"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(40):
+        cv2.imwrite(str(folder / f"t{i:02d}.jpg"), (rng.random((192, 256, 3)) * 255).astype(np.uint8))
+    analyzer = create_analyzer("eat", weights=tiny_weights, device="cpu", batch_size=2)
+    key = analyzer.batch_key(192, 256)
+    assert key == (192, 256)  # its own size
+    log = ForwardLog(analyzer.model)
+    result = scan([folder], analyzer=analyzer, out=tmp_path / "out", regions=False)
+    assert result.processed == 40 and result.errors == 0
+    assert all(s[2:] == key for s in log.shapes), log.shapes
+    assert analyzer.per_pass(key) > 2
+    assert len(log.shapes) < 40 / 2  # more than batch_size thumbnails per pass
+    assert sum(s[0] for s in log.shapes) == 40
+
+
+#: Stated in docs/MODEL.md "Small images": where a photo is analysed at its own size, its maps' MAE against
+#: the simulator's labels stays within this of the upscale-to-512 maps (on the validation set and on the
+#: 57 natural photos it is better; on these four photos alone it was 0.015 worse).
+NATIVE_MAE_TOLERANCE = 0.02
+
+
+@pytest.fixture(scope="module")
+def shipped_pair():
+    new = create_analyzer("eat", device="cpu")
+    old = create_analyzer("eat", device="cpu", native_min_long_side=513)  # every photo at 512
+    yield new, old
+    new.close()
+    old.close()
+
+
+def test_accuracy_at_own_size_within_the_stated_tolerance(shipped_pair):
+    import cv2
+    from skimage import data
+
+    from exposure_cli.data.simulator import render_ev
+    from exposure_cli.imageops import working_size
+
+    new, old = shipped_pair
+    size = NATIVE_MIN_LONG_SIDE  # the smallest photo analysed at its own size
+    errors = {"own size": [], "512": []}
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        photo = getattr(data, name)().astype(np.float32) / 255.0
+        h, w = working_size(*photo.shape[:2], size)
+        photo = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+        frames, labels = zip(*[render_ev(photo, ev) for ev in (-2.0, 0.0, 2.0)])
+        log = ForwardLog(new.model)
+        for key, analyzer in (("own size", new), ("512", old)):
+            maps = analyzer.analyze_batch(list(frames))
+            assert [m.shape for m in maps] == [(h, w)] * 3
+            errors[key] += [float(np.abs(m - lab).mean()) for m, lab in zip(maps, labels)]
+        log.handle.remove()
+        assert log.shapes == [(3, 3, *padded_size(h, w))]  # not upscaled
+        # darker by each stop reads more under-exposed, at the photo's own size too
+        means = [float(m.mean()) for m in new.analyze_batch([render_ev(photo, -k)[0] for k in range(5)])]
+        assert all(b > a for a, b in zip(means, means[1:])), (name, means)
+    assert np.mean(errors["own size"]) <= np.mean(errors["512"]) + NATIVE_MAE_TOLERANCE, errors
