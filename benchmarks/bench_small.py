@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_small.py                                   # corpus/val, every 4th photo
     python benchmarks/bench_small.py --every 1 --sizes 64 128 --json /tmp/small.json
-    python benchmarks/bench_small.py --brackets corpus/brackets_s4     # also the real bracket val stacks
+    python benchmarks/bench_small.py --brackets corpus/brackets     # also the real bracket val stacks
 
 For every size S (long side, px) the validation photos *and their labels* are shrunk to S (area
 interpolation), and the ``eat`` analyzer (the weights it would use: --weights, $EXPOSURE_WEIGHTS, shipped)
@@ -140,26 +140,29 @@ def eval_brackets(root: Path, sizes: list[int], weights: str | None) -> dict:
 
     stacks = load_stacks(root, "val")
     print(f"brackets: {len(stacks)} val stacks of {root}", flush=True)
-    frames = [[_as_float(f) for f in s.frames] for s in stacks]
-    labels = [[_as_label(lab) for lab in s.labels] for s in stacks]
     out: dict = {"scenes": len(stacks), "sizes": {}}
     wanted = sorted({lv for s in sizes for lv in levels(s)})
     analyzers = {lv: analyzer_at(lv, weights) for lv in wanted}
-    for size in sizes:
-        cell: dict = {}
-        for level in levels(size):
-            analyzer = analyzers[level]
-            scenes = []
-            for stack, imgs, labs in zip(stacks, frames, labels):
-                imgs = [np.clip(shrink(i, size), 0, 1) for i in imgs]
-                labs = [shrink(lab, size) for lab in labs]
+    scenes: dict[tuple[int, int], list] = {(s, lv): [] for s in sizes for lv in levels(s)}
+    for k, stack in enumerate(stacks):  # one stack in memory at a time (frames are 1024 px)
+        frames = [_as_float(f) for f in stack.frames]
+        labels = [_as_label(lab) for lab in stack.labels]
+        for size in sizes:
+            imgs = [np.clip(shrink(i, size), 0, 1) for i in frames]
+            labs = [shrink(lab, size) for lab in labels]
+            for level in levels(size):
+                analyzer = analyzers[level]
                 preds = analyzer.analyze_batch(imgs)
                 res = SceneResult(stack.id, getattr(stack, "category", ""), int(stack.best))
                 for img, pred, lab, rel in zip(imgs, preds, labs, stack.relative_ev_to_best):
                     res.frames.append(frame_result(img, np.asarray(pred, np.float32), lab, rel,
                                                    analyzer.ev_calibration))
-                scenes.append(res)
-            summary = summarise(scenes)
+                scenes[(size, level)].append(res)
+        print(f"  stack {k + 1}/{len(stacks)} {stack.id}", flush=True)
+    for size in sizes:
+        cell: dict = {}
+        for level in levels(size):
+            summary = summarise(scenes[(size, level)])
             cell[str(level)] = summary
             print(f"  brackets {size:4d} px, network at {level:4d}: ordered {summary['ordered']}/{len(stacks)} "
                   f"reversals {summary['reversals']} best {summary['best_pick']} "

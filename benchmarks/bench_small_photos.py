@@ -6,8 +6,10 @@ Usage:
 Each photo (sources skimage, sklearn, opencv-doc, palapeli, plasma-wallpapers, lxqt-themes; no gcompris
 or tuxpaint clip art) is shrunk (area) so its long side is S, then rendered at −2, 0 and +2 EV with
 :func:`exposure_cli.data.simulator.render_ev` (label: the exact residual). The eat analyzer sees each
-frame at long side L for L in S, 2S, … and 512; MAE against the labels, mean over frames, is printed per
-(S, L). A check on natural photos next to bench_small.py's validation set (mostly clip art and renders).
+frame at long side L for L in S, 2S, … and 512; MAE against the labels (mean over frames) and the share of
+photos whose sweep reads monotonic (mean predicted residual strictly falling from −2 to 0 to +2 EV) are
+printed per (S, L). A check on natural photos next to bench_small.py's validation set (mostly clip art
+and renders).
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ def main() -> None:
         if bgr is not None:
             photos.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "photos": len(photos),
-           "evs": args.evs, "loadavg": os.getloadavg(), "sizes": {}}
+           "evs": args.evs, "loadavg": os.getloadavg(), "weights_sha256": None, "sizes": {}}
+    from exposure_cli.weights import resolve_weights, verify_weights
+
+    out["weights_sha256"] = verify_weights(resolve_weights(None)).sha256
     analyzers = {}
     for size in args.sizes:
         frames, labels = [], []
@@ -63,14 +68,21 @@ def main() -> None:
         cell = {}
         for level in levels(size):
             a = analyzers.setdefault(level, analyzer_at(level, None))
-            maes = []
+            maes, means = [], []
             for i in range(0, len(frames), 8):
                 for m, lab in zip(a.analyze_batch(frames[i:i + 8]), labels[i:i + 8]):
                     maes.append(float(np.abs(m - lab).mean()))
-            cell[str(level)] = {"mae": float(np.mean(maes)), "per_frame": maes}
+                    means.append(float(m.mean()))
+            n_ev = len(args.evs)
+            order = np.argsort(args.evs)
+            sweeps = [np.asarray(means[k:k + n_ev])[order] for k in range(0, len(means), n_ev)]
+            mono = float(np.mean([bool(np.all(np.diff(sw) < 0)) for sw in sweeps]))
+            cell[str(level)] = {"mae": float(np.mean(maes)), "monotonic_share": mono, "per_frame": maes,
+                                "means": means}
             print(f"  natural photos {size:4d} px, network at {level:4d}: MAE {np.mean(maes):.4f} "
-                  f"({len(maes)} frames)", flush=True)
+                  f"monotonic {mono:.0%} ({len(maes)} frames)", flush=True)
         out["sizes"][str(size)] = cell
+        out["loadavg_end"] = os.getloadavg()
         args.json.write_text(json.dumps(out) + "\n")
     print(f"wrote {args.json}")
 
