@@ -86,7 +86,7 @@ def main() -> None:
                     runs[model].append(r)
                     print(f"  {size:4d} px, {n:6d} files, {model:8s} #{rep + 1}: {r['ms_per_file']:7.2f} ms/file, "
                           f"peak RSS {r['peak_rss_mb']:5.0f} MB, processed {r['processed']}, errors {r['errors']} "
-                          f"(load {load:.1f})", flush=True)
+                          f"(load {load:.1f} → {r['loadavg_1min_after']:.1f})", flush=True)
             best = {m: min(rs, key=lambda r: r["seconds"]) for m, rs in runs.items()}
             case = {"size": size, "files": n, "runs": runs,
                     "best_ms_per_file": {m: b["ms_per_file"] for m, b in best.items()},
@@ -102,7 +102,7 @@ def main() -> None:
     print("|---" * (3 + 2 * len(models) + (len(models) == 2)) + "|")
     for c in out["cases"]:
         cells = " | ".join(f"{c['best_ms_per_file'][m]:.2f} | {c['peak_rss_mb'][m]:.0f}" for m in models)
-        loads = [r["loadavg_1min_before"] for rs in c["runs"].values() for r in rs]
+        loads = [r[k] for rs in c["runs"].values() for r in rs for k in ("loadavg_1min_before", "loadavg_1min_after")]
         ratio = f"{c['ratio']:.2f}" if "ratio" in c else "–"
         print(f"| {c['size']}×{c['size'] * 3 // 4} | {c['files']:,} | {cells} | {ratio} | "
               f"{min(loads):.1f}–{max(loads):.1f} |")

@@ -57,6 +57,18 @@ def test_analysis_size_follows_small_photos_and_shrinks_large_ones(shape, expect
     assert analysis_size(*shape, 512, native_min_long_side=128) == expected
 
 
+@pytest.mark.parametrize(("shape", "expected"), [
+    ((48, 64), (384, 512)),        # 64 px thumbnails: the 512 copy (every cheaper choice hurt, MODEL.md)
+    ((96, 128), (384, 512)),       # 128 px: the 512 copy (own size lost bracket MAE and val sweeps)
+    ((120, 255), (241, 512)),      # just below the line: the rule of the measured size below it
+    ((192, 256), (192, 256)),      # from 256 px: own size (better or equal on all three sets)
+    ((384, 512), (384, 512)),
+])
+def test_default_rule_is_the_measured_one(shape, expected):
+    assert NATIVE_MIN_LONG_SIDE == 256
+    assert analysis_size(*shape, 512) == expected
+
+
 def test_analysis_size_thresholds():
     assert analysis_size(48, 64, 512, native_min_long_side=1) == (48, 64)  # every size native
     assert analysis_size(96, 128, 512, native_min_long_side=513) == (384, 512)  # the old policy
@@ -156,10 +168,10 @@ def test_scan_batches_thumbnails_many_per_pass(tiny_weights, tmp_path):
     assert sum(s[0] for s in log.shapes) == 40
 
 
-#: Stated in docs/MODEL.md "Small images": where a photo is analysed at its own size, its maps' MAE against
-#: the simulator's labels stays within this of the upscale-to-512 maps (on the validation set and on the
-#: 57 natural photos it is better; on these four photos alone it was 0.015 worse).
-NATIVE_MAE_TOLERANCE = 0.02
+#: The tolerance of docs/MODEL.md "Small images": where a photo is analysed at its own size, its maps' MAE
+#: against the simulator's labels stays within this of the upscale-to-512 maps (stage-4 weights, these four
+#: photos at 256 px: 0.0658 vs 0.0645).
+NATIVE_MAE_TOLERANCE = 0.005
 
 
 @pytest.fixture(scope="module")
