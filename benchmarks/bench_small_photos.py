@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/bench_small_photos.py --photos corpus/photos --sizes 64 256 --json /tmp/x.json
+    python benchmarks/bench_small_photos.py --weights /path/to/weights   # other weights than the shipped ones
 
 Each photo (sources skimage, sklearn, opencv-doc, palapeli, plasma-wallpapers, lxqt-themes; no gcompris
 or tuxpaint clip art) is shrunk (area) so its long side is S, then rendered at −2, 0 and +2 EV with
@@ -42,6 +43,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--evs", type=float, nargs="+", default=[-2.0, 0.0, 2.0])
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results_small_photos.json")
+    ap.add_argument("--weights", default=None, help="weights file or folder (default: $EXPOSURE_WEIGHTS, shipped)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     paths = sorted(p for p in args.photos.iterdir() if p.name.split("__")[0] in SOURCES)
@@ -55,7 +57,7 @@ def main() -> None:
            "evs": args.evs, "loadavg": os.getloadavg(), "weights_sha256": None, "sizes": {}}
     from exposure_cli.weights import resolve_weights, verify_weights
 
-    out["weights_sha256"] = verify_weights(resolve_weights(None)).sha256
+    out["weights_sha256"] = verify_weights(resolve_weights(args.weights)).sha256
     analyzers = {}
     for size in args.sizes:
         frames, labels = [], []
@@ -67,7 +69,7 @@ def main() -> None:
                 labels.append(lab)
         cell = {}
         for level in levels(size):
-            a = analyzers.setdefault(level, analyzer_at(level, None))
+            a = analyzers.setdefault(level, analyzer_at(level, args.weights))
             maes, means = [], []
             for i in range(0, len(frames), 8):
                 for m, lab in zip(a.analyze_batch(frames[i:i + 8]), labels[i:i + 8]):
