@@ -59,7 +59,7 @@ def test_analysis_size_follows_small_photos_and_shrinks_large_ones(shape, expect
 
 @pytest.mark.parametrize(("shape", "expected"), [
     ((48, 64), (384, 512)),        # 64 px thumbnails: the 512 copy (every cheaper choice hurt, MODEL.md)
-    ((96, 128), (384, 512)),       # 128 px: the 512 copy (own size lost bracket MAE and val sweeps)
+    ((96, 128), (384, 512)),       # 128 px: the 512 copy (own size: natural MAE +0.008, brackets +0.010)
     ((120, 255), (241, 512)),      # just below the line: the rule of the measured size below it
     ((192, 256), (192, 256)),      # from 256 px: own size (better or equal on all three sets)
     ((384, 512), (384, 512)),
@@ -67,6 +67,70 @@ def test_analysis_size_follows_small_photos_and_shrinks_large_ones(shape, expect
 def test_default_rule_is_the_measured_one(shape, expected):
     assert NATIVE_MIN_LONG_SIDE == 256
     assert analysis_size(*shape, 512) == expected
+
+
+def _small_rule():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "small_rule.py"
+    spec = importlib.util.spec_from_file_location("small_rule", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_threshold_is_the_rule_applied_to_the_shipped_weights():
+    """NATIVE_MIN_LONG_SIDE is what benchmarks/small_rule.py decided for the weights that ship: when the
+    weights change, the three tables are re-measured (one command) before the threshold is trusted."""
+    import json
+    from pathlib import Path
+
+    from exposure_cli.weights import resolve_weights, verify_weights
+
+    sha = verify_weights(resolve_weights(None)).sha256
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results_small_rule" / sha[:8]
+    if not (folder / "decision.json").exists():
+        pytest.fail(f"no small-image rule measurement for the shipped weights {sha[:8]}…: run "
+                    f"`python benchmarks/small_rule.py --weights weights` (docs/MODEL.md \"Small images\")")
+    decision = json.loads((folder / "decision.json").read_text())
+    assert decision["weights_sha256"] == sha
+    assert decision["tolerance"] == 0.005
+    assert decision["native_min_long_side"] == NATIVE_MIN_LONG_SIDE
+    rule = _small_rule()  # the decision follows from the committed measurements by the rule as written
+    again = rule.decide(rule.tables(folder))
+    assert again["native_min_long_side"] == NATIVE_MIN_LONG_SIDE
+
+
+def _table(val, natural, brackets):
+    """A small_rule table for S = 256 from (own, 512) pairs: val/natural (MAE, mono), brackets (MAE,
+    ordered, reversals)."""
+    def photo(mae, mono):
+        return {"mae": mae, "mono": mono}
+
+    return {"weights_sha256": "x", "scenes": 38,
+            "val": {256: {256: photo(*val[0]), 512: photo(*val[1])}},
+            "natural": {256: {256: photo(*natural[0]), 512: photo(*natural[1])}},
+            "brackets": {256: {lv: {"mae": b[0], "ordered": b[1], "reversals": b[2]}
+                               for lv, b in zip((256, 512), brackets)}}}
+
+
+@pytest.mark.parametrize(("change", "passes"), [
+    ({}, True),
+    ({"val": ((0.0849, 1.0), (0.08, 1.0))}, True),           # MAE +0.0049: within 0.005
+    ({"val": ((0.0851, 1.0), (0.08, 1.0))}, False),          # MAE +0.0051
+    ({"natural": ((0.05, 0.96), (0.08, 1.0))}, False),       # better MAE, fewer monotonic sweeps
+    ({"brackets": ((0.10, 30, 5), (0.12, 31, 5))}, False),   # one ordered stack fewer
+    ({"brackets": ((0.10, 31, 6), (0.12, 31, 5))}, False),   # one reversal more
+])
+def test_small_rule_conditions(change, passes):
+    rule = _small_rule()
+    args = {"val": ((0.08, 1.0), (0.08, 1.0)), "natural": ((0.08, 1.0), (0.08, 1.0)),
+            "brackets": ((0.10, 31, 5), (0.12, 31, 5))}
+    args.update(change)
+    decision = rule.decide(_table(**args))
+    assert (decision["per_size"][256]["chosen"] == 256) is passes
+    assert decision["native_min_long_side"] == (256 if passes else 513)
 
 
 def test_analysis_size_thresholds():
@@ -169,8 +233,7 @@ def test_scan_batches_thumbnails_many_per_pass(tiny_weights, tmp_path):
 
 
 #: The tolerance of docs/MODEL.md "Small images": where a photo is analysed at its own size, its maps' MAE
-#: against the simulator's labels stays within this of the upscale-to-512 maps (stage-4 weights, these four
-#: photos at 256 px: 0.0658 vs 0.0645).
+#: against the labels stays within this of the upscale-to-512 maps — on each of the rule's three sets.
 NATIVE_MAE_TOLERANCE = 0.005
 
 
@@ -183,29 +246,50 @@ def shipped_pair():
     old.close()
 
 
-def test_accuracy_at_own_size_within_the_stated_tolerance(shipped_pair):
+FOUR = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def _at_native_min(name):
     import cv2
     from skimage import data
 
-    from exposure_cli.data.simulator import render_ev
     from exposure_cli.imageops import working_size
 
+    photo = getattr(data, name)().astype(np.float32) / 255.0
+    h, w = working_size(*photo.shape[:2], NATIVE_MIN_LONG_SIDE)  # the smallest photo analysed at its own size
+    return cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize("name", FOUR)
+def test_own_size_is_not_upscaled_and_darker_by_each_stop_reads_more_under_exposed(shipped_pair, name):
+    from exposure_cli.data.simulator import render_ev
+
+    new, _ = shipped_pair
+    photo = _at_native_min(name)
+    log = ForwardLog(new.model)
+    means = [float(m.mean()) for m in new.analyze_batch([render_ev(photo, -k)[0] for k in range(5)])]
+    log.handle.remove()
+    assert log.shapes == [(5, 3, *padded_size(*photo.shape[:2]))]  # not upscaled
+    assert all(b > a for a, b in zip(means, means[1:])), (name, means)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "stage-7 weights: on these four photos at 256 px own size reads MAE 0.0978 vs 0.0911 at 512 (+0.0067); "
+    "on the rule's 57 natural photos, of which they are four, 0.0924 vs 0.0987 (docs/MODEL.md, Small images)"))
+def test_four_photos_at_own_size_within_the_tolerance(shipped_pair):
+    """A four-photo sample of the rule's natural set (same protocol: shrunk to 256 px, −2/0/+2 EV). With
+    the stage-4 weights it read 0.0658 vs 0.0645; the stage-7 weights miss it on this sample while the
+    whole set passes the rule, so this is a strict xfail with its numbers, not the rule."""
+    from exposure_cli.data.simulator import render_ev
+
     new, old = shipped_pair
-    size = NATIVE_MIN_LONG_SIDE  # the smallest photo analysed at its own size
     errors = {"own size": [], "512": []}
-    for name in ("astronaut", "coffee", "chelsea", "rocket"):
-        photo = getattr(data, name)().astype(np.float32) / 255.0
-        h, w = working_size(*photo.shape[:2], size)
-        photo = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+    for name in FOUR:
+        photo = _at_native_min(name)
         frames, labels = zip(*[render_ev(photo, ev) for ev in (-2.0, 0.0, 2.0)])
-        log = ForwardLog(new.model)
         for key, analyzer in (("own size", new), ("512", old)):
             maps = analyzer.analyze_batch(list(frames))
-            assert [m.shape for m in maps] == [(h, w)] * 3
+            assert [m.shape for m in maps] == [photo.shape[:2]] * 3
             errors[key] += [float(np.abs(m - lab).mean()) for m, lab in zip(maps, labels)]
-        log.handle.remove()
-        assert log.shapes == [(3, 3, *padded_size(h, w))]  # not upscaled
-        # darker by each stop reads more under-exposed, at the photo's own size too
-        means = [float(m.mean()) for m in new.analyze_batch([render_ev(photo, -k)[0] for k in range(5)])]
-        assert all(b > a for a, b in zip(means, means[1:])), (name, means)
-    assert np.mean(errors["own size"]) <= np.mean(errors["512"]) + NATIVE_MAE_TOLERANCE, errors
+    assert np.mean(errors["own size"]) <= np.mean(errors["512"]) + NATIVE_MAE_TOLERANCE, \
+        {k: round(float(np.mean(v)), 4) for k, v in errors.items()}
