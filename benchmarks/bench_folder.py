@@ -86,7 +86,7 @@ def main() -> None:
             for rep in range(args.repeat):
                 for model in models:
                     load = os.getloadavg()[0]
-                    r = run_child(snippet, {"paths": [str(folder)], "out": str(args.data / "out" / model),
+                    r = run_child(snippet, {"paths": [str(folder)], "out": str(args.data / "out" / f"{model}_{size}_{n}"),
                                                  "threads": cores, "model": model})
                     r.update(loadavg_1min_before=load, loadavg_1min_after=os.getloadavg()[0],
                              ms_per_file=1000 * r["seconds"] / max(1, r["processed"]),
