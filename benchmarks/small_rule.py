@@ -39,20 +39,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-WORKING = 512
+from bench_small import WORKING, levels  # noqa: E402  (the sizes bench_small measures)
+
 #: MAE tolerance of the rule (docs/MODEL.md "Small images"), fixed before measuring.
 TOLERANCE = 0.005
 VAL_SIZES = [64, 128, 256, 384]  # the val photos are 384 px: from 512 up both policies are the same
 OTHER_SIZES = [64, 128, 256, 384, 512]
-
-
-def levels(size: int) -> list[int]:
-    out, level = [], size
-    while level < WORKING:
-        out.append(level)
-        level *= 2
-    return out + [WORKING]
 
 
 def commands(weights: str, corpus: Path, out: Path) -> dict[str, list[str]]:
