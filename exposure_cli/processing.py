@@ -475,6 +475,7 @@ class Batcher:
         self.working_long_side = working_long_side
         self.max_buffered = max_buffered or 4 * self.batch_size
         self.buckets: dict[tuple[int, int], list[Decoded]] = {}
+        self.capacity: dict[tuple[int, int], int] = {}  # photos per forward pass, per bucket
         self.buffered = 0.0  # in photos of batch_size-photo batches (a thumbnail counts less)
         self._key = getattr(analyzer, "batch_key", None)
         self._per_pass = getattr(analyzer, "per_pass", None)
@@ -488,6 +489,7 @@ class Batcher:
 
     def add(self, d: Decoded) -> list[Decoded] | None:
         key, capacity = self._bucket(d)
+        self.capacity[key] = capacity
         bucket = self.buckets.setdefault(key, [])
         bucket.append(d)
         self.buffered += self.batch_size / capacity
@@ -499,7 +501,8 @@ class Batcher:
 
     def _take(self, key) -> list[Decoded]:
         batch = self.buckets.pop(key)
-        self.buffered = sum(self.batch_size / self._bucket(b[0])[1] * len(b) for b in self.buckets.values())
+        capacity = self.capacity.pop(key)
+        self.buffered = max(0.0, self.buffered - self.batch_size / capacity * len(batch)) if self.buckets else 0.0
         return batch
 
     def drain(self) -> Iterator[list[Decoded]]:
