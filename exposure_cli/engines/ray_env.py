@@ -147,10 +147,15 @@ def forwarded_env(uris: Sequence[str], environ: Mapping[str, str] | None = None)
 
 def is_loopback_address(address: str | None) -> bool:
     """True for ``127.0.0.1:6379``, ``localhost:6379``, ``[::1]:6379`` (a cluster on this machine's loopback)."""
-    if not address or address in ("auto", "local") or address.startswith("ray://"):
+    if not address or address.startswith("ray://"):
         return False
-    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
-    host = host.strip("[]")
+    try:
+        endpoint = address_endpoint(address)
+    except ValueError:
+        return False
+    if endpoint is None:  # auto, local
+        return False
+    host = endpoint[0]
     if host == "localhost":
         return True
     try:
