@@ -65,7 +65,7 @@ class EATAnalyzer(Analyzer):
         self,
         device: str = "auto",
         weights: str | os.PathLike | None = None,
-        working_long_side: int = 512,
+        working_long_side: int | None = None,
         batch_size: int = 8,
         native_min_long_side: int = NATIVE_MIN_LONG_SIDE,
         compile: bool = False,
@@ -74,14 +74,14 @@ class EATAnalyzer(Analyzer):
     ) -> None:
         import torch
 
-        if int(working_long_side) < 32:
+        if working_long_side is not None and int(working_long_side) < 32:
             raise ValueError(f"working_long_side must be at least 32, got {working_long_side}")
-        self.working_long_side = int(working_long_side)
         self.native_min_long_side = int(native_min_long_side)
         self.batch_size = max(1, int(batch_size))
         self.device = pick_device(device)
         path = resolve_weights(weights)
         model, self._weights = load_model(path, "cpu")
+        self.working_long_side = int(working_long_side or self._weights.card.get("working_long_side") or 512)
         from ..runtimes import DEFAULT_RUNTIME, Runtime, build_runner
 
         self.runtime = Runtime(runtime or (Runtime.compile if compile else DEFAULT_RUNTIME))
