@@ -17,9 +17,12 @@ from .color import grey
 #: The network's spatial multiple: inputs are padded (replicate, bottom/right) up to it and cropped back.
 NETWORK_MULTIPLE = 32
 #: Photos with a long side from this up to the working resolution are analysed at their own size; smaller
-#: ones at the working resolution (upscaled), because below it the maps measurably suffer. Chosen by
+#: ones are upscaled to THUMBNAIL_LONG_SIDE, because below it the maps measurably suffer. Chosen by
 #: measurement, not by a weights file (docs/MODEL.md, "Small images").
 NATIVE_MIN_LONG_SIDE = 256
+#: Long side a photo smaller than NATIVE_MIN_LONG_SIDE is upscaled to: the small-images rule measured
+#: thumbnails read best through a 512 copy (docs/MODEL.md, "Small images"), whatever the working size.
+THUMBNAIL_LONG_SIDE = 512
 
 #: Guided-filter radius (pixels at working resolution) and regulariser for the map upsampling.
 GUIDE_RADIUS = 2
@@ -33,16 +36,20 @@ def working_size(height: int, width: int, long_side: int) -> tuple[int, int]:
 
 
 def analysis_size(height: int, width: int, long_side: int,
-                  native_min_long_side: int = NATIVE_MIN_LONG_SIDE) -> tuple[int, int]:
+                  native_min_long_side: int = NATIVE_MIN_LONG_SIDE,
+                  thumbnail_long_side: int | None = None) -> tuple[int, int]:
     """Size (h, w) the network sees for a `height`×`width` photo.
 
     Larger than `long_side`: shrunk so the long side is `long_side`. From `native_min_long_side` up to
-    `long_side`: its own size. Smaller than `native_min_long_side`: upscaled to `long_side`
-    (``native_min_long_side > long_side`` restores "always `long_side`"). Aspect ratio kept.
+    `long_side`: its own size. Smaller than `native_min_long_side`: upscaled to `thumbnail_long_side`
+    (None: `long_side`). ``native_min_long_side > long_side`` restores "always `long_side`". Aspect ratio
+    kept.
     """
     longest = max(height, width)
     if int(native_min_long_side) <= longest <= int(long_side):
         return int(height), int(width)
+    if longest < int(native_min_long_side) <= int(long_side) and thumbnail_long_side:
+        return working_size(height, width, int(thumbnail_long_side))
     return working_size(height, width, long_side)
 
 
@@ -62,18 +69,20 @@ def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w)) + ((0, 0),) * (image.ndim - 2), mode="edge")
 
 
-def to_working_size(image: np.ndarray, long_side: int, native_min_long_side: int | None = None) -> np.ndarray:
+def to_working_size(image: np.ndarray, long_side: int, native_min_long_side: int | None = None,
+                    thumbnail_long_side: int | None = None) -> np.ndarray:
     """`image` (H×W×3 float) resized for the network (area when shrinking), clipped to [0, 1].
 
     Without `native_min_long_side` the long side becomes exactly `long_side`; with it,
-    :func:`analysis_size` decides (photos from that size up to `long_side` keep their size).
+    :func:`analysis_size` decides (photos from that size up to `long_side` keep their size, smaller ones go
+    to `thumbnail_long_side`).
     """
     import cv2
 
     if native_min_long_side is None:
         h, w = working_size(image.shape[0], image.shape[1], long_side)
     else:
-        h, w = analysis_size(image.shape[0], image.shape[1], long_side, native_min_long_side)
+        h, w = analysis_size(image.shape[0], image.shape[1], long_side, native_min_long_side, thumbnail_long_side)
     if (h, w) != image.shape[:2]:
         interpolation = cv2.INTER_AREA if h < image.shape[0] else cv2.INTER_LINEAR
         image = cv2.resize(image, (w, h), interpolation=interpolation)
@@ -151,6 +160,7 @@ __all__ = [
     "GUIDE_EPS",
     "GUIDE_RADIUS",
     "NATIVE_MIN_LONG_SIDE",
+    "THUMBNAIL_LONG_SIDE",
     "NETWORK_MULTIPLE",
     "analysis_size",
     "pad_to",

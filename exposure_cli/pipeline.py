@@ -406,7 +406,7 @@ def analyze_image(image: np.ndarray | str | os.PathLike, *, model: str | None = 
     size (for a path: at its analysis resolution after EXIF orientation).
     """
     if isinstance(image, (str, os.PathLike)):
-        rgb = decode_file(image, target_long_side=analyzer_options.get("working_long_side", 512),
+        rgb = decode_file(image, target_long_side=analyzer_options.get("working_long_side") or 512,
                           analysis_long_side=10**9).rgb
     else:
         rgb = np.asarray(image)

@@ -45,7 +45,7 @@ class ScanOptions:
     device: str = "auto"
     batch_size: int = 8
     workers: int = 0  # 0 → one decode thread per core (at least 2)
-    working_long_side: int = 512
+    working_long_side: int | None = None  # None: the analyzer's own (the eat weights card's)
     analysis_long_side: int = 1024
     thresholds: Thresholds = field(default_factory=Thresholds)
     rules: Sequence[str] = DEFAULT_RULES  # () for none

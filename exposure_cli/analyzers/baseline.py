@@ -35,8 +35,8 @@ SHADOW = 0.12
 class BaselineAnalyzer(Analyzer):
     """Clipping + luminance-zone heuristic (see module docstring)."""
 
-    def __init__(self, working_long_side: int = 512, **_: object) -> None:
-        self.working_long_side = int(working_long_side)
+    def __init__(self, working_long_side: int | None = None, **_: object) -> None:
+        self.working_long_side = int(working_long_side or 512)
 
     @property
     def info(self) -> AnalyzerInfo:

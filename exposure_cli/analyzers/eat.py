@@ -1,9 +1,9 @@
 """The ``eat`` analyzer: the EAT-IEA network at a working resolution, maps brought back edge-aware.
 
-Per batch: every photo larger than ``working_long_side`` (512 by default) is shrunk so its long side is
-that; smaller photos keep their own size from ``native_min_long_side`` (256 px) up, and tinier ones are
-upscaled to ``working_long_side`` because their maps measurably suffer otherwise (docs/MODEL.md "Small
-images"). Photos are grouped by their size padded to the network's multiple of 32, padded to it by edge
+Per batch: every photo larger than ``working_long_side`` (the weights card's, 320 for the shipped weights;
+docs/MODEL.md "Stage 10") is shrunk so its long side is that; smaller photos keep their own size from
+``native_min_long_side`` (256 px) up, and tinier ones are upscaled to ``thumbnail_long_side`` (512) because
+their maps measurably suffer otherwise (docs/MODEL.md "Small images"). Photos are grouped by their size padded to the network's multiple of 32, padded to it by edge
 replication (as the network pads its input itself) and stacked — as many per forward pass as fit the pixels
 of ``batch_size`` working-size photos, so a batch of small photos costs what its pixels cost — and each map
 is cropped back to its photo. The network runs under ``torch.inference_mode`` in channels-last layout
@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._version import __version__
-from ..imageops import NATIVE_MIN_LONG_SIDE, analysis_size, map_to_image_size, pad_to, padded_size, to_working_size
+from ..imageops import NATIVE_MIN_LONG_SIDE, THUMBNAIL_LONG_SIDE, analysis_size, map_to_image_size, pad_to, padded_size, to_working_size
 from ..weights import load_model, resolve_weights
 from .base import Analyzer, AnalyzerInfo
 
@@ -50,11 +50,13 @@ class EATAnalyzer(Analyzer):
     Args:
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         weights: Weights file or folder; None → $EXPOSURE_WEIGHTS → shipped default.
-        working_long_side: Long side the network sees for larger photos (the card's training resolution is
-            a good choice).
+        working_long_side: Long side the network sees for larger photos; None → the weights card's
+            ``working_long_side`` (chosen by measurement for those weights), else 512.
         native_min_long_side: Photos with a long side from this up to ``working_long_side`` are analysed at
-            their own size; smaller ones are upscaled to ``working_long_side`` (``> working_long_side``:
+            their own size; smaller ones are upscaled to ``thumbnail_long_side`` (``> working_long_side``:
             every photo at ``working_long_side``, the old way).
+        thumbnail_long_side: Long side of the copy a photo smaller than ``native_min_long_side`` is analysed
+            at (None → ``working_long_side``).
         batch_size: Working-size photos per forward pass; smaller photos fill the same number of pixels.
         compile: Wrap the network in ``torch.compile`` (same as ``runtime="compile"``).
         runtime: Inference runtime (:class:`exposure_cli.runtimes.Runtime`; default
@@ -68,6 +70,7 @@ class EATAnalyzer(Analyzer):
         working_long_side: int | None = None,
         batch_size: int = 8,
         native_min_long_side: int = NATIVE_MIN_LONG_SIDE,
+        thumbnail_long_side: int | None = THUMBNAIL_LONG_SIDE,
         compile: bool = False,
         runtime: str | None = None,
         **_: object,
@@ -77,6 +80,7 @@ class EATAnalyzer(Analyzer):
         if working_long_side is not None and int(working_long_side) < 32:
             raise ValueError(f"working_long_side must be at least 32, got {working_long_side}")
         self.native_min_long_side = int(native_min_long_side)
+        self.thumbnail_long_side = int(thumbnail_long_side) if thumbnail_long_side else None
         self.batch_size = max(1, int(batch_size))
         self.device = pick_device(device)
         path = resolve_weights(weights)
@@ -103,7 +107,8 @@ class EATAnalyzer(Analyzer):
             weights_sha256=self._weights.sha256,
             working_long_side=self.working_long_side,
             extra={"architecture": str(card.get("architecture", "")), "weights": str(self._weights.path),
-                   "runtime": self.runtime.value, "native_min_long_side": str(self.native_min_long_side)},
+                   "runtime": self.runtime.value, "native_min_long_side": str(self.native_min_long_side),
+                   "thumbnail_long_side": str(self.thumbnail_long_side or self.working_long_side)},
         )
 
     @property
@@ -114,7 +119,8 @@ class EATAnalyzer(Analyzer):
 
     def network_size(self, height: int, width: int) -> tuple[int, int]:
         """(h, w) the network sees for a `height`×`width` photo (before padding to its multiple)."""
-        return analysis_size(height, width, self.working_long_side, self.native_min_long_side)
+        return analysis_size(height, width, self.working_long_side, self.native_min_long_side,
+                             self.thumbnail_long_side)
 
     def batch_key(self, height: int, width: int) -> tuple[int, int]:
         """Photos with equal keys share forward passes: the padded shape the network computes on."""
@@ -133,7 +139,7 @@ class EATAnalyzer(Analyzer):
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
-        return to_working_size(image, self.working_long_side, self.native_min_long_side)
+        return to_working_size(image, self.working_long_side, self.native_min_long_side, self.thumbnail_long_side)
 
     def analyze_split(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None):
         """The network on every batch now; each photo's guided upsampling to its size when called

@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(0, "--threads", min=0, help="Threads for the model on CPU (0: half the cores, at least 1)."),
         compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (same as --runtime compile)."),
         runtime: Optional[Runtime] = typer.Option(None, "--runtime", case_sensitive=False, help="Inference runtime for the eat model (default: eager PyTorch; onnxruntime and openvino need their extras, see README)."),
-        working_size: int = typer.Option(512, "--working-size", min=64, help="Long side the model works at."),
+        working_size: Optional[int] = typer.Option(None, "--working-size", min=64, help="Long side the model works at (default: the weights card's, 320 for the shipped weights; 512 for the baseline)."),
         over: float = typer.Option(0.1, "--over-threshold", min=0.001, max=1.0, help="A pixel is over-exposed when it is this much brighter than ideal (grey-level difference ÷ 255)."),
         under: float = typer.Option(0.1, "--under-threshold", min=0.001, max=1.0, help="A pixel is under-exposed when it is this much darker than ideal."),
         severe: float = typer.Option(0.3, "--severe-threshold", min=0.001, max=1.0, help="Threshold for the severe_* shares."),
