@@ -158,9 +158,18 @@ def test_default_analyzer_is_eat_with_the_shipped_weights(monkeypatch):
     assert shipped is not None, "no weights shipped: weights/model.safetensors + card.json are missing"
     loaded = verify_weights(shipped / WEIGHTS_FILE)
     assert loaded.card["architecture"] == "eat_iea"
-    assert loaded.card["working_long_side"] == 512
+    # The working size is the card's, chosen by measurement for these weights (docs/MODEL.md, stage 10).
+    assert loaded.card["working_long_side"] == 320
     analyzer = create_analyzer()  # the default, with the shipped weights
     assert analyzer.info.name == "eat" and analyzer.info.weights_sha256 == loaded.sha256
+    assert analyzer.working_long_side == 320
+    assert analyzer.network_size(3000, 4000) == (240, 320)  # a large photo: shrunk to the card's size
+    assert analyzer.network_size(192, 256) == (192, 256)  # from 256 px up to it: its own size
+    from exposure_cli.imageops import THUMBNAIL_LONG_SIDE, working_size
+
+    # a thumbnail: the small-images rule's copy, whatever the working size
+    assert analyzer.network_size(48, 64) == working_size(48, 64, THUMBNAIL_LONG_SIDE) != (48, 64)
+    assert create_analyzer(working_long_side=448).working_long_side == 448  # an explicit size wins
     rng = np.random.default_rng(0)
     dark = (rng.random((90, 120, 3)) * 0.08).astype(np.float32)
     bright = np.clip(0.9 + rng.random((90, 120, 3)) * 0.1, 0, 1).astype(np.float32)
