@@ -4,12 +4,14 @@ Usage:
     python benchmarks/bench_small.py                                   # corpus/val, every 4th photo
     python benchmarks/bench_small.py --every 1 --sizes 64 128 --json /tmp/small.json
     python benchmarks/bench_small.py --brackets corpus/brackets     # also the real bracket val stacks
+    python benchmarks/bench_small.py --sizes 64 128 --levels 320 384 512   # only these network sizes
 
 For every size S (long side, px) the validation photos *and their labels* are shrunk to S (area
 interpolation), and the ``eat`` analyzer (the weights it would use: --weights, $EXPOSURE_WEIGHTS, shipped)
 analyses them with the network seeing a long side of L, for every L in S, 2S, 4S, … up to 512 and 512
 itself: L = S is "native size" (the new policy), L = 512 is "upscale to 512" (the old one), the levels
-in between are what a floor "never below L px" would do. Maps are compared with the shrunk labels at S
+in between are what a floor "never below L px" would do. ``--levels L …`` measures exactly those network
+long sides at every size instead (those not below the size; e.g. thumbnail copies between 256 and 512). Maps are compared with the shrunk labels at S
 using ``exposure eval``'s metrics (:func:`exposure_cli.evaluation.evaluate_analyzer`) and, with
 --brackets, the real-bracket metrics (:mod:`exposure_cli.stack_evaluation`). The validation photos are
 384 px on their long side, so the largest "photo" size is 384 (at ≥ 512 both policies are the same: the
@@ -77,6 +79,13 @@ def levels(size: int) -> list[int]:
     return out + [WORKING]
 
 
+def levels_for(size: int, only: list[int] | None = None) -> list[int]:
+    """:func:`levels` of `size`, or — with `only` — those of `only` not below `size`, ascending."""
+    if not only:
+        return levels(size)
+    return sorted({int(lv) for lv in only if int(lv) >= size})
+
+
 def analyzer_at(level: int, weights: str | None):
     """The eat analyzer with every photo (≤ level) seen at long side `level`: native when level = size."""
     from exposure_cli.analyzers import create_analyzer
@@ -105,20 +114,21 @@ def photo_records(data: Path, every: int) -> list:
     return out
 
 
-def eval_photos(data: Path, sizes: list[int], every: int, weights: str | None) -> dict:
+def eval_photos(data: Path, sizes: list[int], every: int, weights: str | None,
+                only: list[int] | None = None) -> dict:
     from exposure_cli.analyzers import create_analyzer
     from exposure_cli.evaluation import evaluate_analyzer
 
     records = photo_records(data, every)
     print(f"photos: {len(records)} records of {data}", flush=True)
     out: dict = {"records": len(records), "sizes": {}}
-    wanted = sorted({lv for s in sizes for lv in levels(s)})
+    wanted = sorted({lv for s in sizes for lv in levels_for(s, only)})
     analyzers = {lv: analyzer_at(lv, weights) for lv in wanted}
     baseline = create_analyzer("baseline")
     for size in sizes:
         shrunk = [ShrunkRecord(r, size) for r in records]
         cell: dict = {"zero_map_mae": float(np.mean([np.abs(r.load_residual()).mean() for r in shrunk]))}
-        for level in levels(size):
+        for level in levels_for(size, only):
             t = time.perf_counter()
             res = evaluate_analyzer(analyzers[level], shrunk, f"eat@{level}").to_dict()
             res.pop("per_image", None)
@@ -134,23 +144,23 @@ def eval_photos(data: Path, sizes: list[int], every: int, weights: str | None) -
     return out
 
 
-def eval_brackets(root: Path, sizes: list[int], weights: str | None) -> dict:
+def eval_brackets(root: Path, sizes: list[int], weights: str | None, only: list[int] | None = None) -> dict:
     from exposure_cli.data.brackets import load_stacks
     from exposure_cli.stack_evaluation import SceneResult, _as_float, _as_label, frame_result, summarise
 
     stacks = load_stacks(root, "val")
     print(f"brackets: {len(stacks)} val stacks of {root}", flush=True)
     out: dict = {"scenes": len(stacks), "sizes": {}}
-    wanted = sorted({lv for s in sizes for lv in levels(s)})
+    wanted = sorted({lv for s in sizes for lv in levels_for(s, only)})
     analyzers = {lv: analyzer_at(lv, weights) for lv in wanted}
-    scenes: dict[tuple[int, int], list] = {(s, lv): [] for s in sizes for lv in levels(s)}
+    scenes: dict[tuple[int, int], list] = {(s, lv): [] for s in sizes for lv in levels_for(s, only)}
     for k, stack in enumerate(stacks):  # one stack in memory at a time (frames are 1024 px)
         frames = [_as_float(f) for f in stack.frames]
         labels = [_as_label(lab) for lab in stack.labels]
         for size in sizes:
             imgs = [np.clip(shrink(i, size), 0, 1) for i in frames]
             labs = [shrink(lab, size) for lab in labels]
-            for level in levels(size):
+            for level in levels_for(size, only):
                 analyzer = analyzers[level]
                 preds = analyzer.analyze_batch(imgs)
                 res = SceneResult(stack.id, getattr(stack, "category", ""), int(stack.best))
@@ -161,7 +171,7 @@ def eval_brackets(root: Path, sizes: list[int], weights: str | None) -> dict:
         print(f"  stack {k + 1}/{len(stacks)} {stack.id}", flush=True)
     for size in sizes:
         cell: dict = {}
-        for level in levels(size):
+        for level in levels_for(size, only):
             summary = summarise(scenes[(size, level)])
             cell[str(level)] = summary
             print(f"  brackets {size:4d} px, network at {level:4d}: ordered {summary['ordered']}/{len(stacks)} "
@@ -175,6 +185,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT / "corpus" / "val")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 384])
+    ap.add_argument("--levels", type=int, nargs="+", default=None,
+                    help="network long sides to measure at every size (default: S, 2S, … below 512, and 512)")
     ap.add_argument("--every", type=int, default=4, help="evaluate every N-th photo (with its whole sweep)")
     ap.add_argument("--brackets", type=Path, default=None, help="bracket corpus (val split) to evaluate too")
     ap.add_argument("--no-photos", action="store_true")
@@ -185,14 +197,14 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "loadavg_start": os.getloadavg(),
-                 "every": args.every, "sizes": args.sizes}
+                 "every": args.every, "sizes": args.sizes, "levels": args.levels}
     from exposure_cli.weights import resolve_weights, verify_weights
 
     out["weights_sha256"] = verify_weights(resolve_weights(args.weights)).sha256
     if not args.no_photos:
-        out["photos"] = eval_photos(args.data, args.sizes, args.every, args.weights)
+        out["photos"] = eval_photos(args.data, args.sizes, args.every, args.weights, args.levels)
     if args.brackets:
-        out["brackets"] = eval_brackets(args.brackets, args.sizes, args.weights)
+        out["brackets"] = eval_brackets(args.brackets, args.sizes, args.weights, args.levels)
     out["loadavg_end"] = os.getloadavg()
     args.json.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -3,11 +3,12 @@
 Usage:
     python benchmarks/bench_small_photos.py --photos corpus/photos --sizes 64 256 --json /tmp/x.json
     python benchmarks/bench_small_photos.py --weights /path/to/weights   # other weights than the shipped ones
+    python benchmarks/bench_small_photos.py --sizes 64 128 --levels 320 384 512   # only these network sizes
 
 Each photo (sources skimage, sklearn, opencv-doc, palapeli, plasma-wallpapers, lxqt-themes; no gcompris
 or tuxpaint clip art) is shrunk (area) so its long side is S, then rendered at −2, 0 and +2 EV with
 :func:`exposure_cli.data.simulator.render_ev` (label: the exact residual). The eat analyzer sees each
-frame at long side L for L in S, 2S, … and 512; MAE against the labels (mean over frames) and the share of
+frame at long side L for L in S, 2S, … and 512 (or the ``--levels`` given, those not below S); MAE against the labels (mean over frames) and the share of
 photos whose sweep reads monotonic (mean predicted residual strictly falling from −2 to 0 to +2 EV) are
 printed per (S, L). A check on natural photos next to bench_small.py's validation set (mostly clip art
 and renders).
@@ -35,12 +36,14 @@ def main() -> None:
     import cv2
     import torch
 
-    from bench_small import analyzer_at, levels, shrink
+    from bench_small import analyzer_at, levels_for, shrink
     from exposure_cli.data.simulator import render_ev
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=Path, default=ROOT / "corpus" / "photos")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    ap.add_argument("--levels", type=int, nargs="+", default=None,
+                    help="network long sides to measure at every size (default: S, 2S, … below 512, and 512)")
     ap.add_argument("--evs", type=float, nargs="+", default=[-2.0, 0.0, 2.0])
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results_small_photos.json")
     ap.add_argument("--weights", default=None, help="weights file or folder (default: $EXPOSURE_WEIGHTS, shipped)")
@@ -54,7 +57,7 @@ def main() -> None:
         if bgr is not None:
             photos.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "photos": len(photos),
-           "evs": args.evs, "loadavg": os.getloadavg(), "weights_sha256": None, "sizes": {}}
+           "evs": args.evs, "levels": args.levels, "loadavg": os.getloadavg(), "weights_sha256": None, "sizes": {}}
     from exposure_cli.weights import resolve_weights, verify_weights
 
     out["weights_sha256"] = verify_weights(resolve_weights(args.weights)).sha256
@@ -68,7 +71,7 @@ def main() -> None:
                 frames.append(f)
                 labels.append(lab)
         cell = {}
-        for level in levels(size):
+        for level in levels_for(size, args.levels):
             a = analyzers.setdefault(level, analyzer_at(level, args.weights))
             maes, means = [], []
             for i in range(0, len(frames), 8):

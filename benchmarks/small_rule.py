@@ -4,6 +4,7 @@ One command for docs/MODEL.md "Small images" (run it again whenever the shipped 
 
     python benchmarks/small_rule.py --weights weights                   # measure + decide (≈ 10–30 min)
     python benchmarks/small_rule.py --weights weights --apply-only      # decide again from the JSON files
+    python benchmarks/small_rule.py --weights weights --sizes 64 128 --levels 320 384 512   # extra copies
 
 It runs, each in its own process with one torch thread (``--parallel`` at a time),
 
@@ -25,6 +26,16 @@ S with every failed condition, and the ``NATIVE_MIN_LONG_SIDE`` the rule gives: 
 from which every measured size up to 512 is acceptable at its own size (a size between two measured sizes
 takes the rule of the one below it); ``513`` (> the working size: every photo at 512) when none is.
 The decision goes to ``decision.json`` next to the measurements.
+
+The thumbnail copy (``imageops.THUMBNAIL_LONG_SIDE``) is one long side for every photo below the
+threshold, so the rule's choice for it is the smallest L acceptable at *every* measured S below the
+threshold (``decision.json``'s ``"thumbnail"``; 512 when none is).
+
+``--sizes S … --levels L …`` measures only those photo sizes and network long sides (each L not below S;
+include 512, the reference) — e.g. copies between 256 and 512 for thumbnails, added 2026-12-02 (MODEL.md).
+Such a run writes to its own subfolder ``levels_<L>_<L>…`` of the weights' folder (the full-rule files
+are not touched), and :func:`combined_thumbnail` takes the smallest thumbnail copy that any folder of the
+weights finds acceptable at every size below the threshold (written to ``thumbnail.json`` there).
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_small import WORKING, levels  # noqa: E402  (the sizes bench_small measures)
+from bench_small import WORKING, levels  # noqa: E402, F401  (the sizes bench_small measures)
 
 #: MAE tolerance of the rule (docs/MODEL.md "Small images"), fixed before measuring.
 TOLERANCE = 0.005
@@ -49,16 +60,23 @@ VAL_SIZES = [64, 128, 256, 384]  # the val photos are 384 px: from 512 up both p
 OTHER_SIZES = [64, 128, 256, 384, 512]
 
 
-def commands(weights: str, corpus: Path, out: Path) -> dict[str, list[str]]:
+def commands(weights: str, corpus: Path, out: Path, sizes: list[int] | None = None,
+             only: list[int] | None = None) -> dict[str, list[str]]:
+    """The three benchmark command lines: the full rule's sizes, or `sizes` with network sizes `only`."""
     py = sys.executable
     bench = str(ROOT / "benchmarks")
+    val_sizes = [s for s in sizes if s <= max(VAL_SIZES)] if sizes else VAL_SIZES
+    other_sizes = sizes or OTHER_SIZES
+    extra = ["--levels", *map(str, only)] if only else []
     return {
         "val": [py, f"{bench}/bench_small.py", "--data", str(corpus / "val"), "--every", "4",
-                "--sizes", *map(str, VAL_SIZES), "--weights", weights, "--json", str(out / "val.json")],
+                "--sizes", *map(str, val_sizes), *extra, "--weights", weights, "--json", str(out / "val.json")],
         "natural": [py, f"{bench}/bench_small_photos.py", "--photos", str(corpus / "photos"),
-                    "--sizes", *map(str, OTHER_SIZES), "--weights", weights, "--json", str(out / "natural.json")],
+                    "--sizes", *map(str, other_sizes), *extra, "--weights", weights,
+                    "--json", str(out / "natural.json")],
         "brackets": [py, f"{bench}/bench_small.py", "--no-photos", "--brackets", str(corpus / "brackets"),
-                     "--sizes", *map(str, OTHER_SIZES), "--weights", weights, "--json", str(out / "brackets.json")],
+                     "--sizes", *map(str, other_sizes), *extra, "--weights", weights,
+                     "--json", str(out / "brackets.json")],
     }
 
 
@@ -115,6 +133,9 @@ def failures(t: dict, size: int, level: int) -> list[str]:
         cell = t[name].get(size)
         if cell is None:
             continue
+        if level not in cell or WORKING not in cell:
+            out.append(f"{name}: L = {level} or {WORKING} not measured at S = {size}")
+            continue
         own, ref = cell[level], cell[WORKING]
         if own["mae"] > ref["mae"] + TOLERANCE:
             out.append(f"{name} MAE {own['mae']:.4f} vs {ref['mae']:.4f} (+{own['mae'] - ref['mae']:.4f})")
@@ -128,23 +149,72 @@ def failures(t: dict, size: int, level: int) -> list[str]:
     return out
 
 
+def measured_levels(t: dict, size: int) -> list[int]:
+    """The network long sides below 512 measured at S = `size` (in any set), ascending: the candidates."""
+    return sorted({lv for name in ("val", "natural", "brackets") for lv in t[name].get(size, {}) if lv < WORKING})
+
+
+def thumbnail_choice(per_size: dict, below: int) -> dict:
+    """The one copy size for every photo under `below`: the smallest L acceptable at every measured S < below
+    (it must have been measured at each), else 512."""
+    sizes = sorted(s for s in per_size if s < below)
+    ok = [set(lv for lv, fails in per_size[s]["candidates"].items() if not fails) for s in sizes]
+    common = sorted(set.intersection(*ok)) if ok else []
+    return {"sizes": sizes, "acceptable_at_every_size": common, "long_side": common[0] if common else WORKING}
+
+
 def decide(t: dict) -> dict:
     sizes = sorted({s for name in ("val", "natural", "brackets") for s in t[name] if s < WORKING})
     per_size = {}
     for s in sizes:
-        cands = {lv: failures(t, s, lv) for lv in levels(s)[:-1]}
+        cands = {lv: failures(t, s, lv) for lv in measured_levels(t, s)}
         chosen = next((lv for lv in sorted(cands) if not cands[lv]), WORKING)
         per_size[s] = {"chosen": chosen, "candidates": cands}
-    native_min = WORKING + 1
-    for s in reversed(sizes):
-        if per_size[s]["chosen"] != s:
-            break
-        native_min = s
-    floors = [s for s in sizes if s < native_min and per_size[s]["chosen"] not in (WORKING,)]
+    notes = []
+    if all(s in per_size[s]["candidates"] for s in sizes):
+        native_min = WORKING + 1
+        for s in reversed(sizes):
+            if per_size[s]["chosen"] != s:
+                break
+            native_min = s
+        below = native_min
+    else:  # own sizes not measured (a --levels run): the threshold is not this run's to decide
+        native_min = None
+        from exposure_cli.imageops import NATIVE_MIN_LONG_SIDE
+
+        below = NATIVE_MIN_LONG_SIDE
+        notes.append(f"own sizes not measured: threshold not decided here; thumbnail copy for S < {below} "
+                     f"(imageops.NATIVE_MIN_LONG_SIDE)")
+    floors = [s for s in sizes if native_min is not None and s < native_min
+              and per_size[s]["chosen"] not in (WORKING,)]
+    if floors:
+        notes.append(f"sizes {floors} would take a floor below 512 that analysis_size does not implement")
     return {"weights_sha256": t["weights_sha256"], "tolerance": TOLERANCE, "per_size": per_size,
-            "native_min_long_side": native_min,
-            "note": (f"sizes {floors} would take a floor below 512 that analysis_size does not implement"
-                     if floors else "")}
+            "native_min_long_side": native_min, "thumbnail": thumbnail_choice(per_size, below),
+            "note": "; ".join(notes)}
+
+
+def combined_thumbnail(folder: Path) -> dict:
+    """The thumbnail copy the rule gives over every measurement of one weights file: `folder` (the full
+    rule, ``results_small_rule/<sha8>/``) and its ``levels_*`` subfolders, each decided again from its JSON.
+    A subfolder counts only when it measured every size below the threshold that the full rule measured;
+    the smallest L acceptable at all of them wins, else 512."""
+    main = decide(tables(folder))
+    need = main["thumbnail"]["sizes"]
+    acceptable: dict[int, str] = {}
+    used = []
+    for sub in [folder] + sorted(p for p in folder.glob("levels_*") if (p / "val.json").exists()):
+        d = main if sub == folder else decide(tables(sub))
+        if d["weights_sha256"] != main["weights_sha256"] or not set(need) <= set(d["thumbnail"]["sizes"]):
+            continue
+        per = {s: d["per_size"][s] for s in need}
+        used.append(sub.name)
+        for lv in thumbnail_choice(per, max(need, default=0) + 1)["acceptable_at_every_size"]:
+            acceptable.setdefault(lv, sub.name)
+    long_side = min(acceptable, default=WORKING)
+    return {"weights_sha256": main["weights_sha256"], "tolerance": TOLERANCE, "sizes": need,
+            "folders": used, "acceptable_at_every_size": {str(k): v for k, v in sorted(acceptable.items())},
+            "long_side": long_side}
 
 
 def pct(x) -> str:
@@ -163,12 +233,13 @@ def report(t: dict, d: dict) -> str:
             b = "**" if chosen.get(s) == lv else ""
             lines.append(f"| {s} | {b}{at}{b} | {b}{c['mae']:.4f}{b} | {c['ssim']:.3f} | {pct(c['mono'])} | "
                          f"{c['auc_under'] or 0:.3f} | {c['auc_over'] or 0:.3f} | {c['orig'] or 0:.3f} |")
-    lines += ["", "Natural photos (MAE, sweeps monotonic):", "", "| S (px) | own size | 128 | 256 | 512 |",
-              "|---|---|---|---|---|"]
+    cols = sorted({lv for s, row in t["natural"].items() for lv in row if lv > s} | {WORKING})
+    lines += ["", "Natural photos (MAE, sweeps monotonic):", "",
+              "| S (px) | own size | " + " | ".join(map(str, cols)) + " |", "|---|---|" + "---|" * len(cols)]
     for s in sorted(t["natural"]):
         row = t["natural"][s]
         cells = []
-        for col in ("own", 128, 256, WORKING):
+        for col in ("own", *cols):
             lv = s if col == "own" else col
             if lv not in row or (col != "own" and lv <= s) or (col == "own" and s == WORKING):
                 cells.append("–")
@@ -194,8 +265,12 @@ def report(t: dict, d: dict) -> str:
         lines.append(f"* S = {s}: network at {v['chosen']}")
         for lv, fails in v["candidates"].items():
             lines.append(f"    - L = {lv}: " + ("acceptable" if not fails else "fails: " + "; ".join(fails)))
-    lines.append(f"NATIVE_MIN_LONG_SIDE = {d['native_min_long_side']}"
-                 + (" (no size passes: every photo at 512)" if d["native_min_long_side"] > WORKING else ""))
+    if d["native_min_long_side"] is not None:
+        lines.append(f"NATIVE_MIN_LONG_SIDE = {d['native_min_long_side']}"
+                     + (" (no size passes: every photo at 512)" if d["native_min_long_side"] > WORKING else ""))
+    th = d["thumbnail"]
+    lines.append(f"Thumbnail copy (one size for S in {th['sizes']}): {th['long_side']} "
+                 f"(acceptable at every such S: {th['acceptable_at_every_size'] or 'none'})")
     if d["note"]:
         lines.append("Note: " + d["note"])
     return "\n".join(lines)
@@ -208,13 +283,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--parallel", type=int, default=3, help="benchmarks run at once (one core each)")
     ap.add_argument("--apply-only", action="store_true", help="decide from the JSON files already in --out")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None,
+                    help="photo sizes to measure (default: the full rule's); needs --levels")
+    ap.add_argument("--levels", type=int, nargs="+", default=None,
+                    help="network long sides to measure at each size (include 512, the reference); the run "
+                         "goes to the subfolder levels_<L>_… of the weights' folder")
     args = ap.parse_args()
     from exposure_cli.weights import resolve_weights, verify_weights
 
     sha = verify_weights(resolve_weights(args.weights)).sha256
-    out = args.out or ROOT / "benchmarks" / "results_small_rule" / sha[:8]
+    if bool(args.sizes) != bool(args.levels):
+        raise SystemExit("--sizes and --levels go together")
+    if args.levels and WORKING not in args.levels:
+        raise SystemExit(f"--levels must include {WORKING}, the rule's reference")
+    folder = ROOT / "benchmarks" / "results_small_rule" / sha[:8]
+    sub = "levels_" + "_".join(map(str, sorted(set(args.levels)))) if args.levels else ""
+    out = args.out or (folder / sub if sub else folder)
     out.mkdir(parents=True, exist_ok=True)
-    cmds = commands(str(Path(args.weights).resolve()), args.corpus, out)
+    cmds = commands(str(Path(args.weights).resolve()), args.corpus, out, args.sizes, args.levels)
     if not args.apply_only:
         (out / "commands.txt").write_text("\n".join("OMP_NUM_THREADS=1 " + " ".join(c) for c in cmds.values()) + "\n")
         measure(cmds, out, max(1, args.parallel))
@@ -226,6 +312,11 @@ def main() -> None:
     (out / "decision.json").write_text(json.dumps(d, indent=2, default=str) + "\n")
     (out / "tables.md").write_text(text + "\n")
     print(text)
+    if not args.out and (folder / "val.json").exists():
+        c = combined_thumbnail(folder)
+        (folder / "thumbnail.json").write_text(json.dumps(c, indent=2) + "\n")
+        print(f"Thumbnail copy over every measurement of {sha[:8]}… (folders {c['folders']}): {c['long_side']} "
+              f"(acceptable at every S in {c['sizes']}: {c['acceptable_at_every_size'] or 'none'})")
 
 
 if __name__ == "__main__":
