@@ -203,7 +203,8 @@ def combined_thumbnail(folder: Path) -> dict:
     need = main["thumbnail"]["sizes"]
     acceptable: dict[int, str] = {}
     used = []
-    for sub in [folder] + sorted(p for p in folder.glob("levels_*") if (p / "val.json").exists()):
+    for sub in [folder] + sorted(p for p in folder.glob("levels_*")
+                                 if all((p / f"{n}.json").exists() for n in ("val", "natural", "brackets"))):
         d = main if sub == folder else decide(tables(sub))
         if d["weights_sha256"] != main["weights_sha256"] or not set(need) <= set(d["thumbnail"]["sizes"]):
             continue

@@ -12,9 +12,11 @@ from exposure_cli.analyzers import create_analyzer  # noqa: E402
 from exposure_cli.imageops import (  # noqa: E402
     NATIVE_MIN_LONG_SIDE,
     NETWORK_MULTIPLE,
+    THUMBNAIL_LONG_SIDE,
     analysis_size,
     pad_to,
     padded_size,
+    working_size,
 )
 from exposure_cli.models import create_model, model_config  # noqa: E402
 from exposure_cli.weights import save_weights  # noqa: E402
@@ -69,6 +71,15 @@ def test_default_rule_is_the_measured_one(shape, expected):
     assert analysis_size(*shape, 512) == expected
 
 
+@pytest.mark.parametrize("shape", [(48, 64), (96, 128), (120, 255), (1, 1)])
+def test_thumbnails_go_to_the_thumbnail_copy_whatever_the_working_size(shape):
+    """Below NATIVE_MIN_LONG_SIDE the copy is THUMBNAIL_LONG_SIDE (the rule's choice), at any working size
+    from 256 up (the shipped weights' 320 included)."""
+    for working in (256, 320, 512):
+        assert analysis_size(*shape, working, thumbnail_long_side=THUMBNAIL_LONG_SIDE) == \
+            working_size(*shape, THUMBNAIL_LONG_SIDE)
+
+
 def _small_rule():
     import importlib.util
     from pathlib import Path
@@ -100,6 +111,51 @@ def test_threshold_is_the_rule_applied_to_the_shipped_weights():
     rule = _small_rule()  # the decision follows from the committed measurements by the rule as written
     again = rule.decide(rule.tables(folder))
     assert again["native_min_long_side"] == NATIVE_MIN_LONG_SIDE
+
+
+def test_thumbnail_copy_is_the_rule_applied_to_the_shipped_weights():
+    """THUMBNAIL_LONG_SIDE is the smallest copy the rule finds acceptable at every measured size below the
+    threshold, over the full-rule folder of the shipped weights and its levels_* subfolders (copies between
+    256 and 512), re-decided from the committed JSON; 512 when none is."""
+    import json
+    from pathlib import Path
+
+    from exposure_cli.weights import resolve_weights, verify_weights
+
+    sha = verify_weights(resolve_weights(None)).sha256
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results_small_rule" / sha[:8]
+    if not (folder / "thumbnail.json").exists():
+        pytest.fail(f"no thumbnail-copy decision for the shipped weights {sha[:8]}…: run "
+                    f"`python benchmarks/small_rule.py --weights weights --apply-only` (docs/MODEL.md)")
+    committed = json.loads((folder / "thumbnail.json").read_text())
+    again = _small_rule().combined_thumbnail(folder)
+    assert again == committed
+    assert committed["weights_sha256"] == sha and committed["tolerance"] == 0.005
+    assert committed["sizes"] and all(s < NATIVE_MIN_LONG_SIDE for s in committed["sizes"])
+    assert THUMBNAIL_LONG_SIDE == committed["long_side"]
+
+
+def _thumb_table(maes):
+    """A small_rule table for S = 64, 128 from {S: {L: MAE}}; ordering equal everywhere."""
+    def cell(size):
+        return {lv: {"mae": m, "mono": 1.0} for lv, m in maes[size].items()}
+
+    return {"weights_sha256": "x", "scenes": 38,
+            "val": {s: cell(s) for s in maes}, "natural": {s: cell(s) for s in maes},
+            "brackets": {s: {lv: {"mae": m, "ordered": 30, "reversals": 5} for lv, m in maes[s].items()}
+                         for s in maes}}
+
+
+@pytest.mark.parametrize(("maes", "copy"), [
+    ({64: {320: 0.104, 384: 0.101, 512: 0.10}, 128: {320: 0.104, 384: 0.10, 512: 0.10}}, 320),
+    ({64: {320: 0.106, 384: 0.101, 512: 0.10}, 128: {320: 0.104, 384: 0.10, 512: 0.10}}, 384),  # 320 fails at 64
+    ({64: {320: 0.104, 384: 0.101, 512: 0.10}, 128: {320: 0.106, 384: 0.106, 512: 0.10}}, 512),  # none at 128
+])
+def test_thumbnail_copy_is_one_size_acceptable_at_every_size(maes, copy):
+    decision = _small_rule().decide(_thumb_table(maes))
+    assert decision["native_min_long_side"] is None  # own sizes not measured: not this run's to decide
+    assert decision["thumbnail"]["sizes"] == [64, 128]
+    assert decision["thumbnail"]["long_side"] == copy
 
 
 def _table(val, natural, brackets):
@@ -166,7 +222,7 @@ def test_a_tiny_thumbnail_follows_the_measured_rule(tiny_weights):
     log = ForwardLog(analyzer.model)
     (m,) = analyzer.analyze_batch([np.random.default_rng(0).random((48, 64, 3), dtype=np.float32)])
     assert m.shape == (48, 64)
-    h, w = padded_size(*analysis_size(48, 64, 512, NATIVE_MIN_LONG_SIDE))
+    h, w = padded_size(*analysis_size(48, 64, 512, NATIVE_MIN_LONG_SIDE, THUMBNAIL_LONG_SIDE))
     assert log.shapes == [(1, 3, h, w)]
 
 
