@@ -95,7 +95,9 @@ from exposure_cli.pipeline import scan
 from exposure_cli.analyzers import create_analyzer
 t0 = time.perf_counter()
 extra = {"runtime": args.pop("runtime")} if "runtime" in args else {}
-analyzer = create_analyzer(args.get("model"), working_long_side=512, batch_size=args.get("batch_size", 8), **extra)
+# working size: the analyzer's own (the eat weights card's, 512 for the baseline) unless --working-size
+analyzer = create_analyzer(args.get("model"), working_long_side=args.pop("working_long_side", None),
+                           batch_size=args.get("batch_size", 8), **extra)
 # warm-up on one tiny image so one-off costs (weights, first kernels) are not counted as throughput
 import numpy as np; analyzer.analyze(np.full((64, 64, 3), 0.5, np.float32))
 load = time.perf_counter() - t0
@@ -199,6 +201,8 @@ def main() -> None:
     ap.add_argument("--targets", action="store_true",
                     help="only the issue-15 target cases, side by side: marginal ms per photo of the floors "
                          "(full-resolution imread, reduced decode) and the scans, and their ratios")
+    ap.add_argument("--working-size", type=int, default=None,
+                    help="the network's working long side (default: the analyzer's own, the weights card's)")
     ap.add_argument("--runtime", default=None, help="inference runtime for the scan cases (default: the default)")
     ap.add_argument("--rounds", type=int, default=2, help="--targets: rounds of every case (a target must hold in each)")
     args = ap.parse_args()
@@ -208,6 +212,7 @@ def main() -> None:
     from exposure_cli.analyzers import DEFAULT_ANALYZER
 
     model = args.model or DEFAULT_ANALYZER
+    working_size = args.working_size
     cores = os.cpu_count() or 2
     threads = cores
     q = args.quick
@@ -247,6 +252,8 @@ def main() -> None:
     def scan_case(name, paths, **kw):
         kw.setdefault("model", model)
         args_ = {"paths": [str(p) for p in paths], "out": str(data / "out" / name), "threads": threads, **kw}
+        if working_size:
+            args_["working_long_side"] = working_size
         # the scan sets torch's threads itself (ScanOptions.torch_threads: half the cores by default)
         r = run_child(SCAN_SNIPPET, args_)
         r["images_per_second"] = r["processed"] / r["seconds"]
@@ -340,6 +347,7 @@ def targets(args) -> None:
             if not (sub / p.name).exists():
                 os.link(p, sub / p.name)
     res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "n1": n1, "n2": n2,
+                 "working_size": args.working_size or "the analyzer's own",
                  "runtime": args.runtime, "rounds": []}
 
     def marginal(run) -> dict:
@@ -354,6 +362,8 @@ def targets(args) -> None:
     def scan_run(name, kw):
         def run(n):
             a = {"paths": [str(subs[n])], "out": str(args.data / "out" / name), "threads": 2, **kw}
+            if args.working_size:
+                a["working_long_side"] = args.working_size
             if args.runtime and kw.get("model") != "baseline":
                 a["runtime"] = args.runtime
             return run_child(SCAN_SNIPPET, a)
