@@ -5,7 +5,8 @@ Usage:
     python benchmarks/bench_runtimes.py                       # every installed runtime
     python benchmarks/bench_runtimes.py --runtimes eager onnxruntime --reps 5
 
-Input: 384×512 (a 4:3 photo at the scan's 512-pixel working size), real-looking content. Each runtime is
+Input: a 4:3 photo at the shipped weights' working size (the card's: 240×320 since stage 10; `--size HxW`
+to choose), real-looking content. Each runtime is
 measured in its own process (threads cannot be changed reliably after a runtime starts); best of --reps.
 Preparation (export, trace, compile) is timed separately and not counted per image.
 """
@@ -32,7 +33,8 @@ from exposure_cli.runtimes import build_runner, Runtime
 model, _ = load_model(resolve_weights(None), "cpu")
 rng = np.random.default_rng(0)
 import cv2, skimage.data as skd
-imgs = [cv2.resize(im, (512, 384), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+h, w = args["size"]
+imgs = [cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
         for im in (skd.astronaut(), skd.coffee(), skd.chelsea(), skd.rocket())]
 x8 = torch.from_numpy(np.stack([imgs[i % 4] for i in range(8)])).permute(0, 3, 1, 2).contiguous()
 ref_run = build_runner(model, "eager")
@@ -63,12 +65,21 @@ def main() -> None:
     ap.add_argument("--runtimes", nargs="*", default=None)
     ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--size", default=None, help="input H×W, e.g. 384x512 (default: 4:3 at the card's working size)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "runtimes.json")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from exposure_cli.runtimes import Runtime, missing_modules
 
     names = args.runtimes or [r.value for r in Runtime]
+    if args.size:
+        size = [int(v) for v in args.size.lower().split("x")]
+    else:
+        from exposure_cli.weights import resolve_weights, verify_weights
+
+        long_side = int(verify_weights(resolve_weights(None)).card.get("working_long_side") or 512)
+        size = [round(long_side * 3 / 4), long_side]
+    print(f"input {size[0]}×{size[1]}", flush=True)
     load = os.getloadavg()
     rows = []
     for name in names:
@@ -79,7 +90,7 @@ def main() -> None:
         for threads in args.threads:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
             proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps({"runtime": name, "threads": threads,
-                                   "reps": args.reps})], capture_output=True, cwd=ROOT, env=env)
+                                   "reps": args.reps, "size": size})], capture_output=True, cwd=ROOT, env=env)
             if proc.returncode != 0:
                 err = proc.stderr.decode().strip().splitlines()[-1:] or ["?"]
                 print(f"{name} ({threads} thr): FAILED: {err[0]}", flush=True)
@@ -106,7 +117,7 @@ def main() -> None:
         print(f"| {r['runtime']} | {r['threads']} | {r['batch1_ms']:.1f} | {r['batch8_ms']:.1f} | {ratio:.2f} | "
               f"{r['batch1_cpu_ms']:.1f} | {r['batch8_cpu_ms']:.1f} | {cpu_ratio:.2f} | "
               f"{r['prepare_s']:.1f} | {r['max_abs_diff']:.1e} |")
-    args.json.write_text(json.dumps({"load_average": [load, end], "rows": rows}, indent=2) + "\n")
+    args.json.write_text(json.dumps({"load_average": [load, end], "size": size, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
