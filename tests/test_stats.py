@@ -154,3 +154,205 @@ def test_regions_not_computed_have_nan_area_and_absent_ones_zero():
     assert row[column("subject", "area_pct")] > 0
     assert row[column("face", "area_pct")] == 0  # looked for, not found
     assert np.isnan(row[column("sky", "area_pct")])  # not computed
+
+
+# --- issue 17: tests written from the surviving mutants of `python tools/mutation.py stats` (docs/TESTING.md) ---
+
+
+def test_column_helpers_name_every_region_column_in_report_order():
+    from exposure_cli.stats import REGIONS, all_stat_columns, hist_column, region_columns
+
+    assert hist_column("global") == "hist" and hist_column("sky") == "sky_hist"
+    assert region_columns("face") == [
+        "face_area_pct", "face_over_pct", "face_under_pct", "face_bad_pct", "face_severe_over_pct",
+        "face_severe_under_pct", "face_severe_bad_pct", "face_mean_residual", "face_mean_abs_residual",
+        "face_p05_residual", "face_p50_residual", "face_p95_residual", "face_ev_correction", "face_hist"]
+    cols = all_stat_columns()
+    assert len(cols) == len(set(cols)) == 14 * len(REGIONS)
+    assert cols[:2] == ["area_pct", "over_pct"] and cols[13] == "hist" and cols[14] == "face_area_pct"
+    assert cols[-1] == "sky_hist"
+
+
+def test_thresholds_accept_zero_to_one_exclusive_of_zero_and_give_floats():
+    assert Thresholds(over=1, under=1.0, severe=1.0).as_dict() == {"over": 1.0, "under": 1.0, "severe": 1.0}
+    assert Thresholds(over=0.2, under=0.15, severe=0.5).as_dict() == {"over": 0.2, "under": 0.15, "severe": 0.5}
+    assert type(Thresholds(over=1).as_dict()["over"]) is float
+    for name, bad in (("over", 0.0), ("under", -0.1), ("severe", 1.0001), ("over", 1.5), ("under", 2.0)):
+        with pytest.raises(ValueError, match=rf"^threshold {name}={bad} must be in \(0, 1\]$"):
+            Thresholds(**{name: bad})
+
+
+def test_region_stats_of_the_whole_map_and_of_a_mask_of_zeros_and_ones():
+    from exposure_cli.stats import region_stats
+
+    # none of the values reaches the top fine bins: the histogram must still have all of them
+    r = np.array([[-0.1234, -0.1233, 0.1234, 0.1235], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    off_grid = Thresholds(over=0.1234, under=0.1235, severe=0.5)  # compared exactly on the values
+    whole = region_stats(r, None, off_grid)
+    assert whole["area_pct"] == 100.0
+    assert whole["over_pct"] == pytest.approx(100 / 8) and whole["under_pct"] == pytest.approx(100 / 8)
+    assert np.isnan(whole["ev_correction"])
+    assert whole["hist"].dtype == np.int64 and whole["hist"].shape == (HIST_BINS,) and whole["hist"].sum() == 8
+    # the same photo, its top row as a 0/1 integer mask (the same as a boolean one)
+    top = region_stats(r, np.array([[1, 1, 1, 1], [0, 0, 0, 0]], np.uint8), off_grid)
+    assert top["area_pct"] == 50.0
+    assert top["over_pct"] == 25.0 and top["under_pct"] == 25.0 and top["hist"].sum() == 4
+    # on the grid, answered from the fine histogram: at 0.123 every value of the top row is past
+    grid = region_stats(r, np.array([[1, 1, 1, 1], [0, 0, 0, 0]], np.uint8), Thresholds(over=0.123, under=0.123))
+    assert grid["over_pct"] == 50.0 and grid["under_pct"] == 50.0
+
+
+def test_off_grid_thresholds_are_exact_in_every_region():
+    r = np.array([[-0.1234, -0.1233, 0.1234, 0.1235], [-0.1234, -0.1234, 0.1235, 0.0]], np.float32)
+    face = np.array([[0, 1, 1, 0], [0, 0, 0, 0]], bool)
+    sky = np.array([[0, 0, 0, 0], [1, 1, 1, 0]], bool)
+    row = image_stats(r, {"face": face, "sky": sky}, Thresholds(over=0.1234, under=0.1235, severe=0.5))
+    assert row["over_pct"] == pytest.approx(300 / 8) and row["under_pct"] == pytest.approx(200 / 8)
+    assert row["face_over_pct"] == 0.0 and row["face_under_pct"] == 0.0  # −0.1233 and 0.1234 fall short
+    assert row["sky_over_pct"] == pytest.approx(200 / 3) and row["sky_under_pct"] == pytest.approx(100 / 3)
+
+
+def test_values_within_float32_rounding_of_a_grid_threshold_count_as_on_it():
+    """On the 0.001 grid a value a millionth short of the threshold counts (it is the threshold, rounded in
+    float32 on its way from the model); a threshold off the grid is compared exactly on the values."""
+    r = np.array([[-0.1 + 5e-7, 0.2 - 5e-7, 0.0, 0.0]], np.float32)
+    assert float(r[0, 0]) > -0.1 and float(r[0, 1]) < 0.2
+    on_grid = image_stats(r, {}, Thresholds(over=0.1, under=0.2, severe=0.3))
+    assert on_grid["over_pct"] == 25.0 and on_grid["under_pct"] == 25.0
+    # a third threshold off the grid puts the values in play, but 0.1 and 0.2 are still answered on the grid
+    mixed = image_stats(r, {}, Thresholds(over=0.1, under=0.2, severe=0.3333))
+    assert mixed["over_pct"] == 25.0 and mixed["under_pct"] == 25.0
+    exact = image_stats(r, {}, Thresholds(over=0.0999994, under=0.1999996))
+    assert exact["over_pct"] == 25.0 and exact["under_pct"] == 0.0
+
+
+def test_a_threshold_of_one_counts_nothing_and_just_below_one_counts_the_end_bin():
+    r = np.array([[-0.9995, -0.5, 0.0, 0.5, 0.9995]], np.float32)
+    at_one = image_stats(r, {}, Thresholds(over=1.0, under=1.0, severe=1.0))
+    hist = at_one["hist"]
+    from_hist = shares_from_hist(hist, Thresholds(over=1.0, under=1.0, severe=1.0))
+    for got in (at_one, from_hist):
+        for metric in ("over_pct", "under_pct", "bad_pct", "severe_bad_pct"):
+            assert got[metric] == 0.0, metric
+    near = image_stats(r, {}, Thresholds(over=0.999, under=0.999, severe=0.999))
+    assert near["over_pct"] == 20.0 and near["under_pct"] == 20.0 and near["severe_bad_pct"] == 40.0
+    # the stored histogram has 0.025-wide bins: 0.999 is 96 % of the way into the end bin
+    from_hist = shares_from_hist(hist, Thresholds(over=0.999, under=0.999))
+    assert from_hist["over_pct"] == pytest.approx(20 * 0.04) and from_hist["under_pct"] == pytest.approx(20 * 0.04)
+
+
+def _fine_centre(i: int) -> float:
+    """The centre of fine bin i (bins 0.001 wide from −1)."""
+    return -1.0 + (i + 0.5) / 1000
+
+
+def test_means_and_quantiles_interpolate_inside_the_fine_bins():
+    """Values at fine-bin centres; quantile q lies in the first bin whose cumulative count reaches q·n, a
+    share (q·n − count below) ÷ count in bin of the way into it. Expected values worked out by hand."""
+    # n = 20: 1 in bin 0, 2 in bin 1, 8 in bin 1000, 9 in bin 1999
+    counts = {0: 1, 1: 2, 1000: 8, 1999: 9}
+    r = np.array([[_fine_centre(i) for i, c in counts.items() for _ in range(c)]], np.float32)
+    row = image_stats(r, {}, Thresholds())
+    assert row["p05_residual"] == pytest.approx(-1 + (0 + 1 / 1) / 1000, abs=1e-9)     # q·n = 1: all of bin 0
+    assert row["p50_residual"] == pytest.approx(-1 + (1000 + 7 / 8) / 1000, abs=1e-9)  # 10: 3 below, 7 of 8
+    assert row["p95_residual"] == pytest.approx(-1 + (1999 + 8 / 9) / 1000, abs=1e-9)  # 19: 11 below, 8 of 9
+    centres = [_fine_centre(i) for i, c in counts.items() for _ in range(c)]
+    assert row["mean_residual"] == pytest.approx(sum(centres) / 20, abs=1e-9)
+    assert row["mean_abs_residual"] == pytest.approx(sum(abs(c) for c in centres) / 20, abs=1e-9)
+    # n = 40: 1 in bin 0, 2 in bin 1, 37 in bin 1500
+    counts = {0: 1, 1: 2, 1500: 37}
+    r = np.array([[_fine_centre(i) for i, c in counts.items() for _ in range(c)]], np.float32)
+    row = image_stats(r, {}, Thresholds())
+    assert row["p05_residual"] == pytest.approx(-1 + (1 + 1 / 2) / 1000, abs=1e-9)      # 2: 1 below, 1 of 2
+    assert row["p50_residual"] == pytest.approx(-1 + (1500 + 17 / 37) / 1000, abs=1e-9)
+    assert row["p95_residual"] == pytest.approx(-1 + (1500 + 35 / 37) / 1000, abs=1e-9)
+    assert row["mean_residual"] == pytest.approx((_fine_centre(0) + 2 * _fine_centre(1) + 37 * 0.5005) / 40, abs=1e-9)
+
+
+def test_a_one_pixel_photo_and_the_columns_of_an_absent_region():
+    row = image_stats(np.array([[0.5]], np.float32), {"face": np.zeros((1, 1), bool)}, Thresholds())
+    assert row["area_pct"] == 100.0 and row["under_pct"] == 100.0 and row["p50_residual"] == pytest.approx(0.5005)
+    assert row["hist"].dtype == np.int64 and row["hist"][60] == 1
+    assert row["face_area_pct"] == 0.0
+    assert row["face_hist"].dtype == np.int64 and row["face_hist"].shape == (HIST_BINS,) and not row["face_hist"].any()
+    for metric in ("over_pct", "mean_residual", "p05_residual", "p95_residual", "ev_correction"):
+        assert np.isnan(row[f"face_{metric}"]), metric
+    assert np.isnan(row["ev_correction"])  # no grey levels given
+
+
+def test_a_region_code_gives_what_the_masks_give():
+    rng = np.random.default_rng(5)
+    r = rng.uniform(-1, 1, (30, 40)).astype(np.float32)
+    masks = {"face": rng.random((30, 40)) > 0.7, "sky": rng.random((30, 40)) > 0.4}
+    code = masks["face"].astype(np.uint8) | (masks["sky"].astype(np.uint8) << 1)
+    th = Thresholds(over=0.1234, under=0.2, severe=0.3)
+    from_masks = image_stats(r, masks, th)
+    from_code = image_stats(r, None, th, region_code=(code, ("face", "sky")))
+    assert from_code.keys() == from_masks.keys()
+    for key, value in from_masks.items():
+        np.testing.assert_array_equal(from_code[key], value, err_msg=key)
+    assert from_code["face_area_pct"] == pytest.approx(100 * masks["face"].mean())
+    # no code: no region, whatever names come with it
+    none = image_stats(r, None, th, region_code=(None, ("face",)))
+    assert none["face_area_pct"] == 0.0 and none["over_pct"] == from_masks["over_pct"]
+
+
+def test_ev_correction_follows_the_estimator_for_every_region_size_and_calibration():
+    """200×200 photo: the even subsample takes every second row and column. A region with at least 64
+    subsampled pixels is estimated from the subsample, a smaller one from all its pixels."""
+    from exposure_cli.correction import EVCalibration, ev_correction, sample_step
+
+    rng = np.random.default_rng(7)
+    g = rng.uniform(0, 1, (200, 200))  # float64, as a library caller may pass them
+    r = rng.uniform(-0.3, 0.3, (200, 200))
+    assert sample_step(g.size) == 2
+    masks = {"face": np.zeros((200, 200), bool), "subject": np.zeros((200, 200), bool), "sky": np.zeros((200, 200), bool)}
+    masks["face"][10:26, 10:26] = True  # 8×8 = 64 subsampled pixels: just enough for the subsample
+    masks["subject"][50:150, 40:160] = True
+    masks["sky"][100:115, 0:15] = True  # 8×8 subsampled, but 15×15 starting on an even row: 64 too
+    masks["sky"][100:115, 0:15] = False
+    masks["sky"][101:116, 1:16] = True  # starts on odd rows and columns: 7×7 = 49 subsampled, all 225 used
+    cal = EVCalibration(gain=1.7, offset=0.25)
+    row = image_stats(r, masks, Thresholds(), grey=g, ev_calibration=cal)
+    assert row["ev_correction"] == ev_correction(g, r, calibration=cal)
+    for name, m in masks.items():
+        assert row[column(name, "ev_correction")] == ev_correction(g, r, m, calibration=cal), name
+    # without regions, and with the default calibration
+    alone = image_stats(r, {}, Thresholds(), grey=g)
+    assert alone["ev_correction"] == ev_correction(g, r)
+    assert alone["ev_correction"] != row["ev_correction"]
+
+
+def test_a_float64_map_gives_exactly_what_the_same_map_in_float32_gives():
+    """The model's maps are float32; a float64 map is rounded to float32 first, so scan, rescore and library
+    callers agree on values that sit within float32 rounding of a threshold."""
+    from exposure_cli.stats import region_stats
+
+    values = np.array([[0.099998995, -0.099999035, 0.12345 - 1e-10, -0.12345 + 1e-10, 0.3, -0.7]])
+    assert (histogram(values) == histogram(values.astype(np.float32))).all()
+    assert histogram(values)[43] == 0  # 0.099998995 is 0.1 within float32 rounding: in the bin from 0.1
+    for th in (Thresholds(), Thresholds(over=0.12345, under=0.12345)):
+        as64, as32 = image_stats(values, {}, th), image_stats(values.astype(np.float32), {}, th)
+        for key in ("over_pct", "under_pct", "mean_residual", "p50_residual"):
+            assert as64[key] == as32[key], (th, key)
+        one64, one32 = region_stats(values, None, th), region_stats(values.astype(np.float32), None, th)
+        assert one64["over_pct"] == one32["over_pct"] and one64["under_pct"] == one32["under_pct"]
+    assert image_stats(values, {}, Thresholds(over=0.12345, under=0.12345))["under_pct"] == pytest.approx(200 / 6)
+
+
+def test_values_outside_minus_one_to_one_count_in_the_end_bins():
+    hist = histogram(np.array([np.inf, -np.inf, 5.0, -5.0, 3e9, -3e9], np.float32))
+    assert hist[0] == 3 and hist[-1] == 3 and hist.sum() == 6
+    assert hist.dtype == np.int64
+
+
+def test_float32_histograms_of_large_photos_give_exact_shares():
+    """2²⁴ + 2 pixels: float32 cannot count them one by one, so the shares are computed in float64."""
+    from exposure_cli.stats import shares_from_hist_matrix
+
+    hist = np.zeros((1, HIST_BINS), np.float32)
+    hist[0, 0], hist[0, 40], hist[0, 79] = 2.0**24, 1.0, 1.0
+    shares = shares_from_hist_matrix(hist, Thresholds())
+    total = 2.0**24 + 2
+    assert shares["over_pct"][0] == 100 * 2.0**24 / total
+    assert shares["under_pct"][0] == 100 * 1 / total
