@@ -224,6 +224,11 @@ def test_values_within_float32_rounding_of_a_grid_threshold_count_as_on_it():
     assert mixed["over_pct"] == 25.0 and mixed["under_pct"] == 25.0
     exact = image_stats(r, {}, Thresholds(over=0.0999994, under=0.1999996))
     assert exact["over_pct"] == 25.0 and exact["under_pct"] == 0.0
+    # the same above one half (0.6, 0.7: the grid test must not round t · 1000 any other way)
+    high = np.array([[-0.7 + 5e-7, 0.6 - 5e-7, 0.0, 0.0]], np.float32)
+    assert float(high[0, 0]) > -0.7 and float(high[0, 1]) < 0.6
+    on_grid = image_stats(high, {}, Thresholds(over=0.7, under=0.6, severe=0.8))
+    assert on_grid["over_pct"] == 25.0 and on_grid["under_pct"] == 25.0
 
 
 def test_a_threshold_of_one_counts_nothing_and_just_below_one_counts_the_end_bin():
@@ -356,3 +361,12 @@ def test_float32_histograms_of_large_photos_give_exact_shares():
     total = 2.0**24 + 2
     assert shares["over_pct"][0] == 100 * 2.0**24 / total
     assert shares["under_pct"][0] == 100 * 1 / total
+
+
+def test_a_threshold_just_outside_the_grid_tolerance_is_compared_exactly():
+    """t · 1000 = 1e-6 exactly in double: the first threshold above 0 that is off the 0.001 grid (the grid
+    tolerance is *less than* a millionth of a fine bin), so a residual of 0 is not past it."""
+    t = 9.999999999999999e-10
+    assert t * 1000 == 1e-6
+    row = image_stats(np.zeros((1, 4), np.float32), {}, Thresholds(over=t, under=t, severe=t))
+    assert row["over_pct"] == 0.0 and row["under_pct"] == 0.0
