@@ -591,3 +591,71 @@ points = 7
     assert dark_face["score_needface"] == 73.0
     assert dark_face["reasons_needface"] == ("face under-exposed area 100 % > 5 % → −20 (dark face); "
                                              "global over-exposed area 10 % > 5 % → −7")
+
+
+# --- issue 17: deductions, written from the surviving mutants of `tools/mutation.py rules` (docs/TESTING.md)
+
+
+def _deduct(text: str, residual: np.ndarray, masks: dict) -> tuple[float, str]:
+    result = score_row([parse_rule_text(text)], row_for(residual, masks), SCAN)
+    return result["score_b"], result["reasons_b"]
+
+
+def test_deduction_signs_bonuses_and_the_ceiling_of_100():
+    # a negative deduction is a bonus: shown with "+", and the score never passes 100
+    assert _deduct('name = "b"\n[[deductions]]\nwhen = "true"\npoints = -5\n', _paint(), {}) == (100.0, "always → +5")
+    text = ('name = "b"\nstart = 90\n[[deductions]]\nwhen = "true"\npoints = -5\n'
+            '[[deductions]]\nwhen = "true"\npoints = "global.over_pct"\n'  # fires with 0 points: "−0"
+            '[[deductions]]\nwhen = "true"\npoints = 0.5\n')
+    assert _deduct(text, _paint(), {}) == (94.5, "always → +5; always → −0; always → −0.5")
+    # scores are rounded to 1e-6: a deduction of 4e-7 leaves 100
+    assert _deduct('name = "b"\n[[deductions]]\nwhen = "true"\npoints = 0.0000004\n', _paint(), {})[0] == 100.0
+    # points that are not a number (0 ÷ 0) deduct nothing
+    score, reason = _deduct('name = "b"\n[[deductions]]\nwhen = "true"\npoints = "global.over_pct / global.under_pct"\n',
+                            _paint(), {})
+    assert score == 100.0 and "n/a" in reason
+
+
+def test_deductions_under_each_missing_region_policy():
+    over10 = _paint((box(0, 10, 0, 100), -0.5))
+    # "fail": a present face whose condition does not hold deducts nothing; the other deduction still counts
+    fail = ('name = "b"\non_missing_region = "fail"\n[[deductions]]\nwhen = "face.bad_pct > 5"\npoints = 20\n'
+            '[[deductions]]\nwhen = "global.over_pct > 5"\npoints = 7\n')
+    assert _deduct(fail, over10, PORTRAIT_MASKS) == (93.0, "global over-exposed area 10 % > 5 % → −7")
+    # "fail" with two regions missing names both
+    two = 'name = "b"\non_missing_region = "fail"\n[[deductions]]\nwhen = "face.bad_pct > 5 or sky.bad_pct > 5"\npoints = 10\n'
+    assert _deduct(two, _paint(), {}) == (
+        0.0, 'deductions[0] needs face, sky, which was not found (on_missing_region = "fail") → 0')
+    # "skip" (the default): a condition that holds on a missing face (not (n/a < 5)) is skipped, not deducted
+    skip = 'name = "b"\n[[deductions]]\nwhen = "not (face.bad_pct < 5)"\npoints = 10\n'
+    assert _deduct(skip, _paint(), {}) == (100.0, "deductions[0] skipped: no face found; no deduction applies → 100")
+    assert _deduct(skip.replace("face.bad_pct < 5", "face.bad_pct < 5 and sky.bad_pct < 5"), _paint(), {}) == (
+        100.0, "deductions[0] skipped: no face, sky found; no deduction applies → 100")
+    # "use_global": the missing face is read as the whole photo; nothing is skipped
+    use = 'name = "b"\non_missing_region = "use_global"\n[[deductions]]\nwhen = "face.bad_pct > 5"\npoints = 10\n'
+    assert _deduct(use, _paint(), {}) == (100.0, "no deduction applies → 100")
+    assert _deduct(use, over10, {})[0] == 90.0
+
+
+def test_explain_follows_defines_through_not_or_and_other_defines():
+    rule_set = parse_rule_text('''
+name = "nest"
+[define]
+calm = "global.over_pct < 5"
+quiet = "calm and global.under_pct < 5"
+[[rows]]
+score = 20
+when = "not quiet"
+[[rows]]
+score = 90
+when = "global.bad_pct > 50 or quiet"
+[otherwise]
+score = 10
+''')
+    frame = rules.MetricFrame.from_rows([row_for(_paint((box(0, 10, 0, 100), -0.5)), {})], SCAN)
+    quiet = ["✗ global over-exposed area 10 % < 5 %", "✓ global under-exposed area 0 % < 5 %"]
+    assert rule_set.explain(frame, 0) == [
+        _line("rows[0]", "not quiet", True, True, "20", quiet),
+        _line("rows[1]", "global.bad_pct > 50 or quiet", False, False, "90", ["✗ global bad area 10 % > 50 %", *quiet]),
+        _result("20 (F)", "global over-exposed area 10 % ≥ 5 % → 20"),
+    ]
