@@ -238,3 +238,17 @@ def test_the_memo_holds_the_value_of_every_sub_expression():
     left = node.left  # max(abs(-spread), 0.1) * 2 >= 1
     assert np.asarray(memo[id(left.left)]).tolist() == pytest.approx([1.4, 0.2])
     assert np.asarray(memo[id(node.right)]).tolist() == [True, False]  # not (… or exists(face))
+
+
+def test_nan_and_division_by_zero_give_values_without_numpy_warnings():
+    """0 ÷ 0, x ÷ 0 and comparisons with n/a are part of normal rule evaluation (an absent region, an empty
+    share): they give NaN, ±inf and false, and numpy's RuntimeWarnings must not reach the user's terminal."""
+    import warnings
+
+    cols = {"global.over_pct": [0.0, 5.0, math.nan], "global.under_pct": [0.0, 0.0, 1.0]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ratio = evaluate("global.over_pct / global.under_pct", cols)
+        above = evaluate("global.over_pct / global.under_pct > 1", cols)
+    assert np.isnan(ratio[0]) and ratio[1] == math.inf and np.isnan(ratio[2])
+    assert above.tolist() == [False, True, False]
