@@ -316,3 +316,36 @@ def test_shipped_manifest_is_consistent() -> None:
     for s in m["scenes"]:
         groups.setdefault(s.get("group") or s["id"], set()).add(s["split"])
     assert all(len(v) == 1 for v in groups.values())
+
+
+class _GradientStack:
+    """One frame whose grey level is its row number: a window's rows show how much of the frame it spans."""
+
+    def __init__(self, height: int = 200, width: int = 300) -> None:
+        rows = np.repeat(np.arange(height, dtype=np.uint8)[:, None], width, axis=1)
+        self.image = np.repeat(rows[:, :, None], 3, axis=2)
+        self.frames = [self.image]
+
+    def frame(self, k: int) -> np.ndarray:
+        return self.image
+
+    def label(self, k: int) -> np.ndarray:
+        return np.zeros(self.image.shape[:2], np.float32)
+
+
+def test_whole_view_share_cuts_the_frames_widest_square_view() -> None:
+    stack = _GradientStack()
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # every window spans the short side: from the top row to the bottom row
+        image, _ = sample_training_item([stack], rng, 64, whole_view_share=1.0)
+        assert image[0, 0].mean() < 3 / 255 and image[0, -1].mean() > 196 / 255
+    spans = []
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # the default: random windows of 64 px up to the short side
+        image, _ = sample_training_item([stack], rng, 64)
+        spans.append(float(image[0, -1].mean() - image[0, 0].mean()))
+    assert min(spans) < 0.5 * max(spans)
+    # share 0 draws exactly what runs before the option drew (no extra random number)
+    a = sample_training_item([stack], np.random.default_rng(5), 64)
+    b = sample_training_item([stack], np.random.default_rng(5), 64, whole_view_share=0.0)
+    assert np.array_equal(a[0], b[0])

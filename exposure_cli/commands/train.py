@@ -50,6 +50,7 @@ def train_command(
     max_ev: float = typer.Option(4.0, "--max-ev", min=0.5, max=5.0, help="Corpus training data: brightest global EV shift (validation keeps the simulator default)."),
     brackets: Optional[Path] = typer.Option(None, "--brackets", help="Real exposure brackets (corpus/brackets from `exposure data brackets`): their train stacks join training, their val stacks the validation stream."),
     bracket_share: float = typer.Option(0.25, "--bracket-share", min=0.0, max=1.0, help="With --brackets: share of training and validation items that are real bracket frames."),
+    whole_view_share: float = typer.Option(0.0, "--whole-view-share", min=0.0, max=1.0, help="With --brackets: share of training bracket frames cut as their widest square view (the scale the analyzer sees a whole frame at)."),
     originals: Optional[float] = typer.Option(None, "--originals", min=0.0, max=1.0, help="Corpus training data: share of unmodified originals (label 0) [default: the simulator's]."),
     hdr_share: float = typer.Option(0.15, "--hdr-share", min=0.0, max=1.0, help="Corpus training data: share of crops cut from HDR panoramas (the rest from photos)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from these weights (safetensors file or folder; same architecture) instead of a random init: fine-tuning."),
@@ -130,6 +131,7 @@ def train_command(
         hdr_share=hdr_share,
         brackets=str(brackets) if brackets else None,
         bracket_share=bracket_share if brackets else 0.0,
+        whole_view_share=whole_view_share if brackets else 0.0,
         init_weights=str(init) if init else None,
     )
     try:
@@ -137,6 +139,7 @@ def train_command(
             data, DataFormat(data_format.value), crop=crop, seed=seed, samples_per_epoch=samples_per_epoch,
             simulator=config.simulator, hdr_share=config.hdr_share,
             brackets=config.brackets, bracket_share=config.bracket_share,
+            whole_view_share=config.whole_view_share,
         )
     except (FileNotFoundError, ValueError) as exc:
         _usage_error(str(exc))

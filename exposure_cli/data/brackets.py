@@ -631,8 +631,8 @@ def load_stacks(root: str | Path, split: str = "train") -> list[Stack]:
     return stacks
 
 
-def sample_training_item(stacks: Sequence[Stack], rng: np.random.Generator, crop: int | None = 256
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def sample_training_item(stacks: Sequence[Stack], rng: np.random.Generator, crop: int | None = 256,
+                         whole_view_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """A random frame of a random stack, as a square crop with its label.
 
     Args:
@@ -640,6 +640,9 @@ def sample_training_item(stacks: Sequence[Stack], rng: np.random.Generator, crop
         rng: Random generator (stack, frame, window and flip are drawn from it, in that order).
         crop: Output side; the window is a random square of side ≥ ``crop`` (up to the frame's short side)
             area-resized to ``crop``. ``None``: the largest centred square, unresized.
+        whole_view_share: Share of items whose window spans the frame's short side (the widest square
+            view, the scale at which the analyzer sees a whole frame); drawn before the window only when
+            > 0, so 0 keeps earlier runs' draws.
 
     Returns:
         (image float32 3×crop×crop in [0, 1], residual float32 1×crop×crop). Flips are horizontal only.
@@ -657,7 +660,8 @@ def sample_training_item(stacks: Sequence[Stack], rng: np.random.Generator, crop
         s = short
         y, x = (h - s) // 2, (w - s) // 2
     else:
-        s = int(rng.integers(min(crop, short), short + 1))
+        whole = whole_view_share > 0 and rng.random() < whole_view_share
+        s = short if whole else int(rng.integers(min(crop, short), short + 1))
         y = int(rng.integers(0, h - s + 1))
         x = int(rng.integers(0, w - s + 1))
     img = img[y : y + s, x : x + s]

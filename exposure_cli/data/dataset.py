@@ -144,6 +144,7 @@ class ExposureDataset(Dataset):
         max_crushed_share: float = MAX_CRUSHED_SHARE,
         brackets: str | Path | None = None,
         bracket_fraction: float = 0.0,
+        whole_view_share: float = 0.0,
     ) -> "ExposureDataset":
         """Simulated exposure errors on the corpus's photos of ``split`` (``train`` or ``val``).
 
@@ -161,6 +162,8 @@ class ExposureDataset(Dataset):
             brackets: Folder of real exposure brackets (:mod:`.brackets`, ``corpus/brackets``); items of
                 its stacks of the same ``split`` are mixed in with ``bracket_fraction``.
             bracket_fraction: Share of items that are real bracket frames with their stack labels.
+            whole_view_share: Share of bracket items cut as the frame's widest square view
+                (:func:`~exposure_cli.data.brackets.sample_training_item`).
         """
         import cv2
 
@@ -201,7 +204,7 @@ class ExposureDataset(Dataset):
             if p_bracket > 0 and rng.random() < p_bracket:
                 from .brackets import sample_training_item
 
-                image, res = sample_training_item(stacks, rng, crop)
+                image, res = sample_training_item(stacks, rng, crop, whole_view_share)
                 observed = np.ascontiguousarray(np.asarray(image, np.float32).transpose(1, 2, 0))
                 residual = np.asarray(res, np.float32).reshape(observed.shape[:2])
                 ideal_grey_proxy = np.zeros(observed.shape[:2], np.float32)

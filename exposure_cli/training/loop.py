@@ -108,6 +108,7 @@ class TrainConfig:
     hdr_share: float = 0.15
     brackets: str | None = None
     bracket_share: float = 0.0
+    whole_view_share: float = 0.0
     init_weights: str | None = None
     init_sha256: str | None = None
 

@@ -63,6 +63,7 @@ def open_datasets(
     hdr_share: float | None = None,
     brackets: str | Path | None = None,
     bracket_share: float = 0.0,
+    whole_view_share: float = 0.0,
 ) -> tuple[Any, Any | None, dict[str, Any]]:
     """Training dataset, validation dataset (None if the data has no validation split), data description.
 
@@ -71,6 +72,8 @@ def open_datasets(
     only) is the share of training crops cut from HDR panoramas [default: ``HDR_FRACTION``]. With
     `brackets`, real bracket frames of the train stacks make `bracket_share` of the training stream and
     frames of the val stacks the same share of the validation stream (the lockbox is never read).
+    `whole_view_share` of the training stream's bracket frames are cut as their widest square view
+    (validation keeps the default windows, so runs stay comparable).
     """
     from ..data.dataset import HDR_FRACTION, ExposureDataset
     from ..data.simulator import SimulatorConfig
@@ -85,7 +88,8 @@ def open_datasets(
         train = ExposureDataset.from_corpus(root, split="train", crop=crop, seed=seed, samples_per_epoch=samples_per_epoch,
                                             config=SimulatorConfig(**overrides),
                                             hdr_fraction=HDR_FRACTION if hdr_share is None else hdr_share,
-                                            brackets=brackets, bracket_fraction=bracket_share)
+                                            brackets=brackets, bracket_fraction=bracket_share,
+                                            whole_view_share=whole_view_share)
         try:
             val = ExposureDataset.from_corpus(root, split="val", crop=crop, seed=VAL_SEED, samples_per_epoch=val_samples,
                                               brackets=brackets, bracket_fraction=bracket_share)
