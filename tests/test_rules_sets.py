@@ -659,3 +659,89 @@ score = 10
         _line("rows[1]", "global.bad_pct > 50 or quiet", False, False, "90", ["✗ global bad area 10 % > 50 %", *quiet]),
         _result("20 (F)", "global over-exposed area 10 % ≥ 5 % → 20"),
     ]
+
+
+LEAVES = '''
+name = "lf"
+[[rows]]
+score = 90
+when = "exists(face) and known(face.over_pct) and 5 > face.over_pct"
+[[rows]]
+score = 50
+when = "not known(global.over_pct - face.over_pct) or global.over_pct > global.under_pct"
+on_missing_region = "use_global"
+[[rows]]
+score = 40
+when = "true"
+[[rows]]
+score = 30
+when = "false"
+'''
+
+
+def test_reasons_and_explain_of_exists_known_literals_and_a_number_on_the_left():
+    """Three photos scored in one frame (the reasons index every photo's values): a face, no face with 10 %
+    over-exposed, no face with 10 % under-exposed."""
+    over, under = _paint((box(0, 10, 0, 100), -0.5)), _paint((box(0, 10, 0, 100), 0.5))
+    frame = rules.MetricFrame.from_rows([row_for(over, PORTRAIT_MASKS), row_for(over, {}), row_for(under, {})], SCAN)
+    rule_set = parse_rule_text(LEAVES)
+    result = rule_set.score(frame)
+    assert result.scores.tolist() == [90.0, 50.0, 40.0]
+    assert result.reasons == [
+        "face found and face over-exposed area known (0 %) and 5 % > face over-exposed area 0 % → 90",
+        "rows[0] skipped: no face found; global over-exposed area 10 % > global under-exposed area 0 % "
+        "(no face found: global used instead) → 50",
+        "rows[0] skipped: no face found; always → 40",
+    ]
+    first = rule_set.explain(frame, 0)
+    assert [line["details"] for line in first[:4]] == [
+        ["✓ exists(face): found", "✓ known(face.over_pct): 0 %", "✓ 5 % > face over-exposed area 0 %"],
+        ["✓ known(global.over_pct - face.over_pct): 10 %", "✓ global over-exposed area 10 % > global under-exposed area 0 %"],
+        ["✓ true"],
+        ["✗ false"],
+    ]
+    assert rule_set.explain(frame, 2)[1]["details"] == [
+        "✓ known(global.over_pct - face.over_pct): 0 %", "✗ global over-exposed area 0 % > global under-exposed area 10 %",
+        "no face found: on_missing_region = 'use_global'"]
+    # known() of a metric and of an expression, true and false, in deduction reasons
+    known = parse_rule_text('name = "kn"\n[[deductions]]\nwhen = "known(global.over_pct - global.under_pct)"\npoints = 1\n'
+                            '[[deductions]]\nwhen = "not known(global.ev_correction)"\npoints = 2\n')
+    assert known.score(frame).reasons[0] == (
+        "global.over_pct - global.under_pct known (10 %) → −1; "
+        "global stops of correction (positive: brighten by that many stops) unknown → −2")
+
+
+def test_table_reasons_name_every_missing_region_and_every_skipped_row_of_each_photo():
+    text = '''
+name = "miss"
+[[rows]]
+score = 95
+when = "face.bad_pct < 1"
+[[rows]]
+score = 90
+when = "face.bad_pct < 5 and sky.bad_pct < 5"
+[[rows]]
+score = 80
+when = "subject.bad_pct < 5 and background.bad_pct < 5"
+on_missing_region = "fail"
+[otherwise]
+score = 10
+'''
+    frame = rules.MetricFrame.from_rows([row_for(_paint(), {"face": FACE}), row_for(_paint(), {})], SCAN)
+    rule_set = parse_rule_text(text)
+    result = rule_set.score(frame)
+    assert result.scores.tolist() == [95.0, 0.0]
+    assert result.reasons == [
+        "face bad area 0 % < 1 % → 95",
+        "rows[0] skipped: no face found; rows[1] skipped: no face, sky found; rows[2] needs subject, background, "
+        'which was not found (on_missing_region = "fail") → 0',
+    ]
+
+
+def test_a_fallback_policy_leaves_image_facts_alone():
+    rule_set = parse_rule_text('name = "im"\non_missing_region = "use_subject"\n[[rows]]\nscore = 70\n'
+                               'when = "image.megapixels < 1 and face.bad_pct < 5"\n')
+    result = score_row([rule_set], row_for(_paint(), {"subject": PRODUCT}), SCAN)
+    assert result["score_im"] == 70.0
+    assert result["reasons_im"] == ("image size 0.01 MP < 1 MP and face bad area 0 % < 5 % "
+                                    "(no face found: subject used instead) → 70")
