@@ -608,6 +608,8 @@ def test_deduction_signs_bonuses_and_the_ceiling_of_100():
             '[[deductions]]\nwhen = "true"\npoints = "global.over_pct"\n'  # fires with 0 points: "−0"
             '[[deductions]]\nwhen = "true"\npoints = 0.5\n')
     assert _deduct(text, _paint(), {}) == (94.5, "always → +5; always → −0; always → −0.5")
+    frame = rules.MetricFrame.from_rows([row_for(_paint(), {})], SCAN)
+    assert [line["effect"] for line in parse_rule_text(text).explain(frame, 0)] == ["+5", "−0", "−0.5", "94.5 (A)"]
     # scores are rounded to 1e-6: a deduction of 4e-7 leaves 100
     assert _deduct('name = "b"\n[[deductions]]\nwhen = "true"\npoints = 0.0000004\n', _paint(), {})[0] == 100.0
     # points that are not a number (0 ÷ 0) deduct nothing

@@ -364,7 +364,9 @@ class TomlRuleSet(RuleSet):
             if self.mode == "table":
                 effect = expr.format_number(condition.score)
             else:
-                effect = "−" + expr.format_number(float(outcome.points[0])) if outcome.points is not None else ""
+                points = float(outcome.points[0])  # every [[deductions]] entry has points
+                # the sign as the reasons write it: a negative deduction is a bonus, "+5" (not "−-5")
+                effect = ("−" if points >= 0 else "+") + expr.format_number(abs(points))
             lines.append(
                 {
                     "rule": condition.field + (f" ({condition.label})" if condition.label else ""),
