@@ -128,3 +128,29 @@ def test_only_requested_regions_and_their_dependencies_are_computed():
     only_face = compute_regions(rgb, ("face",))
     assert only_face["sky"] is None and only_face["subject"] is None
     assert (only_face["face"] is None) == (everything["face"] is None)
+
+
+def test_quick_helpers_decide_exactly_as_the_numpy_expressions_they_replace():
+    """The per-photo shortcuts (issue 18) give numpy's own answers: the std gate of the subject, the label
+    lookup that replaced ``np.isin``, the channel max − min of the sky, the Lab distance's channel sum."""
+    import cv2
+
+    rng = np.random.default_rng(18)
+    for sigma in (0.0, 0.002, 0.0098, 0.00999, 0.01, 0.01001, 0.0102, 0.05, 0.3):
+        for shape in ((84, 112, 3), (7, 5, 3), (112, 112, 3)):
+            small = np.clip(rng.random(3).astype(np.float32)
+                            + rng.normal(0, sigma, shape).astype(np.float32), 0, 1)
+            assert regions._varies(small, 0.01) == (float(small.std(axis=(0, 1)).max()) > 0.01)
+    labels = rng.integers(0, 9, (40, 50)).astype(np.int32)
+    for wanted in ([], [0], [3, 8], list(range(9))):
+        np.testing.assert_array_equal(regions._labels_in(labels, 9, np.array(wanted, np.int64)),
+                                      np.isin(labels, wanted))
+    small = rng.random((84, 112, 3)).astype(np.float32)
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2Lab)
+    blurred = cv2.GaussianBlur(lab, (0, 0), 1.5)
+    distance = np.sqrt(((blurred - lab.reshape(-1, 3).mean(axis=0)) ** 2).sum(axis=-1))
+    np.testing.assert_array_equal(regions.colour_contrast_saliency(small), (distance / distance.max()).astype(np.float32))
+    sky = landscape(96, 128, sky_rows=40)
+    small_sky, grey_small = regions.region_inputs(sky)
+    mask = regions._sky_mask(small_sky, grey_small)
+    assert mask is not None and mask[:10].all() and not mask[-20:].any()
