@@ -281,21 +281,30 @@ class Journal:
                                         r.get("size_bytes"), r.get("mtime"))
         return out
 
-    def last_offsets(self, keys: Iterable[str] | None = None) -> list[tuple[str, int]]:
-        """(key, byte offset of its last row) sorted by key, from one pass; only ``keys`` when given."""
+    def last_offsets(self, keys: Iterable[str] | None = None,
+                     keep: "RowCache | None" = None) -> list[tuple[str, int]]:
+        """(key, byte offset of its last row) sorted by key, from one pass; only ``keys`` when given.
+
+        ``keep``: a :class:`RowCache` that keeps the decoded last rows (up to its limit), so that
+        :meth:`rows_at` need not read and decode them a second time.
+        """
         wanted = set(keys) if keys is not None else None
         last: dict[str, int] = {}
         for offset, line in self.lines():
             try:
-                key = json.loads(line)["path"]
+                row = json.loads(line)
+                key = row["path"]
             except (ValueError, KeyError, TypeError):
                 continue
             if isinstance(key, str) and (wanted is None or key in wanted):
                 last[key] = offset
+                if keep is not None:
+                    keep.put(key, offset, row)
         return sorted(last.items())
 
-    def rows_at(self, order: Sequence[tuple[str, int]]) -> Iterator[dict[str, Any]]:
-        """The rows at the given offsets (from :meth:`last_offsets`), in that order."""
+    def rows_at(self, order: Sequence[tuple[str, int]], cached: "RowCache | None" = None) -> Iterator[dict[str, Any]]:
+        """The rows at the given offsets (from :meth:`last_offsets`), in that order; rows ``cached`` by
+        :meth:`last_offsets` come from memory (and leave the cache as they are handed out)."""
         if not order:
             return
         with self._state() as dir_fd:
@@ -303,7 +312,11 @@ class Journal:
             if fd is None:
                 return
             with os.fdopen(fd, "rb") as fh:
-                for _, off in order:
+                for key, off in order:
+                    row = cached.take(key, off) if cached is not None else None
+                    if row is not None:
+                        yield row
+                        continue
                     fh.seek(off)
                     yield json.loads(fh.readline())
 
@@ -371,6 +384,32 @@ class Journal:
             fd, self._own_state_fd, self._state_fd = self._own_state_fd, None, None
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class RowCache:
+    """Decoded journal rows kept between :meth:`Journal.last_offsets` and :meth:`Journal.rows_at`.
+
+    Finalising a report decoded every row twice: once to learn its key, once to write it. Up to ``limit``
+    keys keep their last row's decoded dict instead (a key's newer row replaces its older one, so a kept
+    row is always the one at the key's last offset; keys beyond the limit are read again). Memory stays
+    bounded by ``limit`` rows whatever the journal's length.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, int(limit))
+        self._rows: dict[str, tuple[int, Any]] = {}
+
+    def put(self, key: str, offset: int, row: Any) -> None:
+        if key in self._rows or len(self._rows) < self.limit:
+            self._rows[key] = (offset, row)
+
+    def take(self, key: str, offset: int) -> Any:
+        """The kept row of ``key`` if it is the one at ``offset`` (else None); it leaves the cache."""
+        kept = self._rows.pop(key, None)
+        return kept[1] if kept is not None and kept[0] == offset else None
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 # ------------------------------------------------------------------------------------------ resume keys
@@ -605,7 +644,7 @@ class OutputFolder:
                  keys: Iterable[str] | None = None) -> Path:
         """Build the report from the journal, atomically (rule 5); only ``keys`` when given."""
         from .report.schema import REPORT_FILENAMES, ReportFormat
-        from .report.writers import sidecar_name, write_rows
+        from .report.writers import ROW_GROUP, sidecar_name, write_rows
 
         fmt = ReportFormat(fmt)
         name = REPORT_FILENAMES[fmt]
@@ -613,8 +652,10 @@ class OutputFolder:
         # Whether it is ours is decided before outputs.json changes (a folder from before that file).
         stale = [n for n in REPORT_FILENAMES.values() if n != name and self.ours(n)]
         journal = self.journal()
-        order = journal.last_offsets(keys)
-        self._write_output(name, lambda fh: write_rows(journal.rows_at(order), fh, fmt, columns, metadata))
+        # decoded rows of up to half a row group kept from the first pass (see RowCache)
+        cache = RowCache(ROW_GROUP // 2)
+        order = journal.last_offsets(keys, keep=cache)
+        self._write_output(name, lambda fh: write_rows(journal.rows_at(order, cache), fh, fmt, columns, metadata))
         meta = (json.dumps(dict(metadata), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         self._write_output(sidecar_name(name), lambda fh: fh.write(meta))
         for n in stale:
@@ -631,5 +672,5 @@ def finalize(out_dir: str | os.PathLike, fmt: Any, columns: Sequence[str], metad
         return folder.finalize(fmt, columns, metadata, keys)
 
 
-__all__ = ["COMPARED_META", "FINGERPRINT_KEY", "Journal", "JournalEntry", "OutputFolder", "Plan", "STATE_DIR",
+__all__ = ["COMPARED_META", "FINGERPRINT_KEY", "Journal", "JournalEntry", "OutputFolder", "Plan", "RowCache", "STATE_DIR",
            "check_inputs_vs_out", "finalize", "output_path", "plan_inputs"]

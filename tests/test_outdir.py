@@ -579,3 +579,28 @@ def test_resume_with_an_empty_journal_does_not_compare_options(tmp_path):
     _folder_with_journal(out, rows=())
     with OutputFolder(out) as folder:
         assert folder.prepare({**META, "analyzer": "eat"}, resume=True, overwrite=False) == {}
+
+
+def test_rows_kept_from_the_first_pass_are_the_rows_at_the_last_offsets(tmp_path):
+    """Finalising decodes a journal row once (issue 18): last_offsets keeps up to a limit of decoded rows,
+    always each key's last valid one, and rows_at hands them out (reading the others again)."""
+    from exposure_cli.outdir import RowCache
+
+    lines = [b'{"path": "b.jpg", "n": 1}\n', b'{"path": "a.jpg", "n": 2}\n', b'{"path": "a.jpg", "n": 3\n',
+             b'{"path": "c.jpg", "n": 4}\n', b'{"path": "b.jpg", "n": 5}\n', b'{"path": "d.jpg", "n": 6}\n']
+    journal = _journal_with(tmp_path, lines)
+    plain = journal.last_offsets()
+    for limit in (0, 1, 2, 10):
+        cache = RowCache(limit)
+        order = journal.last_offsets(keep=cache)
+        assert order == plain
+        assert len(cache) == min(limit, 4)
+        assert [r["n"] for r in journal.rows_at(order, cache)] == [2, 5, 4, 6]
+        assert len(cache) == 0  # every kept row was handed out once
+    cache = RowCache(1)
+    journal.last_offsets(keep=cache)  # keeps b.jpg (first key seen), replaced by its later row
+    assert cache.take("b.jpg", 0) is None  # not the row at that offset
+    cache = RowCache(1)
+    order = dict(journal.last_offsets(keep=cache))
+    assert cache.take("b.jpg", order["b.jpg"]) == {"path": "b.jpg", "n": 5}
+    assert [r["n"] for r in journal.rows_at(sorted(order.items()), RowCache(0))] == [2, 5, 4, 6]

@@ -519,3 +519,42 @@ def test_writing_xlsx_without_xlsxwriter_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(writers.MissingExtraError) as info:
         write_rows([{"path": "a"}], tmp_path / "r.xlsx", ReportFormat.xlsx, ["path"], {})
     assert str(info.value) == "--format xlsx needs XlsxWriter: pip install 'exposure-cli[xlsx]'"
+
+
+def test_row_to_json_gives_every_kind_of_value_as_before_its_fast_path():
+    """row_to_json skips _jsonable's checks for exact floats, strings, ints, bools and None (issue 18);
+    subclasses, numpy values and text to clean still go through it."""
+    class Num(float):
+        pass
+
+    class Text(str):
+        pass
+
+    row = {"f": 0.25, "nan": float("nan"), "inf": float("-inf"), "s": "a\udcffb", "i": 3, "b": True, "n": None,
+           "np": np.float32(0.5), "npnan": np.float64("nan"), "arr": np.array([1, 2]), "l": [1, 2],
+           "sub": Num(1.5), "subnan": Num("nan"), "subs": Text("x"), "k\udcfe": "ok"}
+    assert row_to_json(row) == (
+        '{"f": 0.25, "nan": null, "inf": -Infinity, "s": "a\\\\xffb", "i": 3, "b": true, "n": null, "np": 0.5, '
+        '"npnan": NaN, "arr": [1, 2], "l": [1, 2], "sub": 1.5, "subnan": null, "subs": "x", "k\\\\xfe": "ok"}')
+    assert row_to_json(row) == row_to_json(dict(row))  # the second time from the cleaned-key cache
+
+
+def test_arrow_table_casts_only_what_is_not_already_the_column_type():
+    import pyarrow as pa
+
+    from exposure_cli.report.schema import arrow_schema
+
+    schema = arrow_schema(["path", "width", "bad_pct", "hist"])
+    rows = [{"path": "a", "width": 3, "bad_pct": 1.5, "hist": [1, 2]},
+            {"path": np.str_("b"), "width": np.int64(4), "bad_pct": 2, "hist": np.array([3])},
+            {"path": 5, "width": 5.0, "bad_pct": np.float32(0.5), "hist": None},
+            {"width": True, "bad_pct": None}]
+    table = writers._arrow_table(rows, schema)
+    assert table.schema.equals(schema)
+    got = table.to_pylist()
+    assert got == [{"path": "a", "width": 3, "bad_pct": 1.5, "hist": [1, 2]},
+                   {"path": "b", "width": 4, "bad_pct": 2.0, "hist": [3]},
+                   {"path": "5", "width": 5, "bad_pct": 0.5, "hist": None},
+                   {"path": None, "width": 1, "bad_pct": None, "hist": None}]
+    assert [type(r["bad_pct"]) for r in got[:3]] == [float, float, float]
+    assert pa.types.is_integer(table.schema.field("width").type)
