@@ -652,8 +652,8 @@ class OutputFolder:
         # Whether it is ours is decided before outputs.json changes (a folder from before that file).
         stale = [n for n in REPORT_FILENAMES.values() if n != name and self.ours(n)]
         journal = self.journal()
-        # decoded rows of up to half a row group kept from the first pass (see RowCache)
-        cache = RowCache(ROW_GROUP // 2)
+        # decoded rows of up to a quarter of a row group kept from the first pass (RowCache; ~18 MB)
+        cache = RowCache(ROW_GROUP // 4)
         order = journal.last_offsets(keys, keep=cache)
         self._write_output(name, lambda fh: write_rows(journal.rows_at(order, cache), fh, fmt, columns, metadata))
         meta = (json.dumps(dict(metadata), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
