@@ -4,6 +4,7 @@ Usage:
     python benchmarks/profile_small.py --data /tmp/small_bench/data --size 256 -n 1000 --model baseline
     python benchmarks/profile_small.py --size 256 -n 1000               # the default analyzer
     python benchmarks/profile_small.py --size 256 -n 1000 --json out.json
+    python benchmarks/profile_small.py --src /path/to/other/checkout ...   # that checkout's library (before/after)
 
 Every stage is the library's own function, called in the order a scan calls it, on the folder of small
 JPEGs that ``benchmarks/bench_folder.py`` generates (cached under --data). Everything runs on this one
@@ -143,6 +144,8 @@ def profile(folder: Path, model: str | None, n: int) -> tuple[dict[str, float], 
                 with s.time("journal: append (encode + write + fsync)"):
                     journal.append(chunk)
             journal.close()
+            with s.time("report: import pyarrow (once per scan, ÷ files)"):
+                import pyarrow.parquet  # noqa: F401
             with s.time("report: finalize (journal → report.parquet)"):
                 folder.finalize(ReportFormat.parquet, base_columns() + rule_columns(names), meta,
                                 [it.key for it in items])
@@ -180,16 +183,21 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=1000)
     ap.add_argument("--model", default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--src", type=Path, default=None, help="profile the library of this checkout instead")
     args = ap.parse_args()
-    from bench_folder import make_folder
+    from bench_folder import make_folder  # (it puts this checkout first on sys.path)
+
+    if args.src is not None:  # another checkout's library, imported before this one's
+        sys.path.insert(0, str(args.src.resolve()))
+    import exposure_cli
+
+    assert args.src is None or Path(exposure_cli.__file__).resolve().is_relative_to(args.src.resolve())
 
     folder = make_folder(args.data / f"jpeg{args.size}_{args.n}", args.n, args.size)
     load = os.getloadavg()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     cpu, wall, n = profile(folder, args.model, args.n)
     scan_cpu, scan_wall, _ = whole_scan(folder, args.model)
-    import exposure_cli
-
     print(f"\n{args.size} px JPEGs, {n} files, analyzer {args.model or 'default'}, CPU ms per file on one thread "
           f"({exposure_cli.__file__}; load average {load[0]:.1f} → {os.getloadavg()[0]:.1f}, {when})\n")
     print("| stage | CPU ms/file | wall ms/file |\n|---|---|---|")
