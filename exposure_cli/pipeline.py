@@ -27,6 +27,7 @@ import numpy as np
 
 from ._version import __version__
 from .analyzers import Analyzer, create_analyzer
+from .analyzers.base import DEFAULT_WORKING_LONG_SIDE
 from .decoding import configure_decoder_limits, decode_file
 from .discovery import InputFile, discover, readable_text
 from .engines import engine_loop
@@ -406,8 +407,8 @@ def analyze_image(image: np.ndarray | str | os.PathLike, *, model: str | None = 
     size (for a path: at its analysis resolution after EXIF orientation).
     """
     if isinstance(image, (str, os.PathLike)):
-        rgb = decode_file(image, target_long_side=analyzer_options.get("working_long_side") or 512,
-                          analysis_long_side=10**9).rgb
+        target = analyzer_options.get("working_long_side") or DEFAULT_WORKING_LONG_SIDE
+        rgb = decode_file(image, target_long_side=target, analysis_long_side=10**9).rgb
     else:
         rgb = np.asarray(image)
         if rgb.dtype == np.uint8:

@@ -8,6 +8,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+#: Working long side of an analyzer that is given none and has no weights card saying otherwise.
+DEFAULT_WORKING_LONG_SIDE = 512
+
 
 @dataclass(frozen=True)
 class AnalyzerInfo:
@@ -16,7 +19,7 @@ class AnalyzerInfo:
     name: str
     version: str
     weights_sha256: str = ""
-    working_long_side: int = 512
+    working_long_side: int = DEFAULT_WORKING_LONG_SIDE
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -29,7 +32,7 @@ class Analyzer(ABC):
     """
 
     #: Long side the analyzer works at; the decoder may decode large JPEGs at a reduced scale down to it.
-    working_long_side: int = 512
+    working_long_side: int = DEFAULT_WORKING_LONG_SIDE
 
     @property
     @abstractmethod

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._version import __version__
 from ..color import grey, residual_from_grey
-from .base import Analyzer, AnalyzerInfo
+from .base import DEFAULT_WORKING_LONG_SIDE, Analyzer, AnalyzerInfo
 
 TARGET_MEAN = 0.45
 TOLERANCE = 0.1
@@ -36,7 +36,7 @@ class BaselineAnalyzer(Analyzer):
     """Clipping + luminance-zone heuristic (see module docstring)."""
 
     def __init__(self, working_long_side: int | None = None, **_: object) -> None:
-        self.working_long_side = int(working_long_side or 512)
+        self.working_long_side = int(working_long_side or DEFAULT_WORKING_LONG_SIDE)
 
     @property
     def info(self) -> AnalyzerInfo:

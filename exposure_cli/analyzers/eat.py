@@ -3,13 +3,14 @@
 Per batch: every photo larger than ``working_long_side`` (the weights card's, 320 for the shipped weights;
 docs/MODEL.md "Stage 10") is shrunk so its long side is that; smaller photos keep their own size from
 ``native_min_long_side`` (256 px) up, and tinier ones are upscaled to ``thumbnail_long_side`` (512) because
-their maps measurably suffer otherwise (docs/MODEL.md "Small images"). Photos are grouped by their size padded to the network's multiple of 32, padded to it by edge
-replication (as the network pads its input itself) and stacked — as many per forward pass as fit the pixels
-of ``batch_size`` working-size photos, so a batch of small photos costs what its pixels cost — and each map
-is cropped back to its photo. The network runs under ``torch.inference_mode`` in channels-last layout
-(bf16/fp16 autocast on CUDA), and each map is brought back to its photo's size by guided-filter upsampling
-with the photo's grey image as the guide (``exposure_cli.imageops``). Weights are found, checked against
-their card and loaded by ``exposure_cli.weights``.
+their maps measurably suffer otherwise (docs/MODEL.md "Small images"). Photos are grouped by their size padded
+to the network's multiple of 32, padded to it by edge replication (as the network pads its input itself) and
+stacked — as many per forward pass as fit the pixels of ``batch_size`` working-size photos, so a batch of
+small photos costs what its pixels cost — and each map is cropped back to its photo. The network runs under
+``torch.inference_mode`` in channels-last layout (bf16/fp16 autocast on CUDA), and each map is brought back to
+its photo's size by guided-filter upsampling with the photo's grey image as the guide
+(``exposure_cli.imageops``). Weights are found, checked against their card and loaded by
+``exposure_cli.weights``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._version import __version__
-from ..imageops import NATIVE_MIN_LONG_SIDE, THUMBNAIL_LONG_SIDE, analysis_size, map_to_image_size, pad_to, padded_size, to_working_size
+from ..imageops import (
+    NATIVE_MIN_LONG_SIDE, THUMBNAIL_LONG_SIDE, analysis_size, map_to_image_size, pad_to, padded_size, to_working_size,
+)
 from ..weights import load_model, resolve_weights
-from .base import Analyzer, AnalyzerInfo
+from .base import DEFAULT_WORKING_LONG_SIDE, Analyzer, AnalyzerInfo
 
 
 def pick_device(device: str = "auto") -> str:
@@ -51,7 +54,7 @@ class EATAnalyzer(Analyzer):
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         weights: Weights file or folder; None → $EXPOSURE_WEIGHTS → shipped default.
         working_long_side: Long side the network sees for larger photos; None → the weights card's
-            ``working_long_side`` (chosen by measurement for those weights), else 512.
+            ``working_long_side`` (chosen by measurement for those weights), else DEFAULT_WORKING_LONG_SIDE.
         native_min_long_side: Photos with a long side from this up to ``working_long_side`` are analysed at
             their own size; smaller ones are upscaled to ``thumbnail_long_side`` (``> working_long_side``:
             every photo at ``working_long_side``, the old way).
@@ -85,7 +88,8 @@ class EATAnalyzer(Analyzer):
         self.device = pick_device(device)
         path = resolve_weights(weights)
         model, self._weights = load_model(path, "cpu")
-        self.working_long_side = int(working_long_side or self._weights.card.get("working_long_side") or 512)
+        self.working_long_side = int(working_long_side or self._weights.card.get("working_long_side")
+                                     or DEFAULT_WORKING_LONG_SIDE)
         from ..runtimes import DEFAULT_RUNTIME, Runtime, build_runner
 
         self.runtime = Runtime(runtime or (Runtime.compile if compile else DEFAULT_RUNTIME))
