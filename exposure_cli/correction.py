@@ -40,20 +40,62 @@ LIMIT = 10.0
 MAX_SAMPLES = 16_384
 
 
+#: Grey levels counted as clipped / crushed by the head's ``clipped`` and ``crushed`` inputs.
+CLIPPED_GREY, CRUSHED_GREY = 0.98, 0.02
+#: The inputs a fitted head may add to the map's stops (:func:`head_inputs`), in this order.
+HEAD_INPUTS = ("clipped", "crushed", "mean_r", "level")
+
+
 @dataclass(frozen=True)
 class EVCalibration:
-    """``stops ← gain · stops + offset``: a two-number head fitted per weights file on the *train* bracket
-    stacks (``python -m exposure_cli.training.calibrate``), recorded in the weights' card. A model whose
-    maps are too timid at the extremes gives estimates that are too small in proportion; the gain undoes
-    that without touching the maps. The identity is the default (and the baseline analyzer's)."""
+    """The stops-of-correction head of one weights file, recorded in its card and fitted on the *train*
+    bracket stacks (``python -m exposure_cli.training.calibrate``):
+
+    ``stops ← gain · s + offset + Σ weight_i · input_i``
+
+    where ``s`` is the map's ratio-of-means stops and the optional inputs are the shares of clipped and
+    crushed pixels, the mean residual and the log2 mean linear grey of the same pixels
+    (:func:`head_inputs`). A model whose maps are too timid at the extremes gives estimates that are too
+    small in proportion; the gain undoes that without touching the maps, and the inputs carry what a map
+    cannot say (how far past clipping a frame is). The identity is the default (and the baseline
+    analyzer's)."""
 
     gain: float = 1.0
     offset: float = 0.0
+    #: ``(input name, weight)`` pairs; names from :data:`HEAD_INPUTS`.
+    weights: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [name for name, _ in self.weights if name not in HEAD_INPUTS]
+        if unknown:
+            raise ValueError(f"unknown stops-of-correction head input(s) {unknown}; known: {list(HEAD_INPUTS)}")
 
     @classmethod
     def from_card(cls, card: dict) -> "EVCalibration":
         entry = card.get("ev_correction") or {}
-        return cls(float(entry.get("gain", 1.0)), float(entry.get("offset", 0.0)))
+        weights = tuple((str(k), float(v)) for k, v in (entry.get("weights") or {}).items())
+        return cls(float(entry.get("gain", 1.0)), float(entry.get("offset", 0.0)), weights)
+
+    def apply(self, stops: float, g: np.ndarray, r: np.ndarray) -> float:
+        """The head on the map's stops `stops` and the samples `g`, `r` it was read from."""
+        value = self.gain * stops + self.offset
+        if self.weights:
+            inputs = head_inputs(g, r)
+            value += sum(w * inputs[name] for name, w in self.weights)
+        return value
+
+
+def head_inputs(g: np.ndarray, r: np.ndarray) -> dict[str, float]:
+    """The head's extra inputs from a region's grey levels `g` and residuals `r` (1-D, non-empty):
+    ``clipped`` and ``crushed`` shares (grey ≥ :data:`CLIPPED_GREY`, ≤ :data:`CRUSHED_GREY`), ``mean_r``,
+    and ``level`` = log2 of the mean linear grey (floored like the stops)."""
+    g = np.asarray(g, dtype=np.float32)
+    return {
+        "clipped": float(np.count_nonzero(g >= CLIPPED_GREY)) / g.size,
+        "crushed": float(np.count_nonzero(g <= CRUSHED_GREY)) / g.size,
+        "mean_r": float(np.mean(r, dtype=np.float64)),
+        "level": float(np.log2(np.maximum(srgb_to_linear(g), FLOOR).mean(dtype=np.float64))),
+    }
 
 
 IDENTITY = EVCalibration()
@@ -95,14 +137,20 @@ def ev_from_samples(g: np.ndarray, r: np.ndarray, calibration: EVCalibration = I
     """:func:`ev_correction` from the chosen pixels' grey levels and residuals (1-D arrays)."""
     if g.size == 0:
         return float("nan")
+    return float(np.clip(calibration.apply(map_stops(g, r), g, r), -LIMIT, LIMIT))
+
+
+def map_stops(g: np.ndarray, r: np.ndarray) -> float:
+    """The map's own stops (no head): log2 of the mean linear ideal over the mean linear photo, over the
+    measured mid-tone pixels (all pixels when fewer than :data:`MIN_MEASURED` are measured)."""
     ideal = np.clip(ideal_grey(g, r), 0.0, 1.0)
     measured = (g >= LOW) & (g <= HIGH)
     if measured.mean() >= MIN_MEASURED:
         g, ideal = g[measured], ideal[measured]
     lin_obs = float(np.maximum(srgb_to_linear(g), FLOOR).mean())
     lin_ideal = float(np.maximum(srgb_to_linear(ideal), FLOOR).mean())
-    stops = calibration.gain * float(np.log2(lin_ideal / lin_obs)) + calibration.offset
-    return float(np.clip(stops, -LIMIT, LIMIT))
+    return float(np.log2(lin_ideal / lin_obs))
 
 
-__all__ = ["IDENTITY", "LIMIT", "EVCalibration", "ev_correction", "ev_from_samples", "sample_step"]
+__all__ = ["HEAD_INPUTS", "IDENTITY", "LIMIT", "EVCalibration", "ev_correction", "ev_from_samples", "head_inputs",
+           "map_stops", "sample_step"]

@@ -90,3 +90,70 @@ def test_least_absolute_deviation_fit_recovers_gain_and_offset():
     y[:10] += 5.0  # outliers: least absolute deviation ignores them
     gain, offset = fit_lad(x, y)
     assert gain == pytest.approx(1.6, abs=0.02) and offset == pytest.approx(-0.3, abs=0.02)
+
+
+def test_least_absolute_deviation_fit_recovers_extra_input_weights():
+    from exposure_cli.training.calibrate import fit_lad
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-2, 2, 300)
+    inputs = rng.uniform(0, 1, (300, 2))
+    y = 0.9 * x + 0.2 - 1.5 * inputs[:, 0] + 0.7 * inputs[:, 1]
+    y[:15] -= 4.0  # outliers
+    gain, offset, w = fit_lad(x, y, inputs)
+    assert gain == pytest.approx(0.9, abs=0.02) and offset == pytest.approx(0.2, abs=0.03)
+    assert w == pytest.approx([-1.5, 0.7], abs=0.03)
+
+
+def test_head_inputs_measure_clipped_and_crushed_shares_mean_residual_and_level():
+    from exposure_cli.correction import FLOOR, head_inputs
+    from exposure_cli.color import srgb_to_linear
+
+    g = np.array([0.0, 0.01, 0.5, 0.5, 0.975, 0.99, 1.0, 0.3], np.float32)
+    r = np.array([0.4, 0.3, 0.0, 0.1, -0.2, -0.3, -0.5, 0.0], np.float32)
+    found = head_inputs(g, r)
+    assert found["crushed"] == pytest.approx(2 / 8)  # 0.0 and 0.01 (≤ 0.02)
+    assert found["clipped"] == pytest.approx(2 / 8)  # 0.99 and 1.0 (≥ 0.98), not 0.975
+    assert found["mean_r"] == pytest.approx(r.mean(), abs=1e-7)
+    assert found["level"] == pytest.approx(np.log2(np.maximum(srgb_to_linear(g), FLOOR).mean()), abs=1e-6)
+    brighter = head_inputs(np.clip(g + 0.1, 0, 1), r)
+    assert brighter["level"] > found["level"] and brighter["crushed"] < found["crushed"]
+
+
+def test_head_with_inputs_reads_a_clipped_frame_further_over_and_round_trips_through_the_card(photo):
+    from exposure_cli.correction import EVCalibration, head_inputs, map_stops, sample_step
+
+    card = {"ev_correction": {"gain": 1.1, "offset": -0.1, "weights": {"clipped": -3.0, "crushed": 2.0}}}
+    head = EVCalibration.from_card(card)
+    assert head == EVCalibration(1.1, -0.1, (("clipped", -3.0), ("crushed", 2.0)))
+    for ev in (-2.0, 1.0, 2.5):
+        observed, label = render_ev(photo, ev)
+        step = sample_step(observed.shape[0] * observed.shape[1])  # the even subsample ev_correction reads
+        g = grey(observed)[::step, ::step].ravel()
+        r = np.asarray(label, np.float32)[::step, ::step].ravel()
+        inputs = head_inputs(g, r)
+        expected = 1.1 * map_stops(g, r) - 0.1 - 3.0 * inputs["clipped"] + 2.0 * inputs["crushed"]
+        assert ev_correction(grey(observed), label, None, head) == pytest.approx(expected, abs=1e-4)
+    # the same map: a frame with more clipped pixels reads further over (more negative) under this head
+    observed, label = render_ev(photo, 2.5)
+    plain = ev_correction(grey(observed), label, None, EVCalibration(1.1, -0.1))
+    assert ev_correction(grey(observed), label, None, head) < plain - 0.01
+    with pytest.raises(ValueError, match="unknown"):
+        EVCalibration.from_card({"ev_correction": {"weights": {"sharpness": 1.0}}})
+
+
+def test_fit_head_adds_inputs_only_when_asked_and_reports_train_errors():
+    from exposure_cli.training.calibrate import fit_head, head_error
+
+    rng = np.random.default_rng(2)
+    stops = rng.uniform(-3, 3, 120)
+    extra = np.column_stack([rng.uniform(0, 0.5, 120), rng.uniform(0, 0.5, 120),
+                             rng.normal(0, 0.1, 120), rng.uniform(-6, -1, 120)])
+    targets = 1.2 * stops - 2.0 * extra[:, 0] + 0.1
+    plain = fit_head(stops, extra, targets)
+    with_clip = fit_head(stops, extra, targets, ["clipped"])
+    assert "weights" not in plain and with_clip["weights"]["clipped"] == pytest.approx(-2.0, abs=0.02)
+    assert with_clip["train_error_after"] < 0.01 < plain["train_error_after"]
+    assert head_error(stops, extra, targets, with_clip) == pytest.approx(with_clip["train_error_after"], abs=1e-4)
+    with pytest.raises(ValueError, match="unknown head input"):
+        fit_head(stops, extra, targets, ["sharpness"])
