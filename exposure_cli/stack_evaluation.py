@@ -205,7 +205,7 @@ def evaluate_stacks(
                 res = SceneResult(stack.id, getattr(stack, "category", ""), int(stack.best),
                                   ev_known=getattr(stack, "ev_source", "") in KNOWN_EV_SOURCES)
                 for img, pred, lab, rel in zip(images, preds, stack.labels, stack.relative_ev_to_best):
-                    res.frames.append(frame_result(img, np.asarray(pred, np.float32), _as_label(lab), rel,
+                    res.frames.append(frame_result(img, np.asarray(pred, np.float32), load_label(lab), rel,
                                                    analyzer.ev_calibration))
                 scenes.append(res)
                 if progress:
@@ -232,9 +232,9 @@ def _as_float(frame: Any) -> np.ndarray:
     return np.asarray(arr, np.float32)
 
 
-def _as_label(label: Any) -> np.ndarray:
-    arr = _load(label)
-    return np.asarray(arr, np.float32)
+def load_label(label: Any) -> np.ndarray:
+    """A stack frame's label map (array, .npy or image path) as float32."""
+    return np.asarray(_load(label), np.float32)
 
 
 def _load(x: Any) -> np.ndarray:
