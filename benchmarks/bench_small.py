@@ -146,7 +146,7 @@ def eval_photos(data: Path, sizes: list[int], every: int, weights: str | None,
 
 def eval_brackets(root: Path, sizes: list[int], weights: str | None, only: list[int] | None = None) -> dict:
     from exposure_cli.data.brackets import load_stacks
-    from exposure_cli.stack_evaluation import SceneResult, _as_float, frame_result, load_label, summarise
+    from exposure_cli.stack_evaluation import SceneResult, load_frame, frame_result, load_label, summarise
 
     stacks = load_stacks(root, "val")
     print(f"brackets: {len(stacks)} val stacks of {root}", flush=True)
@@ -155,7 +155,7 @@ def eval_brackets(root: Path, sizes: list[int], weights: str | None, only: list[
     analyzers = {lv: analyzer_at(lv, weights) for lv in wanted}
     scenes: dict[tuple[int, int], list] = {(s, lv): [] for s in sizes for lv in levels_for(s, only)}
     for k, stack in enumerate(stacks):  # one stack in memory at a time (frames are 1024 px)
-        frames = [_as_float(f) for f in stack.frames]
+        frames = [load_frame(f) for f in stack.frames]
         labels = [load_label(lab) for lab in stack.labels]
         for size in sizes:
             imgs = [np.clip(shrink(i, size), 0, 1) for i in frames]

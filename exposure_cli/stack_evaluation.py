@@ -200,7 +200,7 @@ def evaluate_stacks(
         try:
             scenes = []
             for k, stack in enumerate(stacks):
-                images = [_as_float(f) for f in stack.frames]
+                images = [load_frame(f) for f in stack.frames]
                 preds = analyzer.analyze_batch(images)
                 res = SceneResult(stack.id, getattr(stack, "category", ""), int(stack.best),
                                   ev_known=getattr(stack, "ev_source", "") in KNOWN_EV_SOURCES)
@@ -225,7 +225,8 @@ def evaluate_stacks(
     return {"data": str(root), "split": split, "scenes": len(stacks), "results": results}
 
 
-def _as_float(frame: Any) -> np.ndarray:
+def load_frame(frame: Any) -> np.ndarray:
+    """A stack frame (array or image path) as float32 RGB in [0, 1]."""
     arr = _load(frame)
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
