@@ -49,7 +49,7 @@ def _timer(store: dict, name: str):
 CPU = "cpu:"
 
 
-def profile(files: list[Path], runtime: str | None, model: str | None) -> dict[str, float]:
+def profile(files: list[Path], runtime: str | None, model: str | None, size: int = 512) -> dict[str, float]:
     import cv2
     import torch
 
@@ -68,7 +68,7 @@ def profile(files: list[Path], runtime: str | None, model: str | None) -> dict[s
     from exposure_cli.stats import Thresholds, image_stats
 
     kw = {"runtime": runtime} if runtime else {}
-    analyzer = create_analyzer(model, working_long_side=512, batch_size=8, device="cpu", **kw)
+    analyzer = create_analyzer(model, working_long_side=size, batch_size=8, device="cpu", **kw)
     thresholds = Thresholds()
     rule_sets = load_rule_sets(["default", "portrait", "landscape-strict"])
     t: dict[str, list[float]] = {}
@@ -77,21 +77,21 @@ def profile(files: list[Path], runtime: str | None, model: str | None) -> dict[s
     journal.open()
     proc = BatchProcessor(analyzer, thresholds, [], None, regions=True)
     # warm-up (first kernels, cascade load)
-    warm = decode_file(files[0], target_long_side=512, analysis_long_side=1024)
+    warm = decode_file(files[0], target_long_side=size, analysis_long_side=1024)
     analyzer.analyze_batch([warm.rgb])
-    R.compute_regions(limit_long_side(warm.rgb, 512))
+    R.compute_regions(limit_long_side(warm.rgb, size))
 
     decoded = []
     for f in files:
         with _timer(t, "decode, full resolution (cv2.imread; reference, not in the scan)"):
             cv2.imread(str(f))
         with _timer(t, "decode at reduced scale + EXIF + float (decode_file)"):
-            d = decode_file(f, target_long_side=512, analysis_long_side=1024)
+            d = decode_file(f, target_long_side=size, analysis_long_side=1024)
         decoded.append(d)
     smalls = []
     for d in decoded:
-        with _timer(t, "resize to working size (512)"):
-            smalls.append(to_working_size(d.rgb, 512))
+        with _timer(t, f"resize to working size ({size})"):
+            smalls.append(to_working_size(d.rgb, size))
     maps_low = []
     net = getattr(analyzer, "_run", None)
     for start in range(0, len(smalls), 8):
@@ -114,7 +114,7 @@ def profile(files: list[Path], runtime: str | None, model: str | None) -> dict[s
     for d, res in zip(decoded, residuals):
         # regions, detector by detector (the same calls compute_regions makes)
         with _timer(t, "regions: small copy"):
-            small = R.region_inputs(d.rgb) if have_split else _old_small(R, limit_long_side(d.rgb, 512))
+            small = R.region_inputs(d.rgb) if have_split else _old_small(R, limit_long_side(d.rgb, size))
         img_small, g = small
         with _timer(t, "regions: face (LBP cascade)"):
             faces = R.detect_faces(g)
@@ -173,7 +173,7 @@ def _old_small(R, rgb):
     return small, grey(small)
 
 
-def cprofile(files: list[Path], top: int, runtime: str | None) -> str:
+def cprofile(files: list[Path], top: int, runtime: str | None, size: int = 512) -> str:
     """cProfile of the scan's own per-photo code, run serially (no pools): decode → model → finishing."""
     import cProfile
     import io
@@ -188,15 +188,15 @@ def cprofile(files: list[Path], top: int, runtime: str | None) -> str:
     from exposure_cli.stats import Thresholds
 
     kw = {"runtime": runtime} if runtime else {}
-    analyzer = create_analyzer(None, working_long_side=512, batch_size=8, device="cpu", **kw)
+    analyzer = create_analyzer(None, working_long_side=size, batch_size=8, device="cpu", **kw)
     proc = BatchProcessor(analyzer, Thresholds(), [], None, regions=True)
     opts = ScanOptions()
     items = [InputFile(f, f.name, f.parent) for f in files]
-    proc.process([decode_item(items[0], opts, 512)])  # warm-up
+    proc.process([decode_item(items[0], opts, size)])  # warm-up
     pr = cProfile.Profile()
     pr.enable()
     for start in range(0, len(items), 8):
-        batch = [decode_item(i, opts, 512) for i in items[start:start + 8]]
+        batch = [decode_item(i, opts, size) for i in items[start:start + 8]]
         proc.process(batch)
     pr.disable()
     s = io.StringIO()
@@ -212,13 +212,18 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--cprofile", type=int, default=0, metavar="TOP", help="also print cProfile's TOP functions")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--working-size", type=int, default=None,
+                    help="the working long side (default: the shipped weights card's, as the default scan)")
     args = ap.parse_args()
     from bench_scan import make_jpegs
 
     folder = make_jpegs(args.data / "12mp", max(args.n, 24), 4000, 3000)
     files = sorted(folder.glob("*.jpg"))[: args.n]
     load = os.getloadavg()
-    res = profile(files, args.runtime, args.model)
+    from bench_scan import card_working_size
+
+    size = args.working_size or card_working_size()
+    res = profile(files, args.runtime, args.model, size)
     print(f"\n12 MP JPEG, median ms per photo over {len(files)} photos, one thread "
           f"(load average {load[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n")
     full = res[CPU + "decode, full resolution (cv2.imread; reference, not in the scan)"]
@@ -229,7 +234,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"load_average": load, "ms_per_photo": res}, indent=2) + "\n")
     if args.cprofile:
-        print(cprofile(files, args.cprofile, args.runtime))
+        print(cprofile(files, args.cprofile, args.runtime, size))
 
 
 if __name__ == "__main__":
