@@ -9,8 +9,10 @@ How each region is found, and what it cannot do:
 * **face** — frontal faces from the LBP face cascade that ships inside scikit-image
   (``skimage.data.lbp_frontal_face_cascade_filename()``; an OpenCV-format cascade). OpenCV 5's Python
   wheels no longer contain ``CascadeClassifier``, the Haar cascade files or the HOG people detector, so
-  they cannot be used. Profiles, small faces (under about 1/7 of the long side) and strongly rotated
-  faces are missed. Without scikit-image installed, face and person are ``None`` and
+  they cannot be used. Profiles, small faces and strongly rotated faces are missed: the cascade's
+  smallest window is its trained 24 × 24 px, so on the 112 px copy a face must be at least about a fifth
+  of the photo's long side (24 / 112), and on a photo under 112 px (not enlarged) at least 24 of its
+  pixels (37 % of a 64 px thumbnail's long side). Without scikit-image installed, face and person are ``None`` and
   :func:`detector_status` says why.
 * **person** — a heuristic, not a detector: each face plus the torso box below it (3 face widths wide,
   6 face heights tall, clipped to the image). Only people whose face is detected are found.
@@ -78,7 +80,7 @@ def detect_faces(grey_small: np.ndarray) -> list[tuple[int, int, int, int]]:
         img=np.ascontiguousarray(grey_small, dtype=np.float64),
         scale_factor=1.25,
         step_ratio=1,
-        min_size=(16, 16),
+        min_size=(16, 16),  # below the cascade's 24 px window: no effect, the smallest window is 24 px
         max_size=(side, side),
     )
     return [(int(d["r"]), int(d["c"]), int(d["height"]), int(d["width"])) for d in found]

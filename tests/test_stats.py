@@ -368,3 +368,38 @@ def test_a_threshold_just_outside_the_grid_tolerance_is_compared_exactly():
     assert t * 1000 == 1e-6
     row = image_stats(np.zeros((1, 4), np.float32), {}, Thresholds(over=t, under=t, severe=t))
     assert row["over_pct"] == 0.0 and row["under_pct"] == 0.0
+
+
+def _fine_bin_index_reference(residual):
+    """fine_bin_index as it was written before it was computed in place (the expression it must equal)."""
+    from exposure_cli.stats import FINE_BINS
+
+    v = np.clip(np.asarray(residual, dtype=np.float32), -1.0, 1.0)
+    pos = v * np.float32(FINE_BINS / 2.0)
+    pos += np.copysign(np.float32(1e-3), v)
+    pos += np.float32(FINE_BINS / 2.0)
+    idx = pos.astype(np.int32)
+    np.clip(idx, 0, FINE_BINS - 1, out=idx)
+    return idx
+
+
+def test_fine_bin_index_in_place_equals_the_expression_it_replaces():
+    from exposure_cli.stats import fine_bin_index
+
+    rng = np.random.default_rng(7)
+    grid = np.arange(-1000, 1001, dtype=np.float32) / np.float32(1000)  # every bin edge, and its neighbours
+    noisy = (rng.random((300, 400), dtype=np.float32) - 0.5) * np.float32(2.4)  # beyond ±1 too
+    noisy.flat[:7] = [0.0, -0.0, 1.0, -1.0, 0.001, -0.001, np.float32(1e-9)]
+    cases = [grid, np.nextafter(grid, np.float32(2)), np.nextafter(grid, np.float32(-2)), noisy,
+             noisy[::3, 1::2],  # a strided view
+             noisy.astype(np.float64), noisy[:1, :1]]
+    for case in cases:
+        got, want = fine_bin_index(case), _fine_bin_index_reference(case)
+        assert got.dtype == want.dtype == np.int32 and got.shape == want.shape
+        assert np.array_equal(got, want)
+    original = noisy.copy()
+    fine_bin_index(noisy)
+    assert np.array_equal(noisy, original)  # the caller's map is not touched
+    with np.errstate(invalid="ignore"):
+        odd = np.array([np.nan, np.inf, -np.inf, 0.5], np.float32)
+        assert np.array_equal(fine_bin_index(odd), _fine_bin_index_reference(odd))
