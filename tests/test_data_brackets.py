@@ -8,6 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -349,3 +350,47 @@ def test_whole_view_share_cuts_the_frames_widest_square_view() -> None:
     a = sample_training_item([stack], np.random.default_rng(5), 64)
     b = sample_training_item([stack], np.random.default_rng(5), 64, whole_view_share=0.0)
     assert np.array_equal(a[0], b[0])
+
+
+def test_relevel_matches_the_best_frames_level_and_keeps_frames_best_and_evs(stacks_repo: dict, tmp_path: Path) -> None:
+    from exposure_cli.color import grey, srgb_to_linear
+    from exposure_cli.data.brackets import best_level_gain, relevel, relevel_ideal
+
+    src, dst = stacks_repo["out"], tmp_path / "best"
+    counts = relevel(src, dst, log=lambda s: None)
+    assert counts == {"train": 2, "val": 1, "lockbox": 1}
+    assert json.loads((dst / "index.json").read_text())["ideal_level"] == "best"
+    for sid, lockbox in (("test__scene0", False), ("test__scene1", False), ("test__noexif", False), ("test__scene2", True)):
+        old, new = _stack_json(src, sid, lockbox), _stack_json(dst, sid, lockbox)
+        assert new["best"] == old["best"] and new["ideal_level"] == "best"
+        assert [f["relative_ev_to_best"] for f in new["frames"]] == [f["relative_ev_to_best"] for f in old["frames"]]
+        d = dst / ("lockbox" if lockbox else "") / sid
+        s = src / ("lockbox" if lockbox else "") / sid
+        assert (d / "00.png").read_bytes() == (s / "00.png").read_bytes()
+        best = (cv2.imread(str(d / new["frames"][new["best"]]["file"]))[..., ::-1]).astype(np.float32) / 255.0
+        ideal = cv2.imread(str(d / "ideal.png"))[..., ::-1].astype(np.float32) / 255.0
+        g_best, g_ideal = grey(best), grey(ideal)
+        mid = (g_best >= 0.1) & (g_best <= 0.8)
+        # the re-levelled ideal has the best frame's mean linear level over its mid-tones (8-bit rounding aside)
+        assert srgb_to_linear(g_ideal)[mid].mean() == pytest.approx(srgb_to_linear(g_best)[mid].mean(), rel=0.02)
+        assert new["ideal_gain"] == pytest.approx(
+            best_level_gain(cv2.imread(str(s / "ideal.png"))[..., ::-1], (best * 255).round().astype(np.uint8)), abs=1e-3)
+        # labels follow the new ideal: grey(ideal) − grey(frame), and the best frame's mean residual ≈ 0 in linear terms
+        lab = np.load(d / new["frames"][0]["label"]).astype(np.float32)
+        frame0 = cv2.imread(str(d / "00.png"))[..., ::-1].astype(np.float32) / 255.0
+        assert np.abs(lab - (g_ideal - grey(frame0))).max() < 2e-3
+        assert new["frames"][0]["mean_residual"] == pytest.approx(float(lab.mean()), abs=1e-3)
+    # the gain itself: an ideal twice as bright in linear light as the frame gets 0.5
+    frame = np.full((8, 8, 3), 100, np.uint8)
+    brighter = relevel_ideal(frame, 2.0)
+    assert best_level_gain(brighter, frame) == pytest.approx(0.5, rel=0.02)
+    assert np.abs(relevel_ideal(brighter, best_level_gain(brighter, frame)).astype(int) - 100).max() <= 1
+
+
+def test_relevel_command_refuses_to_overwrite_its_source(stacks_repo: dict) -> None:
+    from typer.testing import CliRunner
+
+    from exposure_cli.cli import app
+
+    result = CliRunner().invoke(app, ["data", "relevel", str(stacks_repo["out"]), str(stacks_repo["out"])])
+    assert result.exit_code != 0 and "new folder" in result.output

@@ -148,6 +148,27 @@ def brackets_command(
 
 
 @data_app.command(
+    "relevel",
+    epilog="Examples:\n\n  exposure data relevel corpus/brackets corpus/brackets_best",
+)
+def relevel_command(
+    src: Path = typer.Argument(..., help="Built bracket folder (from `exposure data brackets`)."),
+    out: Path = typer.Argument(..., help="Folder to write: the same stacks, ideals re-levelled to each best frame."),
+) -> None:
+    """Derive bracket labels whose ideal keeps the fusion's local exposure but takes the best frame's
+    overall level (a linear gain per stack; docs/DATA.md, "The ideal's overall level"). Frames are
+    hard-linked; best frames and relative EVs are unchanged."""
+    from ..data.brackets import relevel
+
+    if not (src / "index.json").exists():
+        _usage_error(f"{src} has no index.json (build it with `exposure data brackets {src}`)")
+    if out.resolve() == src.resolve():
+        _usage_error("OUT must be a new folder, not SRC")
+    counts = relevel(src, out, log=typer.echo)
+    typer.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" stacks → {out}")
+
+
+@data_app.command(
     "contact-sheet",
     epilog=(
         "Examples:\n\n"

@@ -529,9 +529,85 @@ def build(out: Path, manifest: dict[str, Any], mirrors: Path, long_side: int = L
 
 def _write_atomic(path: Path, text: str) -> None:
     """Readers (a training run using the folder) see the old or the new file, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    from ..atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------- the ideal's overall level
+
+#: Grey levels of the best frame whose mean linear level the re-levelled ideal matches (its mid-tones).
+LEVEL_LOW, LEVEL_HIGH = 0.1, 0.8
+
+
+def best_level_gain(ideal: np.ndarray, best: np.ndarray) -> float:
+    """Linear gain that brings the fused ideal's overall level to the best frame's: the ratio of their mean
+    linear grey over the pixels the best frame shows as mid-tones (all pixels when under 5 % are).
+
+    The Mertens fusion lifts shadows (night scenes most: median gain 0.79–0.88 there), so a frame's offset
+    from the best frame and the stops its labels ask for pull apart; re-levelled labels keep the fusion's
+    *where* (each region from the frames that expose it well) and take the best frame's *how bright*."""
+    g_best = grey(best.astype(np.float32) / 255.0)
+    g_ideal = grey(ideal.astype(np.float32) / 255.0)
+    mask = (g_best >= LEVEL_LOW) & (g_best <= LEVEL_HIGH)
+    if mask.mean() < 0.05:
+        mask = np.ones_like(mask)
+    lin_ideal = float(srgb_to_linear(g_ideal)[mask].mean())
+    return float(srgb_to_linear(g_best)[mask].mean()) / max(lin_ideal, 1e-6)
+
+
+def relevel_ideal(ideal: np.ndarray, gain: float) -> np.ndarray:
+    """The uint8 RGB ideal times `gain` in linear light (clipped at white), back to uint8 sRGB."""
+    from ..color import linear_to_srgb
+
+    lin = srgb_to_linear(ideal.astype(np.float32) / 255.0) * np.float32(gain)
+    return np.clip(np.rint(linear_to_srgb(np.clip(lin, 0.0, 1.0)) * 255.0), 0, 255).astype(np.uint8)
+
+
+def relevel(src: Path, dst: Path, log: Callable[[str], None] = print) -> dict[str, int]:
+    """Derive a bracket folder whose ideals are re-levelled to each stack's best frame (`best_level_gain`).
+
+    Frames are hard-linked from `src` (copied where links are impossible); ideal, labels and the JSON files
+    are written anew; every stack keeps its best frame and relative EVs (the EV targets do not move).
+    ``stack.json`` records ``ideal_level: "best"`` and the gain. Returns stacks per split."""
+    import shutil
+
+    import cv2
+
+    src, dst = Path(src), Path(dst)
+    counts: dict[str, int] = {}
+    for index_rel in ("index.json", "lockbox/index.json"):
+        index = json.loads((src / index_rel).read_text())
+        for entry in index["scenes"]:
+            s_dir, d_dir = src / entry["path"], dst / entry["path"]
+            info = json.loads((s_dir / "stack.json").read_text())
+            (d_dir / "labels").mkdir(parents=True, exist_ok=True)
+            frames = []
+            for f in info["frames"]:
+                target = d_dir / f["file"]
+                if not target.exists():
+                    try:
+                        target.hardlink_to(s_dir / f["file"])
+                    except OSError:
+                        shutil.copyfile(s_dir / f["file"], target)
+                frames.append(_read_png(target))
+            gain = best_level_gain(_read_png(s_dir / "ideal.png"), frames[int(info["best"])])
+            ideal = relevel_ideal(_read_png(s_dir / "ideal.png"), gain)
+            cv2.imwrite(str(d_dir / "ideal.png"), cv2.cvtColor(ideal, cv2.COLOR_RGB2BGR))
+            for f, frame, r in zip(info["frames"], frames, stack_labels(ideal, frames)):
+                np.save(d_dir / f["label"], r.astype(np.float16))
+                f["mean_residual"] = round(float(r.mean()), 4)
+                f["mean_abs_residual"] = round(float(np.abs(r).mean()), 4)
+            info["ideal_level"], info["ideal_gain"] = "best", round(gain, 4)
+            info["ideal_mean_grey"] = round(float(grey(ideal.astype(np.float32) / 255.0).mean()), 4)
+            entry["ideal_mean_grey"] = info["ideal_mean_grey"]
+            _write_atomic(d_dir / "stack.json", json.dumps(info, indent=1) + "\n")
+            counts[info["split"]] = counts.get(info["split"], 0) + 1
+            log(f"  {info['split']:7s} {info['id']}: gain {gain:.3f}")
+        index["ideal_level"] = "best"
+        (dst / index_rel).parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(dst / index_rel, json.dumps(index, indent=1) + "\n")
+    return counts
 
 
 def sorted_shas(stack_info: dict[str, Any], scene: dict[str, Any]) -> list[str]:
@@ -728,6 +804,7 @@ __all__ = [
     "align_frames",
     "alignment_error",
     "assign_splits",
+    "best_level_gain",
     "build",
     "build_stack",
     "decode_frame",
@@ -739,5 +816,7 @@ __all__ = [
     "load_stacks",
     "manifest_summary",
     "mertens",
+    "relevel",
+    "relevel_ideal",
     "sample_training_item",
 ]
