@@ -301,3 +301,24 @@ def test_unsigned_rationals_above_two_to_the_31():
         assert _decode_value(e, 5, 1, struct.pack(e + "II", 3_000_000_000, 1_000_000_000)) == 3.0
         assert _decode_value(e, 5, 1, struct.pack(e + "II", 1, 4_000_000_000)) == 2.5e-10
         assert _decode_value(e, 10, 1, struct.pack(e + "ii", -2, 4)) == -0.5
+
+
+def test_inline_text_is_cut_at_its_count_not_at_the_four_byte_field():
+    """A two-byte text without its NUL, stored inline: the field's other two bytes are padding, not text."""
+    block = tiff([(ORIENTATION, 3, 6), (MAKE, 2, 2, b"ABCD")])
+    out: dict[int, object] = {}
+    _read_ifd(block, "<", 8, out)
+    assert out == {ORIENTATION: 6, MAKE: "AB"}
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_a_value_pointer_above_two_to_the_31_is_past_the_block(endian):
+    """Value offsets are unsigned: 2**32 − 16 points far past the block (the entry is skipped), not 16 bytes
+    before its end."""
+    model = "A-model-name-long-enough"
+    block = tiff([(ORIENTATION, 3, 6), (MAKE, 2, 8, struct.pack(endian + "I", 2**32 - 16)), (MODEL, 2, model)],
+                 endian=endian)
+    assert len(block) > 16 and block.endswith(model.encode() + b"\x00")
+    out: dict[int, object] = {}
+    _read_ifd(block, endian, 8, out)
+    assert out == {ORIENTATION: 6, MODEL: model}

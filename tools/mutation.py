@@ -67,11 +67,68 @@ TARGETS: dict[str, Target] = {
              "loaded machine break without any mutant (the first full run stopped on it)",
         deselect=("tests/test_rescore.py::test_rescore_throughput_is_vectorised",),
     ),
+    # Narrower parts of `rules` and `writers`: the same mutants (by name), fewer test files per mutant, so a
+    # part can be run in the time a 2-core machine shared with training allows. A survivor of a part can be
+    # re-checked against the whole test selection with `rules --only NAME` / `writers --only NAME`.
+    "rules-parser": Target(
+        ("exposure_cli/rules/expr.py",),
+        ("tests/test_rules_expr.py",),
+        functions=tuple(f"exposure_cli.rules.expr.{f}__*" for f in (
+            "xǁRuleErrorǁ*", "x__rebuild_rule_error", "x_tokenize", "xǁ_Parserǁ*", "x_parse", "x_check", "x__pos",
+            "x__type_of", "x__require", "x__unknown_name_message", "x_measure", "x_referenced_names",
+            "x_to_source", "x__source", "x_format_number", "x_negate_op", "x_symbol")),
+        note="the expression tokenizer, parser and type checker, the error type and the canonical text (the "
+             "evaluator `_value`/`evaluate` is quick-rules); the three hypothesis tests are left out (about 10 s "
+             "per surviving mutant): a mutant only they would kill counts as not killed, so the score is a "
+             "lower bound",
+        deselect=("tests/test_rules_expr.py::test_random_text_only_ever_raises_rule_error",
+                  "tests/test_rules_expr.py::test_random_token_soup_only_ever_raises_rule_error",
+                  "tests/test_rules_expr.py::test_arbitrary_unicode_only_ever_raises_rule_error"),
+    ),
+    "rules-validation": Target(
+        ("exposure_cli/rules/ruleset.py",),
+        ("tests/test_rules_sets.py",),
+        functions=tuple(f"exposure_cli.rules.ruleset.{f}__*" for f in (
+            "x__build", "x__grades", "x__thresholds", "xǁ_Linesǁ*", "x__policy", "x__check", "x__parse",
+            "x__is_number", "x_parse_rule_text", "x_load_rule_file", "xǁTomlRuleSetǁ__init_")),
+        note="reading and validating a rule file (`_build`, thresholds, grades, policies, line numbers of errors); "
+             "the two hypothesis tests and the two definition-bomb tests (5 s each) are left out, so the score "
+             "is a lower bound",
+        deselect=("tests/test_rules_sets.py::test_random_rule_files_load_or_raise_rule_error_only",
+                  "tests/test_rules_sets.py::test_more_bad_area_never_raises_a_global_preset_score",
+                  "tests/test_rules_sets.py::test_definition_bombs_and_deep_chains_are_rejected_quickly"),
+    ),
+    "rules-explain": Target(
+        ("exposure_cli/rules/ruleset.py", "exposure_cli/rules/__init__.py"),
+        ("tests/test_rules_sets.py", "tests/test_rules_plugins.py", "tests/test_rules_cli.py"),
+        functions=tuple(f"exposure_cli.rules.{f}__*" for f in (
+            "ruleset.xǁTomlRuleSetǁexplain", "ruleset.xǁTomlRuleSetǁdescribe", "ruleset.xǁRuleSetǁexplain",
+            "ruleset.xǁRuleSetǁdescribe", "ruleset.x__unit_of", "x__preset_factory", "x_build_registry",
+            "x__instantiate", "x_get_rule_set", "x__looks_like_path", "x_load_rule_set", "x_load_rule_sets",
+            "x_score_columns")),
+        note="`explain`, `describe`, the base class's defaults and the rule-set registry (presets, plugins, "
+             "files); the same hypothesis and bomb tests as rules-validation are left out",
+        deselect=("tests/test_rules_sets.py::test_random_rule_files_load_or_raise_rule_error_only",
+                  "tests/test_rules_sets.py::test_more_bad_area_never_raises_a_global_preset_score",
+                  "tests/test_rules_sets.py::test_definition_bombs_and_deep_chains_are_rejected_quickly"),
+    ),
     "writers": Target(
         ("exposure_cli/report/writers.py", "exposure_cli/outdir.py"),
         ("tests/test_writers.py", "tests/test_report.py", "tests/test_outdir.py"),
         functions=("exposure_cli.report.writers.*", "exposure_cli.outdir.xǁJournalǁ*"),
         note="the report writers and the journal (outdir.Journal)",
+    ),
+    "writers-files": Target(
+        ("exposure_cli/report/writers.py",),
+        ("tests/test_writers.py",),
+        functions=("exposure_cli.report.writers.*",),
+        note="report/writers.py alone (JSON, CSV, Parquet, XLSX, reading back) against tests/test_writers.py",
+    ),
+    "journal": Target(
+        ("exposure_cli/outdir.py",),
+        ("tests/test_writers.py", "tests/test_outdir.py"),
+        functions=("exposure_cli.outdir.xǁJournalǁ*",),
+        note="outdir.Journal (the scan's append-only row journal)",
     ),
     "orientation": Target(
         ("exposure_cli/decoding.py", "exposure_cli/exif.py"),
@@ -265,7 +322,8 @@ def run_target(name: str, target: Target, max_children: int, keep: bool, log) ->
         outcome = read_outcomes(workdir)
         result.outcome = {m: o for m, o in outcome.items()
                           if target.counts(m) and o != "not checked"}
-        module_prefixes = {f.replace("/", ".").removesuffix(".py").replace("*", "") for f in target.files}
+        module_prefixes = {f.replace("/", ".").removesuffix(".py").removesuffix("__init__").replace("*", "")
+                           for f in target.files}  # a package's own functions are named pkg.x_f, not pkg.__init__.x_f
         mine = {m: why for m, why in equivalents.items()
                 if any(m.startswith(p) for p in module_prefixes)
                 and target.counts(m)}
