@@ -87,7 +87,7 @@ TARGETS: dict[str, Target] = {
     ),
     "rules-validation": Target(
         ("exposure_cli/rules/ruleset.py",),
-        ("tests/test_rules_sets.py",),
+        ("tests/test_rules_validation.py", "tests/test_rules_sets.py"),
         functions=tuple(f"exposure_cli.rules.ruleset.{f}__*" for f in (
             "x__build", "x__grades", "x__thresholds", "xǁ_Linesǁ*", "x__policy", "x__check", "x__parse",
             "x__is_number", "x_parse_rule_text", "x_load_rule_file", "xǁTomlRuleSetǁ__init_")),

@@ -1,0 +1,288 @@
+"""Rule-file validation, error by error: every refusal of ``parse_rule_text``/``load_rule_file`` with its whole
+text (file, line, field, column and message), and what an accepted file reads as.
+
+The expected texts are the schema's messages (docs/RULES.md); the line numbers are counted in the bodies
+below (line 1 is the first line of each body). ``tools/mutation.py rules-validation`` runs these tests
+against mutants of ``ruleset._build``, ``_thresholds``, ``_grades``, ``_policy``, ``_Lines`` and the loaders.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from exposure_cli.rules import RuleError, load_rule_file, parse_rule_text
+from exposure_cli.rules.ruleset import DEFAULT_GRADES, MAX_DEFINES, MAX_RULE_ENTRIES, MAX_RULE_FILE_BYTES
+
+ROW = '[[rows]]\nscore = 1\nwhen = "true"\n'
+DED = '[[deductions]]\nwhen = "true"\npoints = 1\n'
+NAME_HELP = "1-64 ASCII letters, digits, '-' and '_', starting with a letter or digit"
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(RuleError) as info:
+        parse_rule_text(text, file="r.toml")
+    error = info.value
+    assert error.file == "r.toml"
+    return str(error)
+
+
+@pytest.mark.parametrize("text, expected", [
+    # top level
+    ('name = "x"\nzzz = 1\n' + ROW, "r.toml:2, zzz: unknown key 'zzz'"),
+    ('name = "x"\ndescripton = "y"\n' + ROW,
+     "r.toml:2, descripton: unknown key 'descripton' (did you mean 'description', 'deductions', 'define'?)"),
+    ('description = "d"\n' + ROW,
+     f"r.toml, name: 'name' is required: {NAME_HELP} (it becomes the column suffix score_<name>)"),
+    ('description = "d"\nname = "bad name!"\n' + ROW,
+     f"r.toml:2, name: 'name' is required: {NAME_HELP} (it becomes the column suffix score_<name>)"),
+    ('name = 5\n' + ROW, f"r.toml:1, name: 'name' is required: {NAME_HELP} (it becomes the column suffix score_<name>)"),
+    ('name = "x"\ndescription = 5\n' + ROW, "r.toml:2, description: 'description' must be text"),
+    ('name = "x"\nschema = 2\n' + ROW, "r.toml:2, schema: unsupported schema 2; this version reads schema = 1"),
+    ('name = "x"\nschema = "1"\n' + ROW, "r.toml:2, schema: unsupported schema '1'; this version reads schema = 1"),
+    # thresholds
+    ('name = "x"\nthresholds = 5\n' + ROW,
+     "r.toml, thresholds: 'thresholds' must be a table: [thresholds] over = 0.1 …"),
+    ('name = "x"\n[thresholds]\nover = 0.2\nsevre = 0.5\n' + ROW,
+     "r.toml:4, thresholds.sevre: unknown threshold 'sevre' (did you mean 'severe'?)"),
+    ('name = "x"\n[thresholds]\nover = 0.2\nunder = 0\n' + ROW,
+     "r.toml:4, thresholds.under: a pixel threshold is a residual size in (0, 1] (0.1 ≈ 25 grey levels), "
+     "not a percentage"),
+    ('name = "x"\n[thresholds]\nsevere = 1.0001\n' + ROW,
+     "r.toml:3, thresholds.severe: a pixel threshold is a residual size in (0, 1] (0.1 ≈ 25 grey levels), "
+     "not a percentage"),
+    ('name = "x"\n[thresholds]\nover = true\n' + ROW,
+     "r.toml:3, thresholds.over: a pixel threshold is a residual size in (0, 1] (0.1 ≈ 25 grey levels), "
+     "not a percentage"),
+    ('name = "x"\n[thresholds]\nover = "0.1"\n' + ROW,
+     "r.toml:3, thresholds.over: a pixel threshold is a residual size in (0, 1] (0.1 ≈ 25 grey levels), "
+     "not a percentage"),
+    # the missing-region policy, at the top and in a row
+    ('name = "x"\non_missing_region = "use_globl"\n' + ROW,
+     "r.toml:2, on_missing_region: on_missing_region must be one of skip, fail, use_global, use_face, "
+     "use_person, use_subject, use_background, use_sky, not 'use_globl' "
+     "(did you mean 'use_global', 'use_person', 'use_subject'?)"),
+    ('name = "x"\n[[rows]]\nscore = 1\nwhen = "true"\non_missing_region = 3\n',
+     "r.toml:5, rows[0].on_missing_region: on_missing_region must be one of skip, fail, use_global, use_face, "
+     "use_person, use_subject, use_background, use_sky, not 3"),
+    # grades
+    ('name = "x"\n[grades]\nA = 90\nB = "seventy"\n' + ROW, "r.toml:4, grades.B: each grade is label = minimum score"),
+    ('name = "x"\n[[grades]]\nmin = 90\nlabel = "A"\n[[grades]]\nmin = 70\n' + ROW,
+     "r.toml:5, grades[1]: each [[grades]] entry needs min = <score> and label = \"…\""),
+    ('name = "x"\n[[grades]]\nmin = "90"\nlabel = "A"\n' + ROW,
+     "r.toml:2, grades[0]: each [[grades]] entry needs min = <score> and label = \"…\""),
+    ('name = "x"\n[[grades]]\nmin = 90\nlabel = 1\n' + ROW,
+     "r.toml:2, grades[0]: each [[grades]] entry needs min = <score> and label = \"…\""),
+    ('name = "x"\ngrades = [1]\n' + ROW, "r.toml, grades[0]: each [[grades]] entry needs min = <score> and label = \"…\""),
+    ('name = "x"\ngrades = 5\n' + ROW, "r.toml, grades: 'grades' must be a table (label = minimum score)"),
+    ('name = "x"\n[grades]\n' + ROW, "r.toml:2, grades: 'grades' must name at least one grade"),
+    # define
+    ('name = "x"\ndefine = 5\n' + ROW, "r.toml, define: 'define' must be a table of name = \"expression\""),
+    ('name = "x"\n[define]\nok = "1"\nface = "1"\n' + ROW,
+     "r.toml:4, define.face: 'face' cannot be defined: use a plain name that is not a region, function or keyword"),
+    ('name = "x"\n[define]\nexists = "1"\n' + ROW,
+     "r.toml:3, define.exists: 'exists' cannot be defined: use a plain name that is not a region, function or keyword"),
+    ('name = "x"\n[define]\nimage = "1"\n' + ROW,
+     "r.toml:3, define.image: 'image' cannot be defined: use a plain name that is not a region, function or keyword"),
+    ('name = "x"\n[define]\nnot = "1"\n' + ROW,
+     "r.toml:3, define.not: 'not' cannot be defined: use a plain name that is not a region, function or keyword"),
+    ('name = "x"\n[define]\n9lives = "1"\n' + ROW,
+     "r.toml:3, define.9lives: '9lives' cannot be defined: use a plain name that is not a region, function or keyword"),
+    ('name = "x"\n[define]\nd = 5\n' + ROW, "r.toml:3, define.d: a definition must be an expression in quotes"),
+    ('name = "x"\n[define]\nd = "1 +"\n' + ROW, "r.toml:3, define.d, column 4: expression ends too early"),
+    ('name = "x"\n[define]\nok = "2"\nd = "face + ok"\n' + ROW,
+     "r.toml:4, define.d, column 1: 'face' is a region, not a number: use a metric such as 'face.bad_pct' or "
+     "exists(face)"),
+    # rows or deductions
+    ('name = "x"\n', "r.toml, deductions: a rule set needs either [[rows]] (a score table) or [[deductions]] "
+                     "(start at 100, subtract), not neither"),
+    ('name = "x"\n' + DED + ROW, "r.toml:5, rows: a rule set needs either [[rows]] (a score table) or "
+                                 "[[deductions]] (start at 100, subtract), not both"),
+    ('name = "x"\nrows = 5\n', "r.toml, rows: 'rows' must be a non-empty list of tables ([[rows]])"),
+    ('name = "x"\nrows = []\n', "r.toml, rows: 'rows' must be a non-empty list of tables ([[rows]])"),
+    ('name = "x"\ndeductions = [{when = "true", points = 1}, 2]\n',
+     "r.toml, deductions: 'deductions' must be a non-empty list of tables ([[deductions]])"),
+    # one entry
+    ('name = "x"\n' + ROW + '[[rows]]\nscore = 1\nwhn = "true"\n',
+     "r.toml:7, rows[1].whn: unknown key 'whn' (did you mean 'when'?)"),
+    ('name = "x"\n' + DED + '[[deductions]]\npionts = 2\n',
+     "r.toml:6, deductions[1].pionts: unknown key 'pionts' (did you mean 'points'?)"),
+    ('name = "x"\n[[rows]]\nscore = 1\n',
+     "r.toml:2, rows[0].when: 'when' is required: a condition in quotes, e.g. when = \"global.bad_pct < 5\""),
+    ('name = "x"\n[[rows]]\nscore = 1\nwhen = true\n',
+     "r.toml:4, rows[0].when: 'when' is required: a condition in quotes, e.g. when = \"global.bad_pct < 5\""),
+    ('name = "x"\n[[rows]]\nscore = 1\n"when" = "global.over_pct >"\n',
+     "r.toml:4, rows[0].when, column 18: expression ends too early"),
+    ('name = "x"\n[[rows]]\nwhen = "global.over_pct"\nscore = 1\n',
+     "r.toml:3, rows[0].when, column 1: expected a condition (true/false), but the expression is a number"),
+    ('name = "x"\n[[rows]]\nscore = 1\nwhen = "true"\nlabel = 2\n', "r.toml:5, rows[0].label: 'label' must be text"),
+    ('name = "x"\n[[rows]]\nwhen = "true"\n', "r.toml:2, rows[0].score: 'score' is required: a number from 0 to 100"),
+    ('name = "x"\n[[rows]]\nwhen = "true"\nscore = -1\n',
+     "r.toml:4, rows[0].score: 'score' is required: a number from 0 to 100"),
+    ('name = "x"\n[[rows]]\nwhen = "true"\nscore = 100.5\n',
+     "r.toml:4, rows[0].score: 'score' is required: a number from 0 to 100"),
+    ('name = "x"\n[[rows]]\nwhen = "true"\nscore = true\n',
+     "r.toml:4, rows[0].score: 'score' is required: a number from 0 to 100"),
+    ('name = "x"\n[[rows]]\nwhen = "true"\nscore = nan\n',
+     "r.toml:4, rows[0].score: 'score' is required: a number from 0 to 100"),
+    ('name = "x"\n[[deductions]]\nwhen = "true"\n',
+     "r.toml:2, deductions[0].points: 'points' is required: a number or a numeric expression in quotes"),
+    ('name = "x"\n[[deductions]]\nwhen = "true"\npoints = [1]\n',
+     "r.toml:4, deductions[0].points: 'points' is required: a number or a numeric expression in quotes"),
+    ('name = "x"\n[[deductions]]\nwhen = "true"\npoints = "exists(face)"\n',
+     "r.toml:4, deductions[0].points, column 1: expected a number, but the expression is a condition"),
+    ('name = "x"\n[[deductions]]\nwhen = "true"\npoints = "2 *"\n',
+     "r.toml:4, deductions[0].points, column 4: expression ends too early"),
+    # otherwise
+    ('name = "x"\notherwise = 5\n' + DED, "r.toml:2, otherwise: 'otherwise' belongs to score tables ([[rows]])"),
+    ('name = "x"\n' + ROW + '[otherwise]\nscore = 5\nlable = "rest"\n',
+     "r.toml:5, otherwise.lable: unknown key 'lable' (did you mean 'label'?)"),
+    ('name = "x"\notherwise = "low"\n' + ROW,
+     "r.toml:2, otherwise: 'otherwise' must be a score from 0 to 100 or {score = …, label = …}"),
+    ('name = "x"\notherwise = 100.5\n' + ROW,
+     "r.toml:2, otherwise: 'otherwise' must be a score from 0 to 100 or {score = …, label = …}"),
+    ('name = "x"\n' + ROW + '[otherwise]\nscore = -1\n',
+     "r.toml:5, otherwise: 'otherwise' must be a score from 0 to 100 or {score = …, label = …}"),
+    # start and floor
+    ('name = "x"\nstart = 90\n' + ROW, "r.toml:2, start: 'start' belongs to deduction rule sets ([[deductions]])"),
+    ('name = "x"\nfloor = 10\n' + ROW, "r.toml:2, floor: 'floor' belongs to deduction rule sets ([[deductions]])"),
+    ('name = "x"\nstart = 100.5\n' + DED, "r.toml:2, start: 'start' must be a number from 0 to 100"),
+    ('name = "x"\nfloor = -1\n' + DED, "r.toml:2, floor: 'floor' must be a number from 0 to 100"),
+    ('name = "x"\nfloor = "5"\n' + DED, "r.toml:2, floor: 'floor' must be a number from 0 to 100"),
+    ('name = "x"\nstart = 50\nfloor = 60\n' + DED, "r.toml:3, floor: 'floor' must not exceed 'start'"),
+])
+def test_each_refusal_names_its_line_field_and_reason(text, expected):
+    assert error_of(text) == expected
+
+
+def test_toml_errors_keep_their_line():
+    text = 'name = "x"\n[[rows]]\nscore = 1\nwhen = "true\n'
+    message = error_of(text)
+    assert message.startswith("r.toml:4: not valid TOML: ")
+
+
+def test_too_many_defines_and_rows_are_refused_at_their_header(monkeypatch):
+    """The limits themselves (4096 names, 1000 entries) are constants; the checks are run at small ones."""
+    from exposure_cli.rules import ruleset
+
+    assert (MAX_DEFINES, MAX_RULE_ENTRIES) == (4096, 1000)
+    monkeypatch.setattr(ruleset, "MAX_DEFINES", 3)
+    monkeypatch.setattr(ruleset, "MAX_RULE_ENTRIES", 4)
+    defines = "".join(f'd{i} = "{i}"\n' for i in range(4))
+    assert error_of('name = "x"\n[define]\n' + defines + ROW) == "r.toml:2, define: at most 3 [define] names"
+    ok = 'name = "x"\n[define]\n' + "".join(f'd{i} = "{i}"\n' for i in range(3)) + ROW
+    assert len(parse_rule_text(ok).defines) == 3
+    line = 2 + 3 * 4  # the header of the first row past the limit
+    assert error_of('name = "x"\n' + ROW * 5) == f"r.toml:{line}, rows: at most 4 [[rows]] in one rule set (this one has 5)"
+    assert len(parse_rule_text('name = "x"\n' + ROW * 4).conditions) == 4
+    assert error_of('name = "x"\n' + DED * 6) == "r.toml:14, deductions: at most 4 [[deductions]] in one rule set (this one has 6)"
+
+
+def test_oversized_and_unreadable_rule_files(tmp_path):
+    big = 'name = "x"\n' + ROW + "#" * MAX_RULE_FILE_BYTES
+    with pytest.raises(RuleError) as info:
+        parse_rule_text(big, file="r.toml")
+    assert str(info.value) == ("r.toml: rule text is longer than 1024 KB; a rule set has at most "
+                               f"{MAX_RULE_ENTRIES} rows or deductions")
+    path = tmp_path / "big.toml"
+    path.write_text(big, encoding="utf-8")
+    with pytest.raises(RuleError) as info:
+        load_rule_file(path)
+    assert str(info.value) == (f"{path}: rule file is larger than 1024 KB; a rule set has at most "
+                               f"{MAX_RULE_ENTRIES} rows or deductions")
+    # exactly at the limit: read and parsed
+    fits = 'name = "x"\n' + ROW
+    fits += "#" * (MAX_RULE_FILE_BYTES - len(fits))
+    path.write_text(fits, encoding="utf-8")
+    assert load_rule_file(path).name == "x"
+    assert parse_rule_text(fits).name == "x"
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('name = "café"\n'.encode("latin-1"))
+    with pytest.raises(RuleError) as info:
+        load_rule_file(latin)
+    assert str(info.value).startswith(f"{latin}: cannot read rule file: 'utf-8' codec can't decode")
+    with pytest.raises(RuleError) as info:
+        load_rule_file(tmp_path / "absent.toml")
+    assert str(info.value).startswith(f"{tmp_path / 'absent.toml'}: cannot read rule file: [Errno 2]")
+
+
+def test_origin_and_source_of_loaded_files(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\n' + ROW, encoding="utf-8")
+    assert load_rule_file(path).origin == f"file {path}"
+    assert load_rule_file(path).source == str(path)
+    assert load_rule_file(str(path), origin="plugin p").origin == "plugin p"
+    rule_set = parse_rule_text('name = "t"\n' + ROW)
+    assert (rule_set.origin, rule_set.source) == ("text", "<rules>")
+    with pytest.raises(RuleError) as info:
+        parse_rule_text('name = "t"\nzzz = 1\n' + ROW)
+    assert str(info.value) == "<rules>:2, zzz: unknown key 'zzz'"
+
+
+def test_what_an_accepted_table_reads_as():
+    rule_set = parse_rule_text(
+        'name = "tab"\ndescription = "d"\nschema = 1\non_missing_region = "fail"\n'
+        '[thresholds]\nover = 1\nunder = 0.05\n'
+        '[grades]\nC = 50\nA = 90.5\nB = 70\n'
+        '[define]\nspread = "global.p95_residual - global.p05_residual"\n'
+        '[[rows]]\nscore = 100\nwhen = "face.bad_pct < 2 and spread < 0.3"\nlabel = "good"\n'
+        '[[rows]]\nscore = 0\nwhen = "exists(sky) or known(exif.iso)"\non_missing_region = "use_subject"\n'
+        '[otherwise]\nscore = 40\nlabel = "rest"\n')
+    assert (rule_set.name, rule_set.description, rule_set.mode) == ("tab", "d", "table")
+    assert rule_set.thresholds == {"over": 1.0, "under": 0.05}
+    assert all(type(v) is float for v in rule_set.thresholds.values())
+    assert rule_set.grades == ((90.5, "A"), (70.0, "B"), (50.0, "C"))
+    assert rule_set.on_missing == "fail"
+    assert rule_set.define_sources == {"spread": "global.p95_residual - global.p05_residual"}
+    assert set(rule_set.defines) == {"spread"}
+    first, second = rule_set.conditions
+    assert (first.index, first.field, first.when_source, first.label, first.on_missing, first.line, first.score) == (
+        0, "rows[0]", "face.bad_pct < 2 and spread < 0.3", "good", "fail", 16, 100.0)
+    assert first.regions == ("global", "face")  # through the define; in REGIONS order
+    assert (second.index, second.field, second.label, second.on_missing, second.line, second.score) == (
+        1, "rows[1]", "", "use_subject", 20, 0.0)
+    assert second.regions == ()  # exists() reads no metric; exif is no region
+    assert (rule_set.otherwise_score, rule_set.otherwise_label) == (40.0, "rest")
+    assert (rule_set.start, rule_set.floor) == (100.0, 0.0)
+    plain = parse_rule_text('name = "p"\notherwise = 20\n' + ROW)
+    assert (plain.otherwise_score, plain.otherwise_label, plain.on_missing, plain.thresholds) == (20.0, "", "skip", {})
+    assert plain.grades == DEFAULT_GRADES
+    labelled = parse_rule_text('name = "p"\n' + ROW + '[otherwise]\nlabel = "low"\n')
+    assert (labelled.otherwise_score, labelled.otherwise_label) == (0.0, "low")
+    listed = parse_rule_text('name = "p"\n[[grades]]\nmin = 60\nlabel = "pass"\n[[grades]]\nmin = 95\nlabel = "top"\n' + ROW)
+    assert listed.grades == ((95.0, "top"), (60.0, "pass"))
+    edges = parse_rule_text('name = "p"\n[[rows]]\nscore = 0\nwhen = "true"\n[otherwise]\nscore = 100\n')
+    assert (edges.conditions[0].score, edges.otherwise_score) == (0.0, 100.0)
+
+
+def test_what_accepted_deductions_read_as():
+    rule_set = parse_rule_text(
+        'name = "ded"\nstart = 80\nfloor = 80\n'
+        '[[deductions]]\nwhen = "sky.over_pct > 5"\npoints = 2.5\n'
+        '[[deductions]]\nwhen = "true"\npoints = "background.bad_pct / 2"\nlabel = "bg"\n'
+        '[[deductions]]\nwhen = "global.over_pct > 1"\npoints = 7\n')
+    assert (rule_set.mode, rule_set.start, rule_set.floor) == ("deductions", 80.0, 80.0)
+    first, second, third = rule_set.conditions
+    assert (first.field, first.line, first.points_source, first.regions) == ("deductions[0]", 5, "2.5", ("sky",))
+    assert (first.points.value, first.score) == (2.5, None)
+    assert (second.field, second.line, second.points_source, second.label) == (
+        "deductions[1]", 8, "background.bad_pct / 2", "bg")
+    assert second.regions == ("background",)  # read by the points, not by the condition
+    assert third.points_source == "7" and third.points.value == 7.0
+    zero = parse_rule_text('name = "z"\nstart = 0\nfloor = 0\n' + DED)
+    assert (zero.start, zero.floor) == (0.0, 0.0)
+    top = parse_rule_text('name = "z"\nstart = 100\nfloor = 100\n' + DED)
+    assert (top.start, top.floor) == (100.0, 100.0)
+
+
+def test_lines_are_found_through_comments_quotes_and_inline_tables():
+    text = ('# a comment\nname = "x"   # trailing\n'
+            '[ define ]  # spaced header\n  "q" = "1 +"\n' + ROW)
+    assert error_of(text) == "r.toml:4, define.q, column 4: expression ends too early"
+    text = 'name = "x"\n[[rows]]\nscore = 1\nwhen = "true"\n\n[[ rows ]] # second\n  label = 3\nscore = 1\nwhen = "true"\n'
+    assert error_of(text) == "r.toml:7, rows[1].label: 'label' must be text"
+    # a key that only appears inside an inline table is found on its line
+    text = 'name = "x"\nrows = [{score = 1, when = "true"}, {score = 1, when = "true", label = 2}]\n'
+    assert error_of(text) == "r.toml:2, rows[1].label: 'label' must be text"
+    text = 'name = "x"\nthresholds = {over = 2}\n' + ROW
+    assert error_of(text) == ("r.toml:2, thresholds.over: a pixel threshold is a residual size in (0, 1] (0.1 ≈ 25 "
+                              "grey levels), not a percentage")
