@@ -72,7 +72,7 @@ TARGETS: dict[str, Target] = {
     # re-checked against the whole test selection with `rules --only NAME` / `writers --only NAME`.
     "rules-parser": Target(
         ("exposure_cli/rules/expr.py",),
-        ("tests/test_rules_expr.py",),
+        ("tests/test_rules_parser.py", "tests/test_rules_expr.py"),
         functions=tuple(f"exposure_cli.rules.expr.{f}__*" for f in (
             "xǁRuleErrorǁ*", "x__rebuild_rule_error", "x_tokenize", "xǁ_Parserǁ*", "x_parse", "x_check", "x__pos",
             "x__type_of", "x__require", "x__unknown_name_message", "x_measure", "x_referenced_names",
