@@ -100,7 +100,8 @@ TARGETS: dict[str, Target] = {
     ),
     "rules-explain": Target(
         ("exposure_cli/rules/ruleset.py", "exposure_cli/rules/__init__.py"),
-        ("tests/test_rules_sets.py", "tests/test_rules_plugins.py", "tests/test_rules_cli.py"),
+        ("tests/test_rules_describe.py", "tests/test_rules_sets.py", "tests/test_rules_plugins.py",
+         "tests/test_rules_cli.py"),
         functions=tuple(f"exposure_cli.rules.{f}__*" for f in (
             "ruleset.xǁTomlRuleSetǁexplain", "ruleset.xǁTomlRuleSetǁdescribe", "ruleset.xǁRuleSetǁexplain",
             "ruleset.xǁRuleSetǁdescribe", "ruleset.x__unit_of", "x__preset_factory", "x_build_registry",
