@@ -241,6 +241,8 @@ def test_unknown_names_get_the_closest_suggestion():
         "zzz": "unknown metric 'zzz'",
         "qq.zzzzzzzzzz": "unknown metric 'qq.zzzzzzzzzz'",
         "face.zzzzzzzzzz": "unknown metric 'face.zzzzzzzzzz'",
+        "exif.zzzzzzzzzz": "unknown metric 'exif.zzzzzzzzzz'",
+        "image.zzzzzzzzzz": "unknown metric 'image.zzzzzzzzzz'",
     }
     for name, message in cases.items():
         assert str(error(f"{name} > 1", names)) == f"column 1: {message}", name

@@ -507,10 +507,10 @@ def _unknown_name_message(name: str, names: Names) -> str:
         return f"{name!r} is a region, not a number: use a metric such as '{name}.bad_pct' or exists({name})"
     hint = suggest(name, list(names.metrics) + list(names.defines))
     if not hint and "." in name:
+        # Nothing close among all the names (so nothing among the region's own metrics either: difflib
+        # scores each candidate on its own). An unknown region may be a typo of a known one.
         region = name.partition(".")[0]
-        if region in names.regions or region in ("image", "exif"):
-            hint = suggest(name, [m for m in names.metrics if m.startswith(region + ".")])
-        else:
+        if region not in names.regions and region not in ("image", "exif"):
             hint = suggest(region, list(names.regions) + ["image", "exif"])
     return f"unknown metric {name!r}{hint}"
 
