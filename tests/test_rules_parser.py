@@ -147,6 +147,7 @@ def test_calls_with_their_arguments():
     ("(x", "column 3: expected ')', found end of expression"),
     ("(x y", "column 4: expected ')', found 'y'"),
     ("min(1 2)", "column 7: expected ')', found '2'"),
+    ("(x, y)", "column 3: expected ')', found ','"),
     ("x)", "column 2: unexpected ')' after a complete expression"),
     ("x y", "column 3: unexpected 'y' after a complete expression"),
     ("and x", "column 1: 'and' needs a condition before it"),
@@ -188,8 +189,10 @@ def test_nesting_is_allowed_to_sixty_levels(opening, closing, deep_stack):
     assert e.message == f"expression nested deeper than {expr.MAX_DEPTH} levels"
     assert e.column == len(opening) * (expr.MAX_DEPTH + 1) + 1  # the token after the 61st opening
     if opening != "abs(":  # (two of those would pass the token limit)
-        # the depth is given back on the way out: sixty levels twice in a row are fine
+        # the depth is given back on the way out, one level per level: sixty levels twice in a row are fine,
+        # and sixty-one after a nested sibling are not
         expr.parse(f"{fine} and {fine}")
+        assert error(f"(1) and {deep}", None).message == f"expression nested deeper than {expr.MAX_DEPTH} levels"
 
 
 # --------------------------------------------------------------------------------------------- checking
@@ -253,6 +256,7 @@ def test_unknown_names_get_the_closest_suggestion():
         "zzz": "unknown metric 'zzz'",
         "qq.zzzzzzzzzz": "unknown metric 'qq.zzzzzzzzzz'",
         "face.zzzzzzzzzz": "unknown metric 'face.zzzzzzzzzz'",
+        "exfi.zzzzzzzzzz": "unknown metric 'exfi.zzzzzzzzzz' (did you mean 'exif'?)",
         "exif.zzzzzzzzzz": "unknown metric 'exif.zzzzzzzzzz'",
         "image.zzzzzzzzzz": "unknown metric 'image.zzzzzzzzzz'",
     }
@@ -273,6 +277,9 @@ def test_defines_have_the_type_of_their_expression_and_cycles_are_named():
     assert str(error("  a > 1", names)) == "column 1: definition refers to itself: a → b → c → a"
     assert str(error("me", names)) == "column 1: definition refers to itself: me → me"
     assert str(error("ok + 1", names)) == "column 1: '+' works on numbers, but got a condition"
+    # on the right of a comparison too
+    assert expr.check(expr.parse("1 < n"), names) == BOOL
+    assert str(error("1 < 2 * a", names)) == "column 1: definition refers to itself: a → b → c → a"
 
 
 # ------------------------------------------------------------------------------------- size and names
@@ -288,6 +295,14 @@ def test_measure_counts_the_expanded_tree_once_per_define():
     assert expr.measure(expr.parse("e"), defines) == (7, 3)
     assert expr.measure(expr.parse("f > 0"), defines) == (10, 5)
     assert expr.measure(expr.parse("exists(face)"), {}) == (2, 2)
+
+
+def test_measure_of_a_cycle_ends_and_counts_the_name_reached_again_as_nothing():
+    """measure() runs before check() (it bounds check's recursion), so it meets cyclic definitions: the name
+    reached again while its own definition is measured adds nothing, and check() then reports the cycle."""
+    cyclic = {"a": expr.parse("-b"), "b": expr.parse("a")}
+    assert expr.measure(expr.parse("a"), cyclic) == (1, 1)
+    assert expr.measure(expr.parse("b + 1"), cyclic) == (3, 2)
 
 
 def test_measure_refuses_trees_past_either_limit(monkeypatch):
@@ -322,6 +337,7 @@ def test_referenced_names_through_defines_and_exists():
         "face.bad_pct", "sky.over_pct", "image.width", "exif.iso", "person"}
     assert expr.referenced_names(expr.parse("loop"), names) == {"loop", "global.over_pct"}
     assert expr.referenced_names(expr.parse("1 < 2"), names) == set()
+    assert expr.referenced_names(expr.parse("-d > 1"), names) == {"face.bad_pct", "sky.over_pct"}
 
 
 # ----------------------------------------------------------------------------------- canonical text
@@ -343,6 +359,10 @@ def test_referenced_names_through_defines_and_exists():
     ("a and (b and c)", "a and (b and c)"),
     ("1 < x <= 2", "1 < x and x <= 2"),
     ("(x + 1) >= -(y)", "x + 1 >= -y"),
+    ("x < (1 + 2)", "x < 1 + 2"),
+    ("(1 < 2) == true", "(1 < 2) == true"),
+    ("(not a) == b", "(not a) == b"),
+    ("x == (y != z)", "x == (y != z)"),
     ("min(1, (2 + 3), -x)", "min(1, 2 + 3, -x)"),
     ("exists(face) == true", "exists(face) == true"),
     ("false != (1 < 2)", "false != (1 < 2)"),

@@ -345,7 +345,8 @@ def markdown(results: list[Result]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         d = r.as_dict()
-        name = r.name + (f" (only {', '.join(r.target.only)})" if r.target.only else "")
+        only = r.target.only
+        name = r.name + ((f" (only {', '.join(only)})" if len(only) <= 3 else f" (only {len(only)} names)") if only else "")
         lines.append(f"| {name} | {d['mutants']} | {d['equivalent']} | {d['killed']} | {d['survived']} | "
                      f"{d['no_tests']} | {d['timeout']} | {d['score_pct']:.1f} % | {d['seconds']:.0f} s |")
     return "\n".join(lines)

@@ -234,7 +234,6 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
 
 class _Parser:
     def __init__(self, text: str) -> None:
-        self.text = text
         self.tokens = tokenize(text)
         self.index = 0
         self.depth = 0
