@@ -125,7 +125,26 @@ TARGETS: dict[str, Target] = {
         ("exposure_cli/report/writers.py",),
         ("tests/test_writers.py",),
         functions=("exposure_cli.report.writers.*",),
-        note="report/writers.py alone (JSON, CSV, Parquet, XLSX, reading back) against tests/test_writers.py",
+        note="report/writers.py alone (JSON, CSV, Parquet, XLSX, reading back) against tests/test_writers.py; "
+             "writers-tabular and writers-xlsx are its two halves",
+    ),
+    "writers-tabular": Target(
+        ("exposure_cli/report/writers.py",),
+        ("tests/test_writers.py",),
+        functions=tuple(f"exposure_cli.report.writers.{f}__*" for f in (
+            "x__jsonable", "x_row_to_json", "x_clean_text", "x_sidecar_name", "x_sidecar_path", "x__chunks",
+            "x__arrow_table", "x__kind_of", "x__normalise", "x_write_rows", "xǁRowStreamWriterǁ*",
+            "x__is_regular_file", "x_escape_formula", "x_unescape_formula", "x__csv_cell", "x__from_csv_text",
+            "x_read_report", "x_write_report", "x__isnan")),
+        note="the JSON, JSONL, CSV and Parquet writers, the sidecars and reading reports back (writers.py "
+             "without the XLSX functions)",
+    ),
+    "writers-xlsx": Target(
+        ("exposure_cli/report/writers.py",),
+        ("tests/test_writers.py",),
+        functions=tuple(f"exposure_cli.report.writers.{f}__*" for f in (
+            "x_require_xlsx", "x_score_colour", "x__write_xlsx", "x__parse_time", "x__read_xlsx", "x__xlsx_header")),
+        note="the XLSX writer and reader",
     ),
     "journal": Target(
         ("exposure_cli/outdir.py",),
