@@ -108,6 +108,11 @@ def test_explain_gives_computed_sides_the_unit_of_what_they_add_up():
         ["✓ global.over_pct - 25 = 5 % > 1 %"],
         ["✓ abs(2) = 2 > 1"],
     ]
+    # a side without a unit of its own takes the other side's: a mixed sum against a percentage reads as one
+    mixed = parse_rule_text('name = "m"\n[[rows]]\nscore = 1\n'
+                            'when = "global.over_pct - global.mean_residual > global.under_pct"\n')
+    assert mixed.explain(frame, 0)[0]["details"] == [
+        f"✓ global.over_pct - global.mean_residual = {format_number(30 - mean)} % > global under-exposed area 10 %"]
 
 
 class Linear(RuleSet):
@@ -131,6 +136,28 @@ def test_a_python_rule_set_explains_its_result_and_describes_its_origin():
     plugin = Linear()
     plugin.origin = "plugin demo:Linear"
     assert plugin.describe().endswith("\n(Python rule set from plugin demo:Linear)")
+
+
+def test_explain_under_fail_a_condition_on_a_missing_region_does_not_fire_but_decides():
+    """`not (face.bad_pct < 5)` holds on a photo without a face (n/a is never < 5); under "fail" the row
+    is not fired, it decides the score (0), and every missing region is named."""
+    rule_set = parse_rule_text(
+        'name = "f"\n'
+        '[[rows]]\nscore = 80\nwhen = "not (face.bad_pct < 5) or sky.over_pct > 90"\non_missing_region = "fail"\n'
+        '[[rows]]\nscore = 60\nwhen = "true"\n')
+    first, second, result = rule_set.explain(frame_of(band_map(0, 0)), 0)
+    assert (first["fired"], first["decisive"], first["effect"]) == (False, True, "80")
+    assert first["details"][-1] == "no face, sky found: on_missing_region = 'fail'"
+    assert (second["fired"], second["decisive"]) == (True, False)
+    assert result["effect"] == "0 (F)"
+    skipping = parse_rule_text(
+        'name = "s"\n'
+        '[[rows]]\nscore = 80\nwhen = "not (face.bad_pct < 5) or sky.over_pct > 90"\n'
+        '[[rows]]\nscore = 60\nwhen = "true"\n')
+    first, second, result = skipping.explain(frame_of(band_map(0, 0)), 0)
+    assert (first["fired"], first["decisive"]) == (False, False)
+    assert first["details"][-1] == "no face, sky found: on_missing_region = 'skip'"
+    assert (second["fired"], second["decisive"], result["effect"]) == (True, True, "60 (C)")
 
 
 def test_the_result_line_of_explain_has_score_and_grade():
@@ -191,13 +218,14 @@ def test_what_is_not_a_rule_set_is_refused_with_its_type():
 
 
 def test_presets_are_registered_from_their_files():
-    registry = rules.build_registry()
+    registry = rules.build_registry()  # a fresh one: RULE_SETS was built at import
     assert registry.names() == sorted(rules.PRESETS)
     for name in rules.PRESETS:
         assert registry.origin(name) == "built-in preset"
-        rule_set = rules.get_rule_set(name)
+        rule_set = registry.get(name)()  # the preset's loader reads its file now
         assert isinstance(rule_set, rules.TomlRuleSet)
         assert (rule_set.name, rule_set.origin, rule_set.source) == (name, "built-in preset", f"preset {name}.toml")
+        assert rule_set.describe() == rules.get_rule_set(name).describe()
     with pytest.raises(RegistryError, match="unknown rule set 'nigth'; did you mean 'night'"):
         rules.get_rule_set("nigth")
 
