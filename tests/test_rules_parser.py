@@ -264,6 +264,9 @@ def test_unknown_names_get_the_closest_suggestion():
         assert str(error(f"{name} > 1", names)) == f"column 1: {message}", name
     assert str(error("1 < global.over_pc", names)).startswith(
         "column 5: unknown metric 'global.over_pc' (did you mean 'global.over_pct'")
+    # a close metric wins over a close region: 'fcae.bad_pct' is most likely 'face.bad_pct', not just 'face'
+    assert str(error("fcae.bad_pct > 1", names)).startswith(
+        "column 1: unknown metric 'fcae.bad_pct' (did you mean 'face.bad_pct'")
 
 
 def test_defines_have_the_type_of_their_expression_and_cycles_are_named():
