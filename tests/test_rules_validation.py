@@ -286,3 +286,62 @@ def test_lines_are_found_through_comments_quotes_and_inline_tables():
     text = 'name = "x"\nthresholds = {over = 2}\n' + ROW
     assert error_of(text) == ("r.toml:2, thresholds.over: a pixel threshold is a residual size in (0, 1] (0.1 ≈ 25 "
                               "grey levels), not a percentage")
+
+
+def test_expansion_limits_and_deep_recursion_are_reported_where_the_expression_is(monkeypatch):
+    from exposure_cli.rules import expr
+
+    monkeypatch.setattr(expr, "MAX_EXPANDED_NODES", 10)
+    text = ('name = "x"\n[define]\nd0 = "global.over_pct"\nd1 = "d0 + d0"\nd2 = "d1 + d1"\nd3 = "d2 + d2"\n'
+            + ROW)
+    assert error_of(text) == ("r.toml:6, define.d3, column 4: expression is too large with its definitions expanded "
+                              "(15 elements, 4 levels deep; at most 10 and 200)")
+    text = 'name = "x"\n[define]\nd0 = "global.over_pct"\nd1 = "d0 + d0"\nd2 = "d1 + d1"\n[[rows]]\nscore = 1\nwhen = "d2 + d2 > 1"\n'
+    assert error_of(text) == ("r.toml:8, rows[0].when, column 9: expression is too large with its definitions "
+                              "expanded (17 elements, 5 levels deep; at most 10 and 200)")
+
+    def too_deep(*args, **kwargs):
+        raise RecursionError
+
+    monkeypatch.setattr(expr, "check", too_deep)
+    assert error_of('name = "x"\n' + ROW) == "r.toml:4, rows[0].when: expression is nested too deeply (through its definitions)"
+
+
+def test_a_grade_error_points_into_the_grades_table_not_at_a_define_of_that_name():
+    text = 'name = "x"\n[define]\nB = "1"\n[grades]\nA = 90\nB = "seventy"\n' + ROW
+    assert error_of(text) == "r.toml:6, grades.B: each grade is label = minimum score"
+
+
+def test_a_rule_file_is_read_with_a_bound(tmp_path, monkeypatch):
+    """At most the size limit + 1 bytes are read, whatever the file's size (a rule path may name a huge or
+    endless file)."""
+    from exposure_cli.rules import ruleset
+
+    asked = []
+
+    class Endless:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self, n=-1):
+            asked.append(n)
+            assert n is not None and n >= 0, "an unbounded read"
+            return b"#" * n
+
+    monkeypatch.setattr(ruleset, "open", lambda path, mode: Endless(), raising=False)
+    with pytest.raises(RuleError) as info:
+        load_rule_file(tmp_path / "endless.toml")
+    assert str(info.value).startswith(f"{tmp_path / 'endless.toml'}: rule file is larger than 1024 KB")
+    assert asked == [MAX_RULE_FILE_BYTES + 1]
+
+
+def test_a_rule_set_built_directly_has_the_documented_defaults():
+    from exposure_cli.rules.ruleset import TomlRuleSet
+
+    rule_set = TomlRuleSet(name="d", description="", mode="table", conditions=[], thresholds={},
+                           grades=DEFAULT_GRADES, defines={}, define_sources={}, on_missing="skip")
+    assert (rule_set.otherwise_score, rule_set.otherwise_label, rule_set.start, rule_set.floor) == (0.0, "", 100.0, 0.0)
+    assert (rule_set.source, rule_set.origin) == ("", "built-in")
