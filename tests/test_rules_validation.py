@@ -41,7 +41,15 @@ def error_of(text: str) -> str:
     ('name = "x"\nschema = "1"\n' + ROW, "r.toml:2, schema: unsupported schema '1'; this version reads schema = 1"),
     # thresholds
     ('name = "x"\nthresholds = 5\n' + ROW,
-     "r.toml, thresholds: 'thresholds' must be a table: [thresholds] over = 0.1 …"),
+     "r.toml:2, thresholds: 'thresholds' must be a table: [thresholds] over = 0.1 …"),
+    ('name = "x"\n[[thresholds]]\nover = 0.1\n' + ROW,
+     "r.toml:2, thresholds: 'thresholds' must be a table: [thresholds] over = 0.1 …"),
+    ('name = "x"\n[thresholds]\novr = 0.1\n' + ROW, "r.toml:3, thresholds.ovr: unknown threshold 'ovr' (did you mean 'over'?)"),
+    ('name = "x"\n[thresholds]\nundr = 0.1\n' + ROW,
+     "r.toml:3, thresholds.undr: unknown threshold 'undr' (did you mean 'under'?)"),
+    ('name = "x"\n[define]\nover = "1"\n[thresholds]\nover = 10\n' + ROW,
+     "r.toml:5, thresholds.over: a pixel threshold is a residual size in (0, 1] (0.1 ≈ 25 grey levels), "
+     "not a percentage"),
     ('name = "x"\n[thresholds]\nover = 0.2\nsevre = 0.5\n' + ROW,
      "r.toml:4, thresholds.sevre: unknown threshold 'sevre' (did you mean 'severe'?)"),
     ('name = "x"\n[thresholds]\nover = 0.2\nunder = 0\n' + ROW,
@@ -73,7 +81,7 @@ def error_of(text: str) -> str:
     ('name = "x"\n[[grades]]\nmin = 90\nlabel = 1\n' + ROW,
      "r.toml:2, grades[0]: each [[grades]] entry needs min = <score> and label = \"…\""),
     ('name = "x"\ngrades = [1]\n' + ROW, "r.toml, grades[0]: each [[grades]] entry needs min = <score> and label = \"…\""),
-    ('name = "x"\ngrades = 5\n' + ROW, "r.toml, grades: 'grades' must be a table (label = minimum score)"),
+    ('name = "x"\ngrades = 5\n' + ROW, "r.toml:2, grades: 'grades' must be a table (label = minimum score)"),
     ('name = "x"\n[grades]\n' + ROW, "r.toml:2, grades: 'grades' must name at least one grade"),
     # define
     ('name = "x"\ndefine = 5\n' + ROW, "r.toml, define: 'define' must be a table of name = \"expression\""),
@@ -116,6 +124,8 @@ def error_of(text: str) -> str:
      "r.toml:3, rows[0].when, column 1: expected a condition (true/false), but the expression is a number"),
     ('name = "x"\n[[rows]]\nscore = 1\nwhen = "true"\nlabel = 2\n', "r.toml:5, rows[0].label: 'label' must be text"),
     ('name = "x"\n[[rows]]\nwhen = "true"\n', "r.toml:2, rows[0].score: 'score' is required: a number from 0 to 100"),
+    ('name = "x"\n[[rows]]\nwhen = "true"\n[[rows]]\nscore = 1\nwhen = "true"\n',
+     "r.toml:2, rows[0].score: 'score' is required: a number from 0 to 100"),  # not the next row's score
     ('name = "x"\n[[rows]]\nwhen = "true"\nscore = -1\n',
      "r.toml:4, rows[0].score: 'score' is required: a number from 0 to 100"),
     ('name = "x"\n[[rows]]\nwhen = "true"\nscore = 100.5\n',
@@ -260,7 +270,7 @@ def test_what_accepted_deductions_read_as():
         '[[deductions]]\nwhen = "sky.over_pct > 5"\npoints = 2.5\n'
         '[[deductions]]\nwhen = "true"\npoints = "background.bad_pct / 2"\nlabel = "bg"\n'
         '[[deductions]]\nwhen = "global.over_pct > 1"\npoints = 7\n')
-    assert (rule_set.mode, rule_set.start, rule_set.floor) == ("deductions", 80.0, 80.0)
+    assert (rule_set.mode, rule_set.start, rule_set.floor, rule_set.description) == ("deductions", 80.0, 80.0, "")
     first, second, third = rule_set.conditions
     assert (first.field, first.line, first.points_source, first.regions) == ("deductions[0]", 5, "2.5", ("sky",))
     assert (first.points.value, first.score) == (2.5, None)

@@ -819,7 +819,7 @@ def _check(node: Node, names: Names, expected: str | None, field: str, line: int
 
 
 def _policy(value: Any, field: str, line: int | None, fail) -> str:
-    if value == "use_global" or value in MISSING_POLICIES:
+    if value in MISSING_POLICIES:
         return str(value)
     from ..registry import suggest
 
@@ -829,7 +829,9 @@ def _policy(value: Any, field: str, line: int | None, fail) -> str:
 
 def _thresholds(raw: Any, lines: _Lines, fail) -> dict[str, float]:
     if not isinstance(raw, dict):
-        raise fail("'thresholds' must be a table: [thresholds] over = 0.1 …", "thresholds", lines.find("thresholds"))
+        # `[[thresholds]]` has a header; `thresholds = 5` is a key of the top level
+        line = lines.find("thresholds") or lines.find(None, key="thresholds")
+        raise fail("'thresholds' must be a table: [thresholds] over = 0.1 …", "thresholds", line)
     out: dict[str, float] = {}
     for key, value in raw.items():
         line = lines.find("thresholds", key=key)
@@ -862,7 +864,8 @@ def _grades(raw: Any, lines: _Lines, fail) -> tuple[tuple[float, str], ...]:
                 raise fail("each [[grades]] entry needs min = <score> and label = \"…\"", f"grades[{index}]", lines.find("grades", index))
             pairs.append((float(item["min"]), item["label"]))
     else:
-        raise fail("'grades' must be a table (label = minimum score)", "grades", lines.find("grades"))
+        # neither a table nor a list of tables: `grades = …`, a key of the top level
+        raise fail("'grades' must be a table (label = minimum score)", "grades", lines.find(None, key="grades"))
     if not pairs:
         raise fail("'grades' must name at least one grade", "grades", lines.find("grades"))
     pairs.sort(key=lambda p: -p[0])
