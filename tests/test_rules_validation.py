@@ -358,3 +358,33 @@ def test_a_rule_set_built_directly_has_the_documented_defaults():
                            grades=DEFAULT_GRADES, defines={}, define_sources={}, on_missing="skip")
     assert (rule_set.otherwise_score, rule_set.otherwise_label, rule_set.start, rule_set.floor) == (0.0, "", 100.0, 0.0)
     assert (rule_set.source, rule_set.origin) == ("", "built-in")
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a define whose name is also a key elsewhere: the line is the define's
+    ('name = "x"\n[[rows]]\nscore = 1\nwhen = "true"\nlabel = "a"\n[define]\nlabel = "1 +"\n',
+     "r.toml:7, define.label, column 4: expression ends too early"),
+    ('name = "x"\n[[rows]]\nscore = 1\nwhen = "true"\nlabel = "a"\n[define]\nlabel = "face"\n',
+     "r.toml:7, define.label, column 1: 'face' is a region, not a number: use a metric such as 'face.bad_pct' or "
+     "exists(face)"),
+    # an unknown key of a row that is also a define's name
+    ('name = "x"\n[define]\nwhn = "1"\n[[rows]]\nscore = 1\nwhen = "true"\nwhn = 2\n',
+     "r.toml:7, rows[0].whn: unknown key 'whn' (did you mean 'when'?)"),
+    # the second row's key, not the first's
+    ('name = "x"\n' + ROW + 'label = "ok"\n[[rows]]\nscore = 1\nwhen = "true"\nlabel = 2\n',
+     "r.toml:9, rows[1].label: 'label' must be text"),
+    ('name = "x"\non_missing_region = "skip"\n' + ROW + 'on_missing_region = "fail"\n[[rows]]\nscore = 1\nwhen = "true"\n'
+     'on_missing_region = "bogus"\n',
+     "r.toml:10, rows[1].on_missing_region: on_missing_region must be one of skip, fail, use_global, use_face, "
+     "use_person, use_subject, use_background, use_sky, not 'bogus'"),
+    ('name = "x"\n' + DED + '[[deductions]]\nwhen = "true"\npoints = [1]\n',
+     "r.toml:7, deductions[1].points: 'points' is required: a number or a numeric expression in quotes"),
+    # a key missing from the first row is not looked up in the second
+    ('name = "x"\n[[rows]]\nscore = 1\n[[rows]]\nscore = 1\nwhen = "true"\n',
+     "r.toml:2, rows[0].when: 'when' is required: a condition in quotes, e.g. when = \"global.bad_pct < 5\""),
+    # rows given as an array over several lines: the line of the key inside it
+    ('name = "x"\nrows = [\n  {score = 1, when = "true"},\n  {score = 1, when = "true", label = 2},\n]\n',
+     "r.toml:4, rows[1].label: 'label' must be text"),
+])
+def test_a_key_that_appears_in_several_places_is_found_in_its_own(text, expected):
+    assert error_of(text) == expected
