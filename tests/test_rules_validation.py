@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from exposure_cli.rules import RuleError, load_rule_file, parse_rule_text
+from exposure_cli.rules import RuleError, expr, load_rule_file, parse_rule_text
 from exposure_cli.rules.ruleset import DEFAULT_GRADES, MAX_DEFINES, MAX_RULE_ENTRIES, MAX_RULE_FILE_BYTES
 
 ROW = '[[rows]]\nscore = 1\nwhen = "true"\n'
@@ -251,6 +251,7 @@ def test_what_an_accepted_table_reads_as():
     assert (first.index, first.field, first.when_source, first.label, first.on_missing, first.line, first.score) == (
         0, "rows[0]", "face.bad_pct < 2 and spread < 0.3", "good", "fail", 16, 100.0)
     assert first.regions == ("global", "face")  # through the define; in REGIONS order
+    assert first.when == expr.parse(first.when_source)
     assert (second.index, second.field, second.label, second.on_missing, second.line, second.score) == (
         1, "rows[1]", "", "use_subject", 20, 0.0)
     assert second.regions == ()  # exists() reads no metric; exif is no region
@@ -302,7 +303,6 @@ def test_lines_are_found_through_comments_quotes_and_inline_tables():
 
 
 def test_expansion_limits_and_deep_recursion_are_reported_where_the_expression_is(monkeypatch):
-    from exposure_cli.rules import expr
 
     monkeypatch.setattr(expr, "MAX_EXPANDED_NODES", 10)
     text = ('name = "x"\n[define]\nd0 = "global.over_pct"\nd1 = "d0 + d0"\nd2 = "d1 + d1"\nd3 = "d2 + d2"\n'
@@ -377,6 +377,8 @@ def test_a_rule_set_built_directly_has_the_documented_defaults():
      'on_missing_region = "bogus"\n',
      "r.toml:10, rows[1].on_missing_region: on_missing_region must be one of skip, fail, use_global, use_face, "
      "use_person, use_subject, use_background, use_sky, not 'bogus'"),
+    ('name = "x"\n' + ROW + '[[rows]]\nscore = 101\nwhen = "true"\n',
+     "r.toml:6, rows[1].score: 'score' is required: a number from 0 to 100"),
     ('name = "x"\n' + DED + '[[deductions]]\nwhen = "true"\npoints = [1]\n',
      "r.toml:7, deductions[1].points: 'points' is required: a number or a numeric expression in quotes"),
     # a key missing from the first row is not looked up in the second
