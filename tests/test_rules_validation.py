@@ -303,7 +303,6 @@ def test_lines_are_found_through_comments_quotes_and_inline_tables():
 
 
 def test_expansion_limits_and_deep_recursion_are_reported_where_the_expression_is(monkeypatch):
-
     monkeypatch.setattr(expr, "MAX_EXPANDED_NODES", 10)
     text = ('name = "x"\n[define]\nd0 = "global.over_pct"\nd1 = "d0 + d0"\nd2 = "d1 + d1"\nd3 = "d2 + d2"\n'
             + ROW)
