@@ -153,6 +153,10 @@ def error_of(text: str) -> str:
      "r.toml:2, otherwise: 'otherwise' must be a score from 0 to 100 or {score = …, label = …}"),
     ('name = "x"\notherwise = 100.5\n' + ROW,
      "r.toml:2, otherwise: 'otherwise' must be a score from 0 to 100 or {score = …, label = …}"),
+    ('name = "x"\n' + ROW + '[otherwise]\nscor = 5\n', "r.toml:5, otherwise.scor: unknown key 'scor' (did you mean 'score'?)"),
+    ('name = "x"\nrows = [{score = 1, when = "true"}]\n' + DED,
+     "r.toml:3, rows: a rule set needs either [[rows]] (a score table) or [[deductions]] (start at 100, subtract), "
+     "not both"),
     ('name = "x"\n' + ROW + '[otherwise]\nscore = -1\n',
      "r.toml:5, otherwise: 'otherwise' must be a score from 0 to 100 or {score = …, label = …}"),
     # start and floor
@@ -257,6 +261,10 @@ def test_what_an_accepted_table_reads_as():
     assert second.regions == ()  # exists() reads no metric; exif is no region
     assert (rule_set.otherwise_score, rule_set.otherwise_label) == (40.0, "rest")
     assert (rule_set.start, rule_set.floor) == (100.0, 0.0)
+    bare = parse_rule_text('name = "b"\n' + ROW)
+    assert (bare.otherwise_score, bare.otherwise_label) == (0.0, "")
+    unlabelled = parse_rule_text('name = "b"\n' + ROW + '[otherwise]\nscore = 5\n')
+    assert (unlabelled.otherwise_score, unlabelled.otherwise_label) == (5.0, "")
     plain = parse_rule_text('name = "p"\notherwise = 20\n' + ROW)
     assert (plain.otherwise_score, plain.otherwise_label, plain.on_missing, plain.thresholds) == (20.0, "", "skip", {})
     assert plain.grades == DEFAULT_GRADES
@@ -282,6 +290,10 @@ def test_what_accepted_deductions_read_as():
         "deductions[1]", 8, "background.bad_pct / 2", "bg")
     assert second.regions == ("background",)  # read by the points, not by the condition
     assert third.points_source == "7" and third.points.value == 7.0
+    # the regions a deduction reads: its condition's and its points', through defines
+    both = parse_rule_text('name = "b"\n[define]\nskyish = "sky.over_pct * 2"\n'
+                           '[[deductions]]\nwhen = "face.bad_pct > 1"\npoints = "skyish"\n')
+    assert both.conditions[0].regions == ("face", "sky")
     zero = parse_rule_text('name = "z"\nstart = 0\nfloor = 0\n' + DED)
     assert (zero.start, zero.floor) == (0.0, 0.0)
     top = parse_rule_text('name = "z"\nstart = 100\nfloor = 100\n' + DED)
