@@ -175,6 +175,17 @@ def test_toml_errors_keep_their_line():
     text = 'name = "x"\n[[rows]]\nscore = 1\nwhen = "true\n'
     message = error_of(text)
     assert message.startswith("r.toml:4: not valid TOML: ")
+    # tomllib names no line for an error at the very end
+    assert error_of('name = "x"\nrows = [') == "r.toml: not valid TOML: Invalid value (at end of document)"
+
+
+def test_top_level_keys_and_inline_rows_without_a_line_to_point_at():
+    # a file without tables: its last line is searched too, before any inline table that has the same key
+    text = 'name = "x"\nrows = [{score = 1, when = "true", description = 1}]\ndescription = 5\n'
+    assert error_of(text) == "r.toml:3, description: 'description' must be text"
+    # a key missing from an inline row has no line of its own
+    assert error_of('name = "x"\nrows = [{score = 1}]\n') == (
+        "r.toml, rows[0].when: 'when' is required: a condition in quotes, e.g. when = \"global.bad_pct < 5\"")
 
 
 def test_too_many_defines_and_rows_are_refused_at_their_header(monkeypatch):
