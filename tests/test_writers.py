@@ -558,3 +558,37 @@ def test_arrow_table_casts_only_what_is_not_already_the_column_type():
                    {"path": None, "width": 1, "bad_pct": None, "hist": None}]
     assert [type(r["bad_pct"]) for r in got[:3]] == [float, float, float]
     assert pa.types.is_integer(table.schema.field("width").type)
+
+
+# --- issue 17, fourth sitting: written from the survivors of `tools/mutation.py writers-tabular`
+
+
+def test_row_to_json_cleans_and_caches_column_names_it_has_not_seen(monkeypatch):
+    """Column names are cleaned once and remembered, at most 4096 of them; a name seen for the first time
+    (not yet remembered) is written as cleaned text, never as null."""
+    cache: dict[str, str] = {}
+    monkeypatch.setattr(writers, "_CLEAN_KEYS", cache)
+    # an undecodable byte (a lone surrogate from the file system) reads as the text \xff
+    assert json.loads(row_to_json({"fresh_column": 1, "bad\udcffname": "x"})) == {"fresh_column": 1, "bad\\xffname": "x"}
+    assert cache == {"fresh_column": "fresh_column", "bad\udcffname": "bad\\xffname"}
+    assert json.loads(row_to_json({"bad\udcffname": 2})) == {"bad\\xffname": 2}  # from the cache
+    many = {f"c{i}": i for i in range(5000)}
+    assert json.loads(row_to_json(many)) == many
+    assert len(cache) == 4096
+
+
+def test_a_parquet_file_without_our_metadata_reads_back_with_empty_metadata(tmp_path):
+    pd.DataFrame({"path": ["a.jpg"], "status": ["ok"]}).to_parquet(tmp_path / "other.parquet")
+    df, meta = read_report(tmp_path / "other.parquet")
+    assert meta == {} and df["path"].tolist() == ["a.jpg"]
+
+
+def test_csv_text_columns_stay_text_behind_the_byte_order_mark(tmp_path):
+    """The header is read without its byte-order mark, so 'path' (the first column) is known as text and a
+    path that looks like a number keeps its zeros."""
+    df = pd.DataFrame({"path": ["0012", "7"], "status": ["ok", "ok"]})
+    write_report(df, tmp_path / "r.csv")
+    assert (tmp_path / "r.csv").read_bytes().startswith(b"\xef\xbb\xbfpath,")
+    back, _ = read_report(tmp_path / "r.csv")
+    assert list(back.columns) == ["path", "status"]
+    assert back["path"].tolist() == ["0012", "7"]
