@@ -592,3 +592,28 @@ def test_csv_text_columns_stay_text_behind_the_byte_order_mark(tmp_path):
     back, _ = read_report(tmp_path / "r.csv")
     assert list(back.columns) == ["path", "status"]
     assert back["path"].tolist() == ["0012", "7"]
+
+
+def test_csv_missing_values_come_back_missing_and_text_that_looks_missing_stays_text(tmp_path):
+    df = pd.DataFrame({"path": ["NA", "null"], "status": ["ok", "error"], "error": [None, "N/A"],
+                       "over_pct": [1.5, float("nan")]})
+    write_report(df, tmp_path / "r.csv")
+    back, _ = read_report(tmp_path / "r.csv")
+    assert back["path"].tolist() == ["NA", "null"]
+    assert pd.isna(back["error"][0]) and back["error"][1] == "N/A"
+    assert back["over_pct"].dtype == np.float64
+    assert back["over_pct"][0] == 1.5 and math.isnan(back["over_pct"][1])
+
+
+def test_an_empty_csv_report_is_an_empty_data_error(tmp_path):
+    (tmp_path / "r.csv").write_bytes(b"")
+    with pytest.raises(pd.errors.EmptyDataError):
+        read_report(tmp_path / "r.csv")
+
+
+def test_parquet_reports_are_zstd_compressed(tmp_path):
+    import pyarrow.parquet as pq
+
+    write_rows([{"path": "a.jpg", "status": "ok"}], tmp_path / "r.parquet", ReportFormat.parquet, ["path", "status"], {})
+    meta = pq.ParquetFile(tmp_path / "r.parquet").metadata
+    assert {meta.row_group(0).column(j).compression for j in range(meta.num_columns)} == {"ZSTD"}
