@@ -405,7 +405,7 @@ def test_journal_rows_skip_lines_that_are_not_json_objects(tmp_path):
     assert list(Journal(tmp_path).rows()) == [{"path": "a"}, {"path": "b"}]
 
 
-@pytest.mark.parametrize("tail", [b'{"path": "torn', b"x" * 70_000, b"\n" + b"y" * 140_000])
+@pytest.mark.parametrize("tail", [b"{", b'{"path": "torn', b"x" * 70_000, b"\n" + b"y" * 140_000])
 def test_opening_the_journal_cuts_a_torn_tail_of_any_length(tmp_path, tail):
     from exposure_cli.outdir import Journal
 
@@ -454,7 +454,7 @@ def test_an_intact_journal_is_left_as_it_is_when_opened(tmp_path):
 def test_append_needs_an_open_journal(tmp_path):
     from exposure_cli.outdir import Journal
 
-    with pytest.raises(AssertionError, match="journal not open"):
+    with pytest.raises(AssertionError, match="^journal not open$"):
         Journal(tmp_path).append([{"path": "a"}])
 
 
@@ -617,3 +617,70 @@ def test_parquet_reports_are_zstd_compressed(tmp_path):
     write_rows([{"path": "a.jpg", "status": "ok"}], tmp_path / "r.parquet", ReportFormat.parquet, ["path", "status"], {})
     meta = pq.ParquetFile(tmp_path / "r.parquet").metadata
     assert {meta.row_group(0).column(j).compression for j in range(meta.num_columns)} == {"ZSTD"}
+
+
+# --- issue 17, fourth sitting: written from the survivors of `tools/mutation.py journal`
+
+
+def test_a_journal_of_one_byte_exists(tmp_path):
+    from exposure_cli.outdir import Journal
+
+    (tmp_path / ".exposure").mkdir()
+    (tmp_path / ".exposure" / "journal.jsonl").write_bytes(b"\n")
+    assert Journal(tmp_path).exists()
+
+
+def test_a_journal_refuses_links_and_files_where_its_folders_should_be(tmp_path):
+    from exposure_cli.errors import ScanError
+    from exposure_cli.outdir import Journal
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(NotADirectoryError):
+        Journal(a_file).open()
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    os.symlink(tmp_path, linked / ".exposure")
+    with pytest.raises(ScanError) as info:
+        Journal(linked).open()
+    assert str(info.value).startswith(f"{linked / '.exposure'} was not created by exposure-cli (it is a symbolic link)")
+    inner = tmp_path / "inner"
+    (inner / ".exposure").mkdir(parents=True)
+    os.symlink(tmp_path / "nowhere", inner / ".exposure" / "journal.jsonl")
+    with pytest.raises(ScanError) as info:
+        Journal(inner).open()
+    assert str(info.value).startswith(f"{inner / '.exposure' / 'journal.jsonl'} is a symbolic link;")
+
+
+def test_a_failed_append_raises_the_write_error_even_when_cutting_back_fails(tmp_path, monkeypatch):
+    import errno
+
+    from exposure_cli import outdir
+
+    journal = outdir.Journal(tmp_path)
+    journal.open()
+    journal.append([{"path": "a"}])
+    size = os.path.getsize(tmp_path / ".exposure" / "journal.jsonl")
+    real_write, real_truncate = os.write, os.ftruncate
+
+    def full(fd, data):
+        if fd == journal._fd:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    def stuck(fd, length):
+        if fd == journal._fd:
+            raise OSError(errno.EIO, "I/O error")
+        return real_truncate(fd, length)
+
+    monkeypatch.setattr(outdir.os, "write", full)
+    with pytest.raises(OSError) as info:
+        journal.append([{"path": "b"}])
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.setattr(outdir.os, "ftruncate", stuck)
+    with pytest.raises(OSError) as info:
+        journal.append([{"path": "c"}])
+    assert info.value.errno == errno.ENOSPC  # the cause, not the failed clean-up
+    monkeypatch.undo()
+    journal.close()
+    assert os.path.getsize(tmp_path / ".exposure" / "journal.jsonl") == size
