@@ -684,3 +684,39 @@ def test_a_failed_append_raises_the_write_error_even_when_cutting_back_fails(tmp
     monkeypatch.undo()
     journal.close()
     assert os.path.getsize(tmp_path / ".exposure" / "journal.jsonl") == size
+
+
+def test_a_torn_tail_that_spans_a_whole_read_block_is_cut_back_to_the_first_newline(tmp_path):
+    """The tail is searched backwards 64 KiB at a time; here the only newline is the file's first byte and
+    the rest is exactly one block."""
+    from exposure_cli.outdir import Journal
+
+    (tmp_path / ".exposure").mkdir()
+    path = tmp_path / ".exposure" / "journal.jsonl"
+    path.write_bytes(b"\n" + b"y" * (1 << 16))
+    journal = Journal(tmp_path)
+    journal.open()
+    journal.close()
+    assert path.read_bytes() == b"\n"
+
+
+def test_a_journal_uses_the_state_folder_it_is_given_and_closes_what_is_already_gone(tmp_path):
+    from exposure_cli.outdir import Journal
+
+    first = Journal(tmp_path)
+    first.open()
+    first.append([{"path": "a"}])
+    first.close()
+    state_fd = os.open(tmp_path / ".exposure", os.O_RDONLY)
+    try:
+        elsewhere = Journal(tmp_path / "not-here", state_fd=state_fd)  # the descriptor, not the path, is used
+        assert elsewhere.exists()
+        assert [row["path"] for row in elsewhere.rows()] == ["a"]
+    finally:
+        os.close(state_fd)
+    journal = Journal(tmp_path)
+    journal.open()
+    os.close(journal._fd)  # both descriptors closed behind the journal's back: closing it still works
+    os.close(journal._own_state_fd)
+    journal.close()
+    assert journal._fd is None and journal._own_state_fd is None and journal._state_fd is None
