@@ -636,8 +636,9 @@ def test_a_journal_refuses_links_and_files_where_its_folders_should_be(tmp_path)
 
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(NotADirectoryError) as not_a_folder:
         Journal(a_file).open()
+    assert not_a_folder.value.filename == str(a_file)  # the error names the output folder given
     linked = tmp_path / "linked"
     linked.mkdir()
     os.symlink(tmp_path, linked / ".exposure")
