@@ -290,6 +290,28 @@ def test_xlsx_cells_are_typed_and_scores_coloured(tmp_path):
                                                                      ("thresholds", '{"over": 0.1}')]
 
 
+def test_xlsx_metadata_sheet_widths_unescaped_text_header_border_and_inline_strings(tmp_path):
+    import zipfile
+
+    meta = {"tool": "exposure-cli", "names": ["café", "東京"], "note": "naïve"}
+    n, path, book = _xlsx(tmp_path, [{"path": "é.jpg", "status": "ok"}], ["path", "status"], meta)
+    info = book["metadata"]
+    # the key column 20 wide, the value column 100 wide, no other column given a width
+    assert _widths(info) == {1: 20, 2: 100}
+    # a non-text value is JSON with its non-ASCII characters as they are, not \u escapes
+    assert [(r[0].value, r[1].value) for r in info.iter_rows()] == [
+        ("tool", "exposure-cli"), ("names", '["café", "東京"]'), ("note", "naïve")]
+    # the header row: bold, a thin bottom border, a grey fill
+    cell = book["report"]["A1"]
+    assert cell.border.bottom.style == "thin" and cell.font.b
+    # constant_memory mode: rows are streamed, so text is stored in the cells (inline), never in a
+    # shared-string table that would hold every path in memory until the book is closed
+    with zipfile.ZipFile(path) as z:
+        assert "xl/sharedStrings.xml" not in z.namelist()
+        sheet_xml = z.read("xl/worksheets/sheet1.xml").decode()
+    assert 't="inlineStr"' in sheet_xml and "é.jpg" in sheet_xml
+
+
 def test_xlsx_long_text_widths_are_capped_and_empty_sheets_keep_a_filter(tmp_path):
     n, path, book = _xlsx(tmp_path, [{"path": "x" * 100, "hist": list(range(100))}], ["path", "hist"])
     sheet = book["report"]
