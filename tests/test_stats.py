@@ -403,3 +403,16 @@ def test_fine_bin_index_in_place_equals_the_expression_it_replaces():
     with np.errstate(invalid="ignore"):
         odd = np.array([np.nan, np.inf, -np.inf, 0.5], np.float32)
         assert np.array_equal(fine_bin_index(odd), _fine_bin_index_reference(odd))
+
+
+def test_fine_bin_index_puts_infinite_and_huge_values_in_the_end_bins_without_a_cast_warning():
+    """Both ends are clipped before the float → int32 cast, whose result is undefined for ±inf and past 2**31."""
+    import warnings
+
+    from exposure_cli.stats import FINE_BINS, fine_bin_index
+
+    values = np.array([-np.inf, -1e10, -3.0, 3.0, 1e10, np.inf], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "invalid value encountered in cast" would be a RuntimeWarning
+        got = fine_bin_index(values)
+    assert got.tolist() == [0, 0, 0, FINE_BINS - 1, FINE_BINS - 1, FINE_BINS - 1]
