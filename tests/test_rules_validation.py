@@ -108,10 +108,30 @@ def error_of(text: str) -> str:
                      "(start at 100, subtract), not neither"),
     ('name = "x"\n' + DED + ROW, "r.toml:5, rows: a rule set needs either [[rows]] (a score table) or "
                                  "[[deductions]] (start at 100, subtract), not both"),
-    ('name = "x"\nrows = 5\n', "r.toml, rows: 'rows' must be a non-empty list of tables ([[rows]])"),
-    ('name = "x"\nrows = []\n', "r.toml, rows: 'rows' must be a non-empty list of tables ([[rows]])"),
+    ('name = "x"\nrows = 5\n', "r.toml:2, rows: 'rows' must be a non-empty list of tables ([[rows]])"),
+    ('name = "x"\nrows = []\n', "r.toml:2, rows: 'rows' must be a non-empty list of tables ([[rows]])"),
     ('name = "x"\ndeductions = [{when = "true", points = 1}, 2]\n',
-     "r.toml, deductions: 'deductions' must be a non-empty list of tables ([[deductions]])"),
+     "r.toml:2, deductions: 'deductions' must be a non-empty list of tables ([[deductions]])"),
+    # written as one table ([rows]) or a plain value (rows = 5): the error names that header or key, not
+    # another table's line or none
+    ('name = "x"\n[define]\nd = "1"\n[rows]\nscore = 1\nwhen = "true"\n',
+     "r.toml:4, rows: 'rows' must be a non-empty list of tables ([[rows]])"),
+    ('name = "x"\n[define]\nd = "1"\n[deductions]\npoints = 1\nwhen = "true"\n',
+     "r.toml:4, deductions: 'deductions' must be a non-empty list of tables ([[deductions]])"),
+    ('name = "x"\ndescription = "d"\ndeductions = 5\n[define]\nd = "1"\n',
+     "r.toml:3, deductions: 'deductions' must be a non-empty list of tables ([[deductions]])"),
+    ('name = "x"\n' + DED + '[rows]\nscore = 1\nwhen = "true"\n',
+     "r.toml:5, rows: a rule set needs either [[rows]] (a score table) or [[deductions]] (start at 100, subtract), "
+     "not both"),
+    ('name = "x"\n' + DED + '[define]\nd = "1"\n[rows]\nscore = 1\n',
+     "r.toml:7, rows: a rule set needs either [[rows]] (a score table) or [[deductions]] (start at 100, subtract), "
+     "not both"),
+    ('name = "x"\ndescription = "d"\nrows = 5\n' + DED,
+     "r.toml:3, rows: a rule set needs either [[rows]] (a score table) or [[deductions]] (start at 100, subtract), "
+     "not both"),
+    ('name = "x"\n[define]\nd = "1"\n[deductions]\npoints = 1\n' + ROW,
+     "r.toml:6, rows: a rule set needs either [[rows]] (a score table) or [[deductions]] (start at 100, subtract), "
+     "not both"),
     # one entry
     ('name = "x"\n' + ROW + '[[rows]]\nscore = 1\nwhn = "true"\n',
      "r.toml:7, rows[1].whn: unknown key 'whn' (did you mean 'when'?)"),
@@ -155,7 +175,7 @@ def error_of(text: str) -> str:
      "r.toml:2, otherwise: 'otherwise' must be a score from 0 to 100 or {score = …, label = …}"),
     ('name = "x"\n' + ROW + '[otherwise]\nscor = 5\n', "r.toml:5, otherwise.scor: unknown key 'scor' (did you mean 'score'?)"),
     ('name = "x"\nrows = [{score = 1, when = "true"}]\n' + DED,
-     "r.toml:3, rows: a rule set needs either [[rows]] (a score table) or [[deductions]] (start at 100, subtract), "
+     "r.toml:2, rows: a rule set needs either [[rows]] (a score table) or [[deductions]] (start at 100, subtract), "
      "not both"),
     ('name = "x"\n' + ROW + '[otherwise]\nscore = -1\n',
      "r.toml:5, otherwise: 'otherwise' must be a score from 0 to 100 or {score = …, label = …}"),

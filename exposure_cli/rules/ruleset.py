@@ -595,6 +595,13 @@ class _Lines:
                 return number
         return start if table is not None else self._anywhere(key)
 
+    def entry(self, name: str) -> int | None:
+        """The line where top-level ``name`` is given: its first ``[[name]]`` or ``[name]`` header, else its
+        ``name = …`` key (a value or an inline array)."""
+        if name in self._first:
+            return self._first[name]
+        return self.find(None, key=name)
+
     def _anywhere(self, key: str) -> int | None:
         if key not in self._anywhere_cache:
             pattern = re.compile(rf"(^|[\s{{,])[\"']?{re.escape(key)}[\"']?\s*=")
@@ -694,13 +701,13 @@ def _build(data: dict[str, Any], lines: _Lines, file: str, origin: str) -> TomlR
             "a rule set needs either [[rows]] (a score table) or [[deductions]] (start at 100, subtract), not "
             + ("both" if has_rows else "neither"),
             "rows" if has_rows else "deductions",
-            lines.find("rows", 0) or lines.find("deductions", 0),
+            lines.entry("rows") if has_rows else None,
         )
     mode = "table" if has_rows else "deductions"
     entries = data["rows" if has_rows else "deductions"]
     table = "rows" if has_rows else "deductions"
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
-        raise fail(f"'{table}' must be a non-empty list of tables ([[{table}]])", table, lines.find(table, 0))
+        raise fail(f"'{table}' must be a non-empty list of tables ([[{table}]])", table, lines.entry(table))
     if len(entries) > MAX_RULE_ENTRIES:
         raise fail(f"at most {MAX_RULE_ENTRIES} [[{table}]] in one rule set (this one has {len(entries)})", table,
                    lines.find(table, MAX_RULE_ENTRIES))
