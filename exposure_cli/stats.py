@@ -258,7 +258,7 @@ def image_stats(
     """Report columns for every region in REGIONS.
 
     Args:
-        residual: H×W map in [-1, 1].
+        residual: H×W map in [-1, 1] (±inf and values beyond ±1 count in the end bins).
         masks: region name → boolean H×W mask (``global`` may be omitted). A region that is missing or
             ``None`` (other than global) is absent for this photo: its area is 0 and metrics are NaN.
         thresholds: Pixel thresholds.
@@ -269,11 +269,18 @@ def image_stats(
             an H×W uint8 image whose bit ``i`` marks region ``names[i]`` (one pass instead of one per mask).
         computed: Regions that were looked for. Others were *not computed* (the rule sets in use do not
             read them): their ``area_pct`` is NaN rather than 0 (0 means "looked for, not found").
+
+    Raises:
+        ValueError: the residual map contains NaN (invalid input; a scan turns it into an error row for
+            that photo, "analysis failed: ValueError: residual map contains NaN …").
     """
     from .correction import IDENTITY, ev_from_samples, sample_step
 
     calibration = ev_calibration or IDENTITY
     r = np.asarray(residual, dtype=np.float32)
+    if np.isnan(r).any():  # NaN has no bin: fine_bin_index would count it as r = -1 (severely over-exposed)
+        raise ValueError(f"residual map contains NaN ({int(np.count_nonzero(np.isnan(r)))} of {r.size} values); "
+                         "an analyzer must give a number in [-1, 1] for every pixel")
     idx = fine_bin_index(r)
     if region_code is not None:
         code, names = region_code

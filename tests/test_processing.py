@@ -80,3 +80,27 @@ def test_a_failing_finishing_step_fails_that_photo_only(tmp_path):
     with ThreadPoolExecutor(2) as pool:
         rows = [f.result() for f in proc.submit(decoded(tmp_path, 3, seed=1), pool)]
     assert [r["status"] for r in rows] == ["ok", "error", "ok"]
+
+
+class _NaNOnSecond(_FailsOnSecond):
+    """The second photo's map has a NaN pixel: invalid input to the statistics."""
+
+    def analyze_split(self, images, prepared=None):
+        def finish(i):
+            residual = np.zeros(images[i].shape[:2], np.float32)
+            if i == 1:
+                residual[3, 4] = np.nan
+            return residual
+
+        return [lambda i=i, image_grey=None: finish(i) for i in range(len(images))]
+
+
+def test_a_residual_map_with_nan_fails_that_photo_only(tmp_path):
+    proc = BatchProcessor(_NaNOnSecond(), Thresholds(), regions=False)
+    rows, _ = proc.process(decoded(tmp_path, 3))
+    assert [r["status"] for r in rows] == ["ok", "error", "ok"]
+    assert rows[1]["error"].startswith("analysis failed: ValueError: residual map contains NaN (1 of ")
+    with ThreadPoolExecutor(2) as pool:
+        rows = [f.result() for f in proc.submit(decoded(tmp_path, 3, seed=1), pool)]
+    assert [r["status"] for r in rows] == ["ok", "error", "ok"]
+    assert rows[1]["error"].startswith("analysis failed: ValueError: residual map contains NaN")

@@ -416,3 +416,18 @@ def test_fine_bin_index_puts_infinite_and_huge_values_in_the_end_bins_without_a_
         warnings.simplefilter("error")  # "invalid value encountered in cast" would be a RuntimeWarning
         got = fine_bin_index(values)
     assert got.tolist() == [0, 0, 0, FINE_BINS - 1, FINE_BINS - 1, FINE_BINS - 1]
+
+
+def test_a_residual_map_with_nan_is_refused_by_image_stats():
+    """NaN has no bin (fine_bin_index would clip it into bin 0, r = -1, counted severely over-exposed):
+    image_stats refuses the map, naming how many values are NaN; a map without NaN is read as before."""
+    r = np.zeros((4, 5), np.float32)
+    r[1, 2] = np.nan
+    r[3, 0] = np.nan
+    with pytest.raises(ValueError) as info:
+        image_stats(r, None, Thresholds())
+    assert str(info.value) == ("residual map contains NaN (2 of 20 values); an analyzer must give a number in "
+                               "[-1, 1] for every pixel")
+    r[np.isnan(r)] = 0.0
+    out = image_stats(r, None, Thresholds())
+    assert out[column("global", "over_pct")] == 0.0 and out[column("global", "bad_pct")] == 0.0
