@@ -235,6 +235,21 @@ def test_use_region_fallback_says_so_in_the_reason():
     assert "(no face found: subject used instead)" in result["reasons_m"]
 
 
+def test_use_region_reading_its_own_region_reads_it_as_missing_not_global():
+    """use_face on "face.bad_pct < 5" without a face: face's own metrics stay missing (the comparison is
+    false, the row is not skipped), not global's, which would pass on this clean photo (docs/RULES.md)."""
+    rule_set = parse_rule_text(MISSING.format(policy="use_face"))
+    residual = np.zeros((H, W), np.float32)
+    residual[:2] = 0.5  # global bad area 2 %: "< 5" would hold if face were read as global
+    result = score_row([rule_set], row_for(residual, {"face": None}), SCAN)
+    assert (result["score_m"], result["reasons_m"]) == (60.0, "global bad area 2 % < 50 % → 60")
+    # another region read under use_face while the face is absent does fall back to global
+    other = parse_rule_text(MISSING.format(policy="use_face").replace("face.bad_pct", "sky.bad_pct"))
+    result = score_row([other], row_for(residual, {"face": None, "sky": None}), SCAN)
+    assert (result["score_m"], result["reasons_m"]) == (
+        100.0, "sky bad area 2 % < 5 % (no sky, face found: global used instead) → 100")
+
+
 def test_exists_and_image_facts():
     rule_set = parse_rule_text(
         'name = "f"\n[[rows]]\nscore = 80\nwhen = "not exists(face) and image.megapixels < 1 and exif.iso <= 200"\n'

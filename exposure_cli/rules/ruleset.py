@@ -185,11 +185,14 @@ class TomlRuleSet(RuleSet):
         def lookup(name: str) -> np.ndarray:
             values = frame.metric(name)
             region = METRICS[name].region
+            # use_R has no fallback for R itself: a condition that reads R's own metrics while R is absent
+            # reads them as missing (every comparison with them is false), never global's (docs/RULES.md,
+            # "Regions that are not there"; test_use_region_reading_its_own_region_…)
             if fallback is None or region is None or region == "global" or region == fallback:
                 return values
             metric = name.partition(".")[2]
             substitute = frame.metric(f"{fallback}.{metric}")
-            if fallback != "global":  # a fallback region that is absent too falls back to global
+            if fallback != "global":  # another region read in R's place while R is absent too reads global
                 substitute = np.where(frame.present(fallback), substitute, frame.metric(f"global.{metric}"))
             return np.where(frame.present(region), values, substitute)
 
