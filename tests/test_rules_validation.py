@@ -120,6 +120,9 @@ def error_of(text: str) -> str:
      "r.toml:4, deductions: 'deductions' must be a non-empty list of tables ([[deductions]])"),
     ('name = "x"\ndescription = "d"\ndeductions = 5\n[define]\nd = "1"\n',
      "r.toml:3, deductions: 'deductions' must be a non-empty list of tables ([[deductions]])"),
+    # neither: no line, even when a key of another table is called rows
+    ('name = "x"\n[define]\nrows = "1"\n', "r.toml, deductions: a rule set needs either [[rows]] (a score table) "
+                                            "or [[deductions]] (start at 100, subtract), not neither"),
     ('name = "x"\n' + DED + '[rows]\nscore = 1\nwhen = "true"\n',
      "r.toml:5, rows: a rule set needs either [[rows]] (a score table) or [[deductions]] (start at 100, subtract), "
      "not both"),
