@@ -78,10 +78,14 @@ class EVCalibration:
 
     def apply(self, stops: float, g: np.ndarray, r: np.ndarray) -> float:
         """The head on the map's stops `stops` and the samples `g`, `r` it was read from."""
+        return self.combine(stops, head_inputs(g, r) if self.weights else {})
+
+    def combine(self, stops, inputs):
+        """``gain · stops + offset + Σ weight · inputs[name]`` — for one frame, or element-wise for arrays
+        of many (the fit's evaluation); `inputs` needs only the names this head weighs."""
         value = self.gain * stops + self.offset
-        if self.weights:
-            inputs = head_inputs(g, r)
-            value += sum(w * inputs[name] for name, w in self.weights)
+        for name, w in self.weights:
+            value = value + w * inputs[name]
         return value
 
 

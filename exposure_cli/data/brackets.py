@@ -536,21 +536,20 @@ def _write_atomic(path: Path, text: str) -> None:
 
 # ------------------------------------------------------------------------- the ideal's overall level
 
-#: Grey levels of the best frame whose mean linear level the re-levelled ideal matches (its mid-tones).
-LEVEL_LOW, LEVEL_HIGH = 0.1, 0.8
-
-
 def best_level_gain(ideal: np.ndarray, best: np.ndarray) -> float:
     """Linear gain that brings the fused ideal's overall level to the best frame's: the ratio of their mean
-    linear grey over the pixels the best frame shows as mid-tones (all pixels when under 5 % are).
+    linear grey over the pixels the best frame *measures* (the mid-tones ``ev_correction`` reads,
+    :data:`exposure_cli.correction.LOW` … ``HIGH``; all pixels when under ``MIN_MEASURED`` are).
 
     The Mertens fusion lifts shadows (night scenes most: median gain 0.79–0.88 there), so a frame's offset
     from the best frame and the stops its labels ask for pull apart; re-levelled labels keep the fusion's
     *where* (each region from the frames that expose it well) and take the best frame's *how bright*."""
+    from ..correction import HIGH, LOW, MIN_MEASURED
+
     g_best = grey(best.astype(np.float32) / 255.0)
     g_ideal = grey(ideal.astype(np.float32) / 255.0)
-    mask = (g_best >= LEVEL_LOW) & (g_best <= LEVEL_HIGH)
-    if mask.mean() < 0.05:
+    mask = (g_best >= LOW) & (g_best <= HIGH)
+    if mask.mean() < MIN_MEASURED:
         mask = np.ones_like(mask)
     lin_ideal = float(srgb_to_linear(g_ideal)[mask].mean())
     return float(srgb_to_linear(g_best)[mask].mean()) / max(lin_ideal, 1e-6)
@@ -591,8 +590,9 @@ def relevel(src: Path, dst: Path, log: Callable[[str], None] = print) -> dict[st
                     except OSError:
                         shutil.copyfile(s_dir / f["file"], target)
                 frames.append(_read_png(target))
-            gain = best_level_gain(_read_png(s_dir / "ideal.png"), frames[int(info["best"])])
-            ideal = relevel_ideal(_read_png(s_dir / "ideal.png"), gain)
+            fused = _read_png(s_dir / "ideal.png")
+            gain = best_level_gain(fused, frames[int(info["best"])])
+            ideal = relevel_ideal(fused, gain)
             cv2.imwrite(str(d_dir / "ideal.png"), cv2.cvtColor(ideal, cv2.COLOR_RGB2BGR))
             for f, frame, r in zip(info["frames"], frames, stack_labels(ideal, frames)):
                 np.save(d_dir / f["label"], r.astype(np.float16))

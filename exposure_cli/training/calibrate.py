@@ -72,11 +72,10 @@ def collect(weights: str | Path, brackets: str | Path, split: str = "train") -> 
 
 def head_error(stops: np.ndarray, extra: np.ndarray, targets: np.ndarray, entry: dict[str, Any]) -> float:
     """Mean |head − target| of a card entry on collected frames (the evaluation's EV error, clamped alike)."""
-    from ..correction import HEAD_INPUTS, LIMIT
+    from ..correction import HEAD_INPUTS, LIMIT, EVCalibration
 
-    value = entry["gain"] * stops + entry["offset"]
-    for name, w in (entry.get("weights") or {}).items():
-        value = value + w * extra[:, HEAD_INPUTS.index(name)]
+    head = EVCalibration.from_card({"ev_correction": entry})
+    value = head.combine(stops, {name: extra[:, i] for i, name in enumerate(HEAD_INPUTS)})
     return float(np.mean(np.abs(np.clip(value, -LIMIT, LIMIT) - targets)))
 
 
