@@ -394,3 +394,30 @@ def test_relevel_command_refuses_to_overwrite_its_source(stacks_repo: dict) -> N
 
     result = CliRunner().invoke(app, ["data", "relevel", str(stacks_repo["out"]), str(stacks_repo["out"])])
     assert result.exit_code != 0 and "new folder" in result.output
+
+
+def test_stack_overlays_report_the_stops_exposure_eval_reports(stacks_repo: dict, tmp_path: Path) -> None:
+    """The docs' overlay tables (docs/model/stacks.md) quote ``ev_correction`` per frame: it must be the number
+    the product and ``exposure eval`` report — through the weights' stops-of-correction head, not the raw map
+    stops (the tool used to leave the head out, so its column disagreed with the eval by the head's gain and
+    offset)."""
+    from exposure_cli.stack_evaluation import evaluate_stacks
+    from exposure_cli.training.overlays import write_stack_overlays
+
+    out = stacks_repo["out"]
+    written = write_stack_overlays(out, "val", None, tmp_path / "ov")
+    rows = [line.split("|") for line in (tmp_path / "ov" / "stacks.md").read_text().splitlines()
+            if line.startswith("| [stack_")]
+    assert len(written) == len(rows) == 3  # darkest, best, brightest of the one val stack
+    tool = {cells[1].strip().split("](")[0].lstrip("["): float(cells[5]) for cells in rows}
+
+    result = evaluate_stacks(out, [("eat", None)], split="val")
+    scene = next(r for r in result["results"] if r["model"] == "eat")["per_scene"][0]
+    stack = load_stacks(out, "val")[0]
+    for k in sorted({0, stack.best, len(stack.frames) - 1}):
+        assert tool[f"stack_{stack.id}_{k:02d}.jpg"] == pytest.approx(scene["ev_correction"][k], abs=0.011)
+    # and the head is not the identity for the shipped weights, so the check above can tell the two apart
+    from exposure_cli.analyzers import create_analyzer
+
+    head = create_analyzer("eat").ev_calibration
+    assert (head.gain, head.offset) != (1.0, 0.0)

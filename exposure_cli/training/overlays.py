@@ -101,7 +101,8 @@ def write_stack_overlays(root: Path, split: str, weights: str | None, out: Path,
             rgb = st.frame(k).astype(np.float32) / 255.0
             label = st.label(k)
             predicted = analyzer.analyze(rgb)
-            stops = ev_correction(grey(rgb), predicted)
+            # the stops the product reports: the weights' own stops-of-correction head, as `exposure eval`
+            stops = ev_correction(grey(rgb), predicted, None, analyzer.ev_calibration)
             rel = st.relative_ev_to_best[k]
             caption = f"{rel:+.1f} EV: model {predicted.mean():+.2f} ({stops:+.1f} stops), label {label.mean():+.2f}"
             path = out / f"stack_{st.id}_{k:02d}.jpg"
@@ -112,7 +113,8 @@ def write_stack_overlays(root: Path, split: str, weights: str | None, out: Path,
     (out / "stacks.md").write_text(
         f"# EAT-IEA on real exposure brackets ({split} stacks)\n\nDarkest, best and brightest frame of each stack: "
         "photo | model map | label from the stack (Mertens fusion as the ideal); red = over, blue = under. "
-        f"Made by `python -m exposure_cli.training.overlays {root} --brackets --split {split} --out {out}`.\n\n"
+        f"Made by `python -m exposure_cli.training.overlays {root} --brackets --split {split} --out {out}"
+        + (f" --weights {weights}" if weights else "") + "`.\n\n"
         + "\n".join(lines) + "\n", encoding="utf-8")
     return written
 
