@@ -145,7 +145,35 @@ def summarise(scenes: list[SceneResult]) -> dict[str, Any]:
         "ev_known_scenes": sum(s.ev_known for s in scenes),
         "mae": float(np.mean([f.mae for s in scenes for f in s.frames])) if n else None,
         "per_ev_bias": per_ev_bias(scenes),
+        "per_category": per_category(scenes),
     }
+
+
+def per_category(scenes: list[SceneResult]) -> list[dict[str, Any]]:
+    """The counts and EV errors per scene category (indoor, outdoor, night, backlit…), with the mean
+    predicted and labelled residual of the best frames: an average over every stack can hide one kind of
+    scene read wrong (night frames called under-exposed, say) behind the others."""
+    by: dict[str, list[SceneResult]] = {}
+    for s in scenes:
+        by.setdefault(s.category or "", []).append(s)
+    rows = []
+    for category, group in sorted(by.items()):
+        errors = [e for s in group for e in s.ev_errors()]
+        known = [e for s in group if s.ev_known for e in s.ev_errors()]
+        best = [s.frames[s.best] for s in group if 0 <= s.best < len(s.frames)]
+        rows.append({
+            "category": category,
+            "scenes": len(group),
+            "ordered": sum(s.ordered() for s in group),
+            "reversals": sum(s.reversals() for s in group),
+            "best_pick": sum(s.pick() == s.best for s in group),
+            "ev_correction_error": float(np.mean(errors)) if errors else None,
+            "ev_correction_error_known": float(np.mean(known)) if known else None,
+            "ev_correction_frames_known": len(known),
+            "best_frame_mean_pred": float(np.mean([f.mean_pred for f in best])) if best else None,
+            "best_frame_mean_label": float(np.mean([f.mean_label for f in best])) if best else None,
+        })
+    return rows
 
 
 def per_ev_bias(scenes: list[SceneResult]) -> list[dict[str, Any]]:
@@ -284,4 +312,5 @@ def format_table_rows(result: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-__all__ = ["MEAN_GREY", "MeanGreyHeuristic", "SceneResult", "evaluate_stacks", "frame_result", "summarise"]
+__all__ = ["MEAN_GREY", "MeanGreyHeuristic", "SceneResult", "evaluate_stacks", "frame_result", "per_category",
+           "summarise"]

@@ -421,3 +421,24 @@ def test_stack_overlays_report_the_stops_exposure_eval_reports(stacks_repo: dict
 
     head = create_analyzer("eat").ev_calibration
     assert (head.gain, head.offset) != (1.0, 0.0)
+
+
+def test_eval_command_prints_the_per_category_table(stacks_repo: dict) -> None:
+    from typer.testing import CliRunner
+
+    from exposure_cli.cli import app
+
+    out = stacks_repo["out"]
+    result = CliRunner().invoke(app, ["eval", str(out), "--split", "train", "--model", "baseline"],
+                                catch_exceptions=False, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "per scene category" in result.output
+    lines = [line for line in result.output.splitlines() if line.strip().startswith(("baseline", "mean-grey"))]
+    # the two train stacks are indoor and backlit: one row per model and category, besides the main table's
+    assert sum("indoor" in line for line in lines) == 2 and sum("backlit" in line for line in lines) == 2
+    data = CliRunner().invoke(app, ["eval", str(out), "--split", "train", "--model", "baseline", "--format", "json"],
+                              catch_exceptions=False)
+    import json as _json
+
+    rows = next(r for r in _json.loads(data.output)["results"] if r["model"] == "baseline")["per_category"]
+    assert sorted(r["category"] for r in rows) == ["backlit", "indoor"]

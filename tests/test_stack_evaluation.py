@@ -74,3 +74,29 @@ def test_the_known_ev_error_leaves_out_scenes_with_estimated_steps(stack):
     assert summary["ev_correction_frames_known"] == len(exact.ev_errors())
     assert summary["ev_correction_error_known"] == pytest.approx(np.mean(exact.ev_errors()))
     assert summary["ev_correction_error"] > summary["ev_correction_error_known"] + 0.3
+
+
+def test_per_category_splits_the_counts_and_shows_a_category_read_wrong(stack):
+    """A night scene whose best frame the model calls under-exposed shows up in its own category row, with
+    the best frame's mean predicted vs labelled residual, while the other category stays perfect."""
+    frames, labels = stack
+    good = _scene(frames, labels, labels)
+    good.category = "outdoor"
+    biased = [lab + 0.3 for lab in labels]  # every frame read 0.3 too dark, the best frame too
+    night = _scene(frames, biased, labels)
+    night.scene, night.category, night.ev_known = "n", "night", True
+    good.ev_known = False
+    summary = summarise([good, night])
+    rows = {r["category"]: r for r in summary["per_category"]}
+    assert set(rows) == {"outdoor", "night"}
+    assert rows["outdoor"]["scenes"] == rows["night"]["scenes"] == 1
+    assert rows["outdoor"]["best_frame_mean_pred"] == pytest.approx(rows["outdoor"]["best_frame_mean_label"])
+    assert rows["night"]["best_frame_mean_pred"] == pytest.approx(rows["night"]["best_frame_mean_label"] + 0.3,
+                                                                   abs=1e-5)
+    assert rows["night"]["ev_correction_error"] > rows["outdoor"]["ev_correction_error"] + 0.5
+    # known-exposure errors are counted only where the exposures are known
+    assert rows["outdoor"]["ev_correction_error_known"] is None
+    assert rows["night"]["ev_correction_error_known"] == pytest.approx(rows["night"]["ev_correction_error"])
+    # the categories add up to the whole
+    assert sum(r["ordered"] for r in rows.values()) == summary["ordered"]
+    assert sum(r["best_pick"] for r in rows.values()) == summary["best_pick"]

@@ -157,6 +157,30 @@ def _eval_stacks(data: Path, pairs, split: str, device: str, working_long_side, 
     labels = {b["ev"]: f"{b['mean_label']:+.3f}" for r in result["results"][:1] for b in r["per_ev_bias"]}
     bias.add_row("labelled", *[labels.get(ev, "") for ev in evs])
     console.print(bias)
+    console.print(_category_table(result))
+
+
+def _category_table(result: dict):
+    """Per scene category and model: counts, EV error (all / known exposures) and the best frames' mean
+    predicted vs labelled residual."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="per scene category (best frame: mean predicted / labelled residual)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("model", "category", "scenes", "ordered↑", "best↑", "EV err↓", "EV err known↓", "best frame r"):
+        table.add_column(header, justify="left" if header in ("model", "category") else "right", no_wrap=True)
+
+    def num(v, fmt):
+        return "–" if v is None else fmt.format(v)
+
+    for r in result["results"]:
+        for c in r.get("per_category", []):
+            table.add_row(r["model"], c["category"] or "–", str(c["scenes"]), f"{c['ordered']}/{c['scenes']}",
+                          f"{c['best_pick']}/{c['scenes']}", num(c["ev_correction_error"], "{:.2f}"),
+                          num(c["ev_correction_error_known"], "{:.2f}"),
+                          f"{num(c['best_frame_mean_pred'], '{:+.3f}')} / {num(c['best_frame_mean_label'], '{:+.3f}')}")
+    return table
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
