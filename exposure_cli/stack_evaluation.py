@@ -125,7 +125,13 @@ def frame_result(image: np.ndarray, pred: np.ndarray, label: np.ndarray, relativ
 
 
 def summarise(scenes: list[SceneResult]) -> dict[str, Any]:
-    """Counts and means over scenes (the numbers the model issue's bars are written in)."""
+    """Counts and means over scenes (the numbers the model issue's bars are written in), with the per-EV
+    bias and the same counts per scene category."""
+    return {**_counts(scenes), "per_ev_bias": per_ev_bias(scenes), "per_category": per_category(scenes)}
+
+
+def _counts(scenes: list[SceneResult]) -> dict[str, Any]:
+    """The counts, EV errors and MAE of a group of scenes (all of them, or one category)."""
     n = len(scenes)
     errors = [e for s in scenes for e in s.ev_errors()]
     known = [e for s in scenes if s.ev_known for e in s.ev_errors()]
@@ -144,8 +150,6 @@ def summarise(scenes: list[SceneResult]) -> dict[str, Any]:
         "ev_correction_frames_known": len(known),
         "ev_known_scenes": sum(s.ev_known for s in scenes),
         "mae": float(np.mean([f.mae for s in scenes for f in s.frames])) if n else None,
-        "per_ev_bias": per_ev_bias(scenes),
-        "per_category": per_category(scenes),
     }
 
 
@@ -158,18 +162,10 @@ def per_category(scenes: list[SceneResult]) -> list[dict[str, Any]]:
         by.setdefault(s.category or "", []).append(s)
     rows = []
     for category, group in sorted(by.items()):
-        errors = [e for s in group for e in s.ev_errors()]
-        known = [e for s in group if s.ev_known for e in s.ev_errors()]
         best = [s.frames[s.best] for s in group if 0 <= s.best < len(s.frames)]
         rows.append({
             "category": category,
-            "scenes": len(group),
-            "ordered": sum(s.ordered() for s in group),
-            "reversals": sum(s.reversals() for s in group),
-            "best_pick": sum(s.pick() == s.best for s in group),
-            "ev_correction_error": float(np.mean(errors)) if errors else None,
-            "ev_correction_error_known": float(np.mean(known)) if known else None,
-            "ev_correction_frames_known": len(known),
+            **_counts(group),
             "best_frame_mean_pred": float(np.mean([f.mean_pred for f in best])) if best else None,
             "best_frame_mean_label": float(np.mean([f.mean_label for f in best])) if best else None,
         })
