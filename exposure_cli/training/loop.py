@@ -70,6 +70,9 @@ class TrainConfig:
         hdr_share: Share of corpus training crops cut from HDR panoramas (the rest come from photos).
         brackets: Folder of real exposure brackets whose train/val stacks are mixed into the training and
             validation streams (``bracket_share`` of the items each).
+        thumbnail_share: Share of each step's crops (before twins are made) replaced by thumbnail views:
+            shrunk and enlarged back, as the analyzer shows a photo smaller than its native minimum
+            (see :mod:`.thumbnails`); their twins inherit the view.
         init_weights: Start a *new* run from these weights (a ``model.safetensors`` file or its folder, checked
             against its card; same architecture and config) instead of a random init — fine-tuning. A resumed
             run ignores it: the checkpoint already holds the weights.
@@ -109,6 +112,7 @@ class TrainConfig:
     brackets: str | None = None
     bracket_share: float = 0.0
     whole_view_share: float = 0.0
+    thumbnail_share: float = 0.0
     init_weights: str | None = None
     init_sha256: str | None = None
 
@@ -330,6 +334,7 @@ def train(
 
     from ..weights import make_card, save_weights
     from ..models import create_model, model_config
+    from .thumbnails import thumbnail_views
     from .twins import make_twins, ranking_loss
 
     if not config.steps and not config.minutes:
@@ -444,6 +449,7 @@ def train(
     data = _endless(lambda e: _make_loader(train_dataset, config, e, shuffle=True, seed_offset=7919 * start_step,
                                            batch_size=config.batch_size - n_twins), epoch)
     twin_generator = torch.Generator().manual_seed(config.seed * 1_000_003 + 17 + start_step)
+    thumbnail_generator = torch.Generator().manual_seed(config.seed * 1_000_033 + 29 + start_step)
     last_log = last_ckpt = last_val = time.monotonic()
     window: list[float] = []
     window_parts: dict[str, float] = {"l1": 0.0, "mean": 0.0, "rank": 0.0}
@@ -454,6 +460,8 @@ def train(
             tick = time.perf_counter()
             epoch, batch = next(data)
             images, target = _to_tensor_batch(batch, device)
+            if config.thumbnail_share:
+                images, target, _ = thumbnail_views(images, target, config.thumbnail_share, thumbnail_generator)
             if n_twins:
                 twins, twin_target, _ = make_twins(images[:n_twins].cpu(), target[:n_twins].cpu(), config.twin_ev,
                                                    twin_generator)
