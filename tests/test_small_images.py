@@ -132,7 +132,9 @@ def test_thumbnail_copy_is_the_rule_applied_to_the_shipped_weights():
     assert again == committed
     assert committed["weights_sha256"] == sha and committed["tolerance"] == 0.005
     assert committed["sizes"] and all(s < NATIVE_MIN_LONG_SIDE for s in committed["sizes"])
-    assert THUMBNAIL_LONG_SIDE == committed["long_side"]
+    # What the analyzer uses for the shipped weights (their card's choice, else the module default).
+    card_choice = json.loads((resolve_weights(None).parent / "card.json").read_text()).get("thumbnail_long_side")
+    assert (card_choice or THUMBNAIL_LONG_SIDE) == committed["long_side"]
 
 
 def _thumb_table(maes):
@@ -224,6 +226,28 @@ def test_a_tiny_thumbnail_follows_the_measured_rule(tiny_weights):
     assert m.shape == (48, 64)
     h, w = padded_size(*analysis_size(48, 64, 512, NATIVE_MIN_LONG_SIDE, THUMBNAIL_LONG_SIDE))
     assert log.shapes == [(1, 3, h, w)]
+
+
+def test_the_thumbnail_copy_comes_from_the_weights_card_unless_given(tmp_path):
+    torch.manual_seed(0)
+    plain, chosen = tmp_path / "plain", tmp_path / "chosen"
+    card = {"architecture": "eat_iea_test", "config": model_config("eat_iea_test")}
+    model = create_model("eat_iea_test")
+    save_weights(model, plain, card)
+    save_weights(model, chosen, {**card, "thumbnail_long_side": 320})
+    thumb = (48, 64)
+    assert create_analyzer("eat", weights=plain, device="cpu").network_size(*thumb) == (384, 512)
+    analyzer = create_analyzer("eat", weights=chosen, device="cpu")
+    assert analyzer.network_size(*thumb) == (240, 320)
+    assert analyzer.info.extra["thumbnail_long_side"] == "320"
+    log = ForwardLog(analyzer.model)
+    (m,) = analyzer.analyze_batch([np.random.default_rng(0).random((48, 64, 3), dtype=np.float32)])
+    assert m.shape == thumb and log.shapes == [(1, 3, 256, 320)]
+    # An explicit value wins over the card; None means the working size.
+    assert create_analyzer("eat", weights=chosen, device="cpu", thumbnail_long_side=512).network_size(*thumb) == \
+        (384, 512)
+    assert create_analyzer("eat", weights=chosen, device="cpu", working_long_side=256,
+                           thumbnail_long_side=None).network_size(*thumb) == (192, 256)
 
 
 def test_native_policy_runs_a_thumbnail_at_its_own_size(tiny_weights):

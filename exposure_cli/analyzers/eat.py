@@ -47,6 +47,10 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+#: Default of ``EATAnalyzer(thumbnail_long_side=…)``: read it from the weights card.
+FROM_CARD = object()
+
+
 class EATAnalyzer(Analyzer):
     """Residual maps from the EAT-IEA network.
 
@@ -59,7 +63,8 @@ class EATAnalyzer(Analyzer):
             their own size; smaller ones are upscaled to ``thumbnail_long_side`` (``> working_long_side``:
             every photo at ``working_long_side``, the old way).
         thumbnail_long_side: Long side of the copy a photo smaller than ``native_min_long_side`` is analysed
-            at (None → ``working_long_side``).
+            at (None → ``working_long_side``); not given → the weights card's ``thumbnail_long_side`` (the
+            small-images rule's choice for those weights), else THUMBNAIL_LONG_SIDE.
         batch_size: Working-size photos per forward pass; smaller photos fill the same number of pixels.
         compile: Wrap the network in ``torch.compile`` (same as ``runtime="compile"``).
         runtime: Inference runtime (:class:`exposure_cli.runtimes.Runtime`; default
@@ -73,7 +78,7 @@ class EATAnalyzer(Analyzer):
         working_long_side: int | None = None,
         batch_size: int = 8,
         native_min_long_side: int = NATIVE_MIN_LONG_SIDE,
-        thumbnail_long_side: int | None = THUMBNAIL_LONG_SIDE,
+        thumbnail_long_side: int | None | object = FROM_CARD,
         compile: bool = False,
         runtime: str | None = None,
         **_: object,
@@ -83,11 +88,13 @@ class EATAnalyzer(Analyzer):
         if working_long_side is not None and int(working_long_side) < 32:
             raise ValueError(f"working_long_side must be at least 32, got {working_long_side}")
         self.native_min_long_side = int(native_min_long_side)
-        self.thumbnail_long_side = int(thumbnail_long_side) if thumbnail_long_side else None
         self.batch_size = max(1, int(batch_size))
         self.device = pick_device(device)
         path = resolve_weights(weights)
         model, self._weights = load_model(path, "cpu")
+        if thumbnail_long_side is FROM_CARD:
+            thumbnail_long_side = self._weights.card.get("thumbnail_long_side") or THUMBNAIL_LONG_SIDE
+        self.thumbnail_long_side = int(thumbnail_long_side) if thumbnail_long_side else None
         self.working_long_side = int(working_long_side or self._weights.card.get("working_long_side")
                                      or DEFAULT_WORKING_LONG_SIDE)
         from ..runtimes import DEFAULT_RUNTIME, Runtime, build_runner
