@@ -167,8 +167,10 @@ def test_default_analyzer_is_eat_with_the_shipped_weights(monkeypatch):
     assert analyzer.network_size(192, 256) == (192, 256)  # from 256 px up to it: its own size
     from exposure_cli.imageops import THUMBNAIL_LONG_SIDE, working_size
 
-    # a thumbnail: the small-images rule's copy, whatever the working size
-    assert analyzer.network_size(48, 64) == working_size(48, 64, THUMBNAIL_LONG_SIDE) != (48, 64)
+    # a thumbnail: the small-images rule's copy (the card's choice, else the module default), whatever the
+    # working size
+    copy = loaded.card.get("thumbnail_long_side") or THUMBNAIL_LONG_SIDE
+    assert analyzer.network_size(48, 64) == working_size(48, 64, copy) != (48, 64)
     assert create_analyzer(working_long_side=448).working_long_side == 448  # an explicit size wins
     rng = np.random.default_rng(0)
     dark = (rng.random((90, 120, 3)) * 0.08).astype(np.float32)

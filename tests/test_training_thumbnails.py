@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 from exposure_cli.color import grey, linear_to_srgb, srgb_to_linear  # noqa: E402
 from exposure_cli.imageops import to_working_size  # noqa: E402
 from exposure_cli.training.thumbnails import thumbnail_view, thumbnail_views  # noqa: E402
+from exposure_cli.training.twins import grey as _grey  # noqa: E402  (BT.601 grey of B×3×H×W tensors)
 
 
 def _pair(seed: int = 0, size: int = 64):
@@ -22,11 +23,6 @@ def _pair(seed: int = 0, size: int = 64):
     residual = grey(ideal) - grey(observed)
     as_batch = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]  # noqa: E731
     return as_batch(ideal), as_batch(observed), torch.from_numpy(residual)[None, None]
-
-
-def _grey(t: torch.Tensor) -> torch.Tensor:
-    w = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
-    return (t * w).sum(1, keepdim=True)
 
 
 def test_the_label_of_a_thumbnail_view_is_the_ideal_minus_the_observed_at_that_resolution():
