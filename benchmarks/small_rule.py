@@ -218,6 +218,39 @@ def combined_thumbnail(folder: Path) -> dict:
             "long_side": long_side}
 
 
+def thumbnail_bands(folder: Path) -> dict:
+    """The thumbnail copy per photo size that the rule gives over every measurement of one weights file
+    (`folder` and its ``levels_*`` subfolders): for each measured S below the full rule's threshold, the
+    smallest L that no measurement at S rejects, else 512 (an L equal to S is "its own size", 0); a photo
+    takes the choice of the largest measured S at or below its long side (the smallest S's below it), so
+    consecutive sizes with the same choice merge into one band. Written to ``thumbnail_bands.json``; the
+    weights card's ``thumbnail_bands`` carries it to the analyzer (docs/MODEL.md, "Small images")."""
+    from exposure_cli.imageops import NATIVE_MIN_LONG_SIDE
+
+    main = decide(tables(folder))
+    below = main["native_min_long_side"] or NATIVE_MIN_LONG_SIDE
+    fails: dict[int, dict[int, list]] = {}
+    used = []
+    for sub in [folder] + sorted(p for p in folder.glob("levels_*")
+                                 if all((p / f"{n}.json").exists() for n in ("val", "natural", "brackets"))):
+        d = main if sub == folder else decide(tables(sub))
+        if d["weights_sha256"] != main["weights_sha256"]:
+            continue
+        used.append(sub.name)
+        for size, v in d["per_size"].items():
+            if int(size) < below:
+                for lv, why in v["candidates"].items():
+                    fails.setdefault(int(size), {}).setdefault(int(lv), []).extend(why)
+    per_size = {s: min((lv for lv, why in c.items() if not why), default=WORKING) for s, c in sorted(fails.items())}
+    bands: list[list[int]] = []
+    for size, lv in per_size.items():
+        copy = 0 if lv == size else lv
+        if not bands or bands[-1][1] != copy:
+            bands.append([size if bands else 1, copy])
+    return {"weights_sha256": main["weights_sha256"], "tolerance": TOLERANCE, "below": below, "folders": used,
+            "per_size": {str(s): lv for s, lv in per_size.items()}, "bands": bands}
+
+
 def pct(x) -> str:
     return f"{(x or 0) * 100:.0f} %"
 
@@ -318,6 +351,10 @@ def main() -> None:
         (folder / "thumbnail.json").write_text(json.dumps(c, indent=2) + "\n")
         print(f"Thumbnail copy over every measurement of {sha[:8]}… (folders {c['folders']}): {c['long_side']} "
               f"(acceptable at every S in {c['sizes']}: {c['acceptable_at_every_size'] or 'none'})")
+        b = thumbnail_bands(folder)
+        (folder / "thumbnail_bands.json").write_text(json.dumps(b, indent=2) + "\n")
+        print(f"Thumbnail copy per size over every measurement of {sha[:8]}… (folders {b['folders']}): "
+              f"{b['per_size']} → card thumbnail_bands {b['bands']} (copy 0 = own size)")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ edges follow the photo's edges instead of the working-resolution pixel grid.
 
 from __future__ import annotations
 
+from typing import Union
+
 import numpy as np
 
 from .color import grey
@@ -20,9 +22,17 @@ NETWORK_MULTIPLE = 32
 #: ones are upscaled to THUMBNAIL_LONG_SIDE, because below it the maps measurably suffer. Chosen by
 #: measurement, not by a weights file (docs/MODEL.md, "Small images").
 NATIVE_MIN_LONG_SIDE = 256
-#: Long side a photo smaller than NATIVE_MIN_LONG_SIDE is upscaled to: the small-images rule measured
-#: thumbnails read best through a 512 copy (docs/MODEL.md, "Small images"), whatever the working size.
+#: Long side a photo smaller than NATIVE_MIN_LONG_SIDE is upscaled to when its weights card names no copy:
+#: the small-images rule measured 64 px thumbnails read best through a 512 copy (docs/MODEL.md, "Small
+#: images"), whatever the working size. The shipped card gives a copy per size band (``thumbnail_bands``).
 THUMBNAIL_LONG_SIDE = 512
+
+#: A thumbnail copy — how a photo smaller than NATIVE_MIN_LONG_SIDE is enlarged for the network: one long
+#: side for every such photo (an int), or size bands ``((from_long_side, copy_long_side), …)`` ascending,
+#: where a photo takes the copy of the last band starting at or below its long side (the first band's when
+#: it is smaller than every start) and a copy of 0 means "its own size". The small-images rule chooses it
+#: per weights file (docs/MODEL.md, "Small images"); None means the working size.
+ThumbnailCopy = Union[int, tuple[tuple[int, int], ...], None]
 
 #: Guided-filter radius (pixels at working resolution) and regulariser for the map upsampling.
 GUIDE_RADIUS = 2
@@ -35,21 +45,65 @@ def working_size(height: int, width: int, long_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def thumbnail_copy(value: object) -> ThumbnailCopy:
+    """A :data:`ThumbnailCopy` from an int, None, or a list of ``[from_long_side, copy_long_side]`` pairs (a
+    weights card's JSON), checked: starts positive and strictly ascending, copies 0 (own size) or ≥ 32."""
+    if value is None or isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if value is not None and int(value) < 32:
+            raise ValueError(f"a thumbnail copy's long side must be at least 32, got {value}")
+        return None if value is None else int(value)
+    try:
+        bands = tuple((int(lo), int(copy)) for lo, copy in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"thumbnail bands must be [from_long_side, copy_long_side] pairs, got {value!r}") from e
+    if not bands:
+        raise ValueError("thumbnail bands must not be empty")
+    starts = [lo for lo, _ in bands]
+    if starts[0] < 1 or any(b <= a for a, b in zip(starts, starts[1:])):
+        raise ValueError(f"thumbnail bands must start at ascending positive long sides, got {starts}")
+    if any(copy != 0 and copy < 32 for _, copy in bands):
+        raise ValueError(f"a thumbnail band's copy must be 0 (own size) or at least 32 px, got {bands}")
+    return bands
+
+
+def thumbnail_long_side_for(longest: int, thumbnail: ThumbnailCopy) -> int | None:
+    """The copy's long side for a photo whose long side is `longest` (0: its own size; None: none set)."""
+    if thumbnail is None or isinstance(thumbnail, int):
+        return thumbnail
+    copy = thumbnail[0][1]
+    for lo, band_copy in thumbnail:
+        if longest >= lo:
+            copy = band_copy
+    return copy
+
+
+def describe_thumbnail(thumbnail: ThumbnailCopy) -> str:
+    """`thumbnail` as report metadata: ``"512"``, or bands as ``"512; 160 px+: 320; 224 px+: own"``."""
+    if thumbnail is None or isinstance(thumbnail, int):
+        return str(thumbnail)
+    parts = [f"{lo} px+: {copy or 'own'}" for lo, copy in thumbnail]
+    return "; ".join(parts)
+
+
 def analysis_size(height: int, width: int, long_side: int,
                   native_min_long_side: int = NATIVE_MIN_LONG_SIDE,
-                  thumbnail_long_side: int | None = None) -> tuple[int, int]:
+                  thumbnail_long_side: ThumbnailCopy = None) -> tuple[int, int]:
     """Size (h, w) the network sees for a `height`×`width` photo.
 
     Larger than `long_side`: shrunk so the long side is `long_side`. From `native_min_long_side` up to
-    `long_side`: its own size. Smaller than `native_min_long_side`: upscaled to `thumbnail_long_side`
-    (None: `long_side`). ``native_min_long_side > long_side`` restores "always `long_side`". Aspect ratio
-    kept.
+    `long_side`: its own size. Smaller than `native_min_long_side`: to its thumbnail copy — one long side,
+    or the copy of its size band (:data:`ThumbnailCopy`; 0 keeps its own size), None: `long_side`.
+    ``native_min_long_side > long_side`` restores "always `long_side`". Aspect ratio kept.
     """
     longest = max(height, width)
     if int(native_min_long_side) <= longest <= int(long_side):
         return int(height), int(width)
     if longest < int(native_min_long_side) <= int(long_side) and thumbnail_long_side:
-        return working_size(height, width, int(thumbnail_long_side))
+        copy = thumbnail_long_side_for(longest, thumbnail_long_side)
+        if copy == 0:
+            return int(height), int(width)
+        if copy:
+            return working_size(height, width, int(copy))
     return working_size(height, width, long_side)
 
 
@@ -70,7 +124,7 @@ def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def to_working_size(image: np.ndarray, long_side: int, native_min_long_side: int | None = None,
-                    thumbnail_long_side: int | None = None) -> np.ndarray:
+                    thumbnail_long_side: ThumbnailCopy = None) -> np.ndarray:
     """`image` (H×W×3 float) resized for the network (area when shrinking), clipped to [0, 1].
 
     Without `native_min_long_side` the long side becomes exactly `long_side`; with it,
@@ -162,7 +216,11 @@ __all__ = [
     "NATIVE_MIN_LONG_SIDE",
     "THUMBNAIL_LONG_SIDE",
     "NETWORK_MULTIPLE",
+    "ThumbnailCopy",
     "analysis_size",
+    "describe_thumbnail",
+    "thumbnail_copy",
+    "thumbnail_long_side_for",
     "pad_to",
     "padded_size",
     "box_filter",

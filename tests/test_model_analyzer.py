@@ -165,11 +165,13 @@ def test_default_analyzer_is_eat_with_the_shipped_weights(monkeypatch):
     assert analyzer.working_long_side == 320
     assert analyzer.network_size(3000, 4000) == (240, 320)  # a large photo: shrunk to the card's size
     assert analyzer.network_size(192, 256) == (192, 256)  # from 256 px up to it: its own size
-    from exposure_cli.imageops import THUMBNAIL_LONG_SIDE, working_size
+    from exposure_cli.imageops import THUMBNAIL_LONG_SIDE, thumbnail_copy, thumbnail_long_side_for, working_size
 
-    # a thumbnail: the small-images rule's copy (the card's choice, else the module default), whatever the
-    # working size
-    copy = loaded.card.get("thumbnail_long_side") or THUMBNAIL_LONG_SIDE
+    # a thumbnail: the small-images rule's copy for its size (the card's bands, else its one copy, else the
+    # module default), whatever the working size
+    chosen = thumbnail_copy(loaded.card.get("thumbnail_bands") or loaded.card.get("thumbnail_long_side")
+                            or THUMBNAIL_LONG_SIDE)
+    copy = thumbnail_long_side_for(64, chosen)
     assert analyzer.network_size(48, 64) == working_size(48, 64, copy) != (48, 64)
     assert create_analyzer(working_long_side=448).working_long_side == 448  # an explicit size wins
     rng = np.random.default_rng(0)

@@ -137,6 +137,30 @@ def test_thumbnail_copy_is_the_rule_applied_to_the_shipped_weights():
     assert (card_choice or THUMBNAIL_LONG_SIDE) == committed["long_side"]
 
 
+def test_thumbnail_bands_are_the_rule_per_size_applied_to_the_shipped_weights():
+    """The card's thumbnail bands are what `small_rule.py` decides per photo size from the committed
+    measurements (re-decided here), and the analyzer gives every measured size its chosen copy."""
+    import json
+    from pathlib import Path
+
+    from exposure_cli.imageops import thumbnail_long_side_for
+    from exposure_cli.weights import resolve_weights, verify_weights
+
+    sha = verify_weights(resolve_weights(None)).sha256
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results_small_rule" / sha[:8]
+    committed = json.loads((folder / "thumbnail_bands.json").read_text())
+    assert _small_rule().thumbnail_bands(folder) == committed
+    assert committed["weights_sha256"] == sha and committed["below"] == NATIVE_MIN_LONG_SIDE
+    card = json.loads((resolve_weights(None).parent / "card.json").read_text())
+    assert card["thumbnail_bands"] == committed["bands"]
+    analyzer = create_analyzer("eat", device="cpu")
+    for size, chosen in committed["per_size"].items():
+        s = int(size)
+        assert thumbnail_long_side_for(s, analyzer.thumbnail_long_side) in (chosen, 0 if chosen == s else chosen)
+        expected = (s * 3 // 4, s) if chosen == s else working_size(s * 3 // 4, s, chosen)
+        assert analyzer.network_size(s * 3 // 4, s) == expected
+
+
 def _thumb_table(maes):
     """A small_rule table for S = 64, 128 from {S: {L: MAE}}; ordering equal everywhere."""
     def cell(size):
@@ -248,6 +272,49 @@ def test_the_thumbnail_copy_comes_from_the_weights_card_unless_given(tmp_path):
         (384, 512)
     assert create_analyzer("eat", weights=chosen, device="cpu", working_long_side=256,
                            thumbnail_long_side=None).network_size(*thumb) == (192, 256)
+
+
+def test_thumbnail_bands_give_each_size_band_its_copy():
+    from exposure_cli.imageops import describe_thumbnail, thumbnail_copy, thumbnail_long_side_for
+
+    bands = thumbnail_copy([[1, 512], [160, 320], [224, 0]])
+    assert bands == ((1, 512), (160, 320), (224, 0))
+    # the band starting at or below the photo's long side; below every start, the first band
+    assert [thumbnail_long_side_for(s, bands) for s in (20, 64, 159, 160, 223, 224, 255)] == \
+        [512, 512, 512, 320, 320, 0, 0]
+    assert thumbnail_long_side_for(10, thumbnail_copy([[64, 256], [128, 320]])) == 256
+    working = 320
+    assert analysis_size(48, 64, working, NATIVE_MIN_LONG_SIDE, bands) == (384, 512)
+    assert analysis_size(150, 200, working, NATIVE_MIN_LONG_SIDE, bands) == (240, 320)
+    assert analysis_size(168, 224, working, NATIVE_MIN_LONG_SIDE, bands) == (168, 224)  # 0: its own size
+    assert analysis_size(192, 256, working, NATIVE_MIN_LONG_SIDE, bands) == (192, 256)  # not a thumbnail
+    assert analysis_size(3000, 4000, working, NATIVE_MIN_LONG_SIDE, bands) == (240, 320)
+    assert describe_thumbnail(bands) == "1 px+: 512; 160 px+: 320; 224 px+: own"
+    assert thumbnail_copy(320) == 320 and thumbnail_copy(None) is None
+    for bad in ([[160, 320], [100, 512]], [[0, 512]], [[1, 16]], [], [[1]], "512", 8, [[1, 512], [1, 320]]):
+        with pytest.raises(ValueError):
+            thumbnail_copy(bad)
+
+
+def test_the_weights_card_can_give_thumbnail_bands(tmp_path):
+    torch.manual_seed(0)
+    folder = tmp_path / "banded"
+    card = {"architecture": "eat_iea_test", "config": model_config("eat_iea_test"),
+            "thumbnail_long_side": 512, "thumbnail_bands": [[1, 512], [192, 320]]}
+    save_weights(create_model("eat_iea_test"), folder, card)
+    analyzer = create_analyzer("eat", weights=folder, device="cpu")
+    assert analyzer.network_size(48, 64) == (384, 512)  # bands win over the one-size field
+    assert analyzer.network_size(168, 224) == (240, 320)
+    assert analyzer.info.extra["thumbnail_long_side"] == "1 px+: 512; 192 px+: 320"
+    log = ForwardLog(analyzer.model)
+    rng = np.random.default_rng(0)
+    small, crop = rng.random((48, 64, 3), dtype=np.float32), rng.random((168, 224, 3), dtype=np.float32)
+    maps = analyzer.analyze_batch([small, crop])
+    assert [m.shape for m in maps] == [(48, 64), (168, 224)]
+    assert sorted(log.shapes) == [(1, 3, 256, 320), (1, 3, 384, 512)]
+    save_weights(create_model("eat_iea_test"), tmp_path / "bad", {**card, "thumbnail_bands": [[200, 320], [100, 512]]})
+    with pytest.raises(ValueError, match="ascending"):
+        create_analyzer("eat", weights=tmp_path / "bad", device="cpu")
 
 
 def test_native_policy_runs_a_thumbnail_at_its_own_size(tiny_weights):

@@ -22,7 +22,8 @@ import numpy as np
 
 from .._version import __version__
 from ..imageops import (
-    NATIVE_MIN_LONG_SIDE, THUMBNAIL_LONG_SIDE, analysis_size, map_to_image_size, pad_to, padded_size, to_working_size,
+    NATIVE_MIN_LONG_SIDE, THUMBNAIL_LONG_SIDE, ThumbnailCopy, analysis_size, describe_thumbnail, map_to_image_size,
+    pad_to, padded_size, thumbnail_copy, to_working_size,
 )
 from ..weights import load_model, resolve_weights
 from .base import DEFAULT_WORKING_LONG_SIDE, Analyzer, AnalyzerInfo
@@ -63,8 +64,10 @@ class EATAnalyzer(Analyzer):
             their own size; smaller ones are upscaled to ``thumbnail_long_side`` (``> working_long_side``:
             every photo at ``working_long_side``, the old way).
         thumbnail_long_side: Long side of the copy a photo smaller than ``native_min_long_side`` is analysed
-            at (None → ``working_long_side``); not given → the weights card's ``thumbnail_long_side`` (the
-            small-images rule's choice for those weights), else THUMBNAIL_LONG_SIDE.
+            at, or size bands of copies (:data:`~exposure_cli.imageops.ThumbnailCopy`; None →
+            ``working_long_side``); not given → the weights card's ``thumbnail_bands``, else its
+            ``thumbnail_long_side`` (the small-images rule's choice for those weights), else
+            THUMBNAIL_LONG_SIDE.
         batch_size: Working-size photos per forward pass; smaller photos fill the same number of pixels.
         compile: Wrap the network in ``torch.compile`` (same as ``runtime="compile"``).
         runtime: Inference runtime (:class:`exposure_cli.runtimes.Runtime`; default
@@ -93,8 +96,10 @@ class EATAnalyzer(Analyzer):
         path = resolve_weights(weights)
         model, self._weights = load_model(path, "cpu")
         if thumbnail_long_side is FROM_CARD:
-            thumbnail_long_side = self._weights.card.get("thumbnail_long_side") or THUMBNAIL_LONG_SIDE
-        self.thumbnail_long_side = int(thumbnail_long_side) if thumbnail_long_side else None
+            card = self._weights.card
+            thumbnail_long_side = (card.get("thumbnail_bands") or card.get("thumbnail_long_side")
+                                   or THUMBNAIL_LONG_SIDE)
+        self.thumbnail_long_side: ThumbnailCopy = thumbnail_copy(thumbnail_long_side or None)
         self.working_long_side = int(working_long_side or self._weights.card.get("working_long_side")
                                      or DEFAULT_WORKING_LONG_SIDE)
         from ..runtimes import DEFAULT_RUNTIME, Runtime, build_runner
@@ -119,7 +124,7 @@ class EATAnalyzer(Analyzer):
             working_long_side=self.working_long_side,
             extra={"architecture": str(card.get("architecture", "")), "weights": str(self._weights.path),
                    "runtime": self.runtime.value, "native_min_long_side": str(self.native_min_long_side),
-                   "thumbnail_long_side": str(self.thumbnail_long_side or self.working_long_side)},
+                   "thumbnail_long_side": describe_thumbnail(self.thumbnail_long_side or self.working_long_side)},
         )
 
     @property
