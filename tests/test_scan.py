@@ -273,3 +273,71 @@ def test_compile_option_wraps_the_network_lazily():
         pytest.skip("no shipped weights in this checkout")
     analyzer = create_analyzer("eat", device="cpu", compile=True)
     assert isinstance(analyzer.model, torch._dynamo.eval_frame.OptimizedModule)  # compiled at first call
+
+
+def _freeze_counts_during_scan(photo_dir, out, **kw):
+    import gc
+
+    seen = []
+    scan([photo_dir], out=out, model="baseline", regions="none",
+         progress=lambda *_: seen.append(gc.get_freeze_count()), **kw)
+    return seen
+
+
+def test_scan_keeps_the_objects_it_found_out_of_the_collector_and_hands_them_back(photo_dir, tmp_path):
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    before = len(gc.get_objects())
+    seen = _freeze_counts_during_scan(photo_dir, tmp_path / "o")
+    # while the scan runs, what existed when it started is frozen (a full collection does not walk it) ...
+    assert seen and min(seen) >= before // 2
+    # ... and afterwards the process collects it as before
+    assert gc.get_freeze_count() == 0
+    # also when the scan fails
+    class Stop(Exception):
+        pass
+
+    def stop(*_):
+        raise Stop
+
+    with pytest.raises(Stop):
+        scan([photo_dir], out=tmp_path / "o2", model="baseline", regions="none", progress=stop)
+    assert gc.get_freeze_count() == 0
+
+
+def test_scan_leaves_a_callers_own_gc_freeze_alone(photo_dir, tmp_path):
+    import gc
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        seen = _freeze_counts_during_scan(photo_dir, tmp_path / "o")
+        assert seen and gc.get_freeze_count() >= 0.9 * frozen  # not unfrozen by the scan (freed ones leave it)
+    finally:
+        gc.unfreeze()
+
+
+def test_concurrent_scans_unfreeze_once_the_last_one_ends(photo_dir, tmp_path):
+    import gc
+    import threading
+
+    from exposure_cli.pipeline import long_lived_objects_frozen
+
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        with long_lived_objects_frozen():
+            entered.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert entered.wait(30)
+        _freeze_counts_during_scan(photo_dir, tmp_path / "o")
+        assert gc.get_freeze_count() > 0  # the other one is still running
+    finally:
+        release.set()
+        t.join(30)
+    assert gc.get_freeze_count() == 0
