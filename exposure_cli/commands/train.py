@@ -52,6 +52,7 @@ def train_command(
     bracket_share: float = typer.Option(0.25, "--bracket-share", min=0.0, max=1.0, help="With --brackets: share of training and validation items that are real bracket frames."),
     whole_view_share: float = typer.Option(0.0, "--whole-view-share", min=0.0, max=1.0, help="With --brackets: share of training bracket frames cut as their widest square view (the scale the analyzer sees a whole frame at)."),
     thumbnail_share: float = typer.Option(0.0, "--thumbnail-share", min=0.0, max=1.0, help="Share of training crops shown as thumbnails: shrunk 2-7x and enlarged back, as the analyzer shows a photo smaller than 256 px."),
+    thumbnail_scale: tuple[float, float] = typer.Option((0.15, 0.5), "--thumbnail-scale", help="With --thumbnail-share: range of the shrink factor u, drawn log-uniformly (a 64 px photo through a 320 px copy is 0.2, through 512 0.125)."),
     originals: Optional[float] = typer.Option(None, "--originals", min=0.0, max=1.0, help="Corpus training data: share of unmodified originals (label 0) [default: the simulator's]."),
     hdr_share: float = typer.Option(0.15, "--hdr-share", min=0.0, max=1.0, help="Corpus training data: share of crops cut from HDR panoramas (the rest from photos)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from these weights (safetensors file or folder; same architecture) instead of a random init: fine-tuning."),
@@ -134,6 +135,7 @@ def train_command(
         bracket_share=bracket_share if brackets else 0.0,
         whole_view_share=whole_view_share if brackets else 0.0,
         thumbnail_share=thumbnail_share,
+        thumbnail_scale=(float(thumbnail_scale[0]), float(thumbnail_scale[1])),
         init_weights=str(init) if init else None,
     )
     try:

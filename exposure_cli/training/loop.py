@@ -73,6 +73,7 @@ class TrainConfig:
         thumbnail_share: Share of each step's crops (before twins are made) replaced by thumbnail views:
             shrunk and enlarged back, as the analyzer shows a photo smaller than its native minimum
             (see :mod:`.thumbnails`); their twins inherit the view.
+        thumbnail_scale: Range ``(lo, hi)`` of a thumbnail view's shrink factor, drawn log-uniformly.
         init_weights: Start a *new* run from these weights (a ``model.safetensors`` file or its folder, checked
             against its card; same architecture and config) instead of a random init — fine-tuning. A resumed
             run ignores it: the checkpoint already holds the weights.
@@ -113,6 +114,7 @@ class TrainConfig:
     bracket_share: float = 0.0
     whole_view_share: float = 0.0
     thumbnail_share: float = 0.0
+    thumbnail_scale: tuple[float, float] = (0.15, 0.5)
     init_weights: str | None = None
     init_sha256: str | None = None
 
@@ -461,7 +463,8 @@ def train(
             epoch, batch = next(data)
             images, target = _to_tensor_batch(batch, device)
             if config.thumbnail_share:
-                images, target, _ = thumbnail_views(images, target, config.thumbnail_share, thumbnail_generator)
+                images, target, _ = thumbnail_views(images, target, config.thumbnail_share, thumbnail_generator,
+                                                    tuple(config.thumbnail_scale))
             if n_twins:
                 twins, twin_target, _ = make_twins(images[:n_twins].cpu(), target[:n_twins].cpu(), config.twin_ev,
                                                    twin_generator)
