@@ -288,3 +288,24 @@ def test_pixel_loss_l2_aims_at_the_mean_of_ambiguous_pixels():
     assert float(loss) == pytest.approx((0.25 * 0.09 + 0.75 * 0.01) / 0.1, abs=1e-5)
     with pytest.raises(ValueError):
         exposure_loss(target, target, 1.0, 0.0, "l1", "huber")
+
+
+def test_export_last_writes_the_checkpoints_weights_with_a_card(tmp_path):
+    from safetensors.torch import load_file
+
+    from exposure_cli.training.export_last import export_last
+
+    data = GlobalShiftDataset(16)
+    train(_config(steps=3), data, tmp_path / "run", val_dataset=GlobalShiftDataset(8, seed=1))
+    train(_config(steps=5), data, tmp_path / "run", val_dataset=GlobalShiftDataset(8, seed=1))  # resumed
+    path = export_last(tmp_path / "run", tmp_path / "last")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    saved = load_file(str(path))
+    assert set(saved) == set(state["model"]) and all(torch.equal(saved[k], state["model"][k]) for k in saved)
+    loaded = verify_weights(path)  # the card's sha256 is the file's
+    assert loaded.card["exported"] == "last" and loaded.card["training"]["steps_done"] == 5
+    assert loaded.card["architecture"] == "eat_iea_test" and "validation" not in loaded.card
+    # and the analyzer reads it
+    (m,) = create_analyzer("eat", weights=tmp_path / "last", device="cpu").analyze_batch(
+        [np.full((64, 64, 3), 0.4, np.float32)])
+    assert m.shape == (64, 64) and np.isfinite(m).all()
