@@ -144,13 +144,14 @@ def eval_photos(data: Path, sizes: list[int], every: int, weights: str | None,
     return out
 
 
-def eval_brackets(root: Path, sizes: list[int], weights: str | None, only: list[int] | None = None) -> dict:
+def eval_brackets(root: Path, sizes: list[int], weights: str | None, only: list[int] | None = None,
+                  split: str = "val") -> dict:
     from exposure_cli.data.brackets import load_stacks
     from exposure_cli.stack_evaluation import SceneResult, load_frame, frame_result, load_label, summarise
 
-    stacks = load_stacks(root, "val")
-    print(f"brackets: {len(stacks)} val stacks of {root}", flush=True)
-    out: dict = {"scenes": len(stacks), "sizes": {}}
+    stacks = load_stacks(root, split)
+    print(f"brackets: {len(stacks)} {split} stacks of {root}", flush=True)
+    out: dict = {"scenes": len(stacks), "split": split, "sizes": {}}
     wanted = sorted({lv for s in sizes for lv in levels_for(s, only)})
     analyzers = {lv: analyzer_at(lv, weights) for lv in wanted}
     scenes: dict[tuple[int, int], list] = {(s, lv): [] for s in sizes for lv in levels_for(s, only)}
@@ -189,6 +190,8 @@ def main() -> None:
                     help="network long sides to measure at every size (default: S, 2S, … below 512, and 512)")
     ap.add_argument("--every", type=int, default=4, help="evaluate every N-th photo (with its whole sweep)")
     ap.add_argument("--brackets", type=Path, default=None, help="bracket corpus (val split) to evaluate too")
+    ap.add_argument("--bracket-split", default="val", choices=["val", "lockbox"],
+                    help="which stacks of --brackets (the lockbox only when a selection rule says so, once)")
     ap.add_argument("--no-photos", action="store_true")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results_small.json")
@@ -204,7 +207,7 @@ def main() -> None:
     if not args.no_photos:
         out["photos"] = eval_photos(args.data, args.sizes, args.every, args.weights, args.levels)
     if args.brackets:
-        out["brackets"] = eval_brackets(args.brackets, args.sizes, args.weights, args.levels)
+        out["brackets"] = eval_brackets(args.brackets, args.sizes, args.weights, args.levels, args.bracket_split)
     out["loadavg_end"] = os.getloadavg()
     args.json.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.json}")
