@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -194,6 +195,9 @@ class ScanWorker:
                                         opts.maps, opts.regions, opts.overlay_style, opts.maps_resolution)
         self.decode_pool = ThreadPoolExecutor(spec.decode_threads, thread_name_prefix="decode")
         self.write_pool = ThreadPoolExecutor(max(1, spec.decode_threads // 2), thread_name_prefix="write")
+        # This actor's process lives for the scan: keep Ray's, torch's and the analyzer's objects out of the
+        # cyclic collector's full collections, as the local scan does (pipeline.long_lived_objects_frozen).
+        gc.freeze()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         """Rows (as JSON text, exactly what the journal stores) for one batch of input records."""
