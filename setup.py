@@ -17,16 +17,17 @@ SHIPPED_SUFFIXES = {".safetensors", ".json"}
 
 
 class BuildPyWithWeights(build_py):
-    """``build_py`` that also copies weights/*.safetensors and weights/*.json into the package."""
+    """``build_py`` that also copies weights/**/*.safetensors and weights/**/*.json into the package (the
+    main weights and, in a subfolder, the thumbnail weights their card names)."""
 
     def run(self):
         super().run()
         target = Path(self.build_lib) / "exposure_cli" / "_weights"
-        files = [p for p in sorted(WEIGHTS_SOURCE.glob("*")) if p.suffix in SHIPPED_SUFFIXES]
-        if files:
-            target.mkdir(parents=True, exist_ok=True)
+        files = [p for p in sorted(WEIGHTS_SOURCE.rglob("*")) if p.is_file() and p.suffix in SHIPPED_SUFFIXES]
         for src in files:
-            shutil.copy2(src, target / src.name)
+            dest = target / src.relative_to(WEIGHTS_SOURCE)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
 
 
 setup(cmdclass={"build_py": BuildPyWithWeights})

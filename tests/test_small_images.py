@@ -441,3 +441,98 @@ def test_four_photos_at_own_size_within_the_tolerance(shipped_pair):
             errors[key] += [float(np.abs(m - lab).mean()) for m, lab in zip(maps, labels)]
     assert np.mean(errors["own size"]) <= np.mean(errors["512"]) + NATIVE_MAE_TOLERANCE, \
         {k: round(float(np.mean(v)), 4) for k, v in errors.items()}
+
+
+def _banded_pair(tmp_path, below=128):
+    """A main weights folder whose card names thumbnail weights (another network) for photos under `below`."""
+    from exposure_cli.weights import sha256_file
+
+    torch.manual_seed(1)
+    thumbs = save_weights(create_model("eat_iea_test"), tmp_path / "main" / "thumbnails",
+                          {"architecture": "eat_iea_test", "config": model_config("eat_iea_test")})
+    torch.manual_seed(0)
+    card = {"architecture": "eat_iea_test", "config": model_config("eat_iea_test"),
+            "thumbnail_bands": [[1, 320], [160, 224]],
+            "thumbnail_weights": {"below_long_side": below, "path": "thumbnails", "sha256": sha256_file(thumbs)}}
+    save_weights(create_model("eat_iea_test"), tmp_path / "main", card)
+    return tmp_path / "main", thumbs.parent, card
+
+
+def test_a_card_can_name_thumbnail_weights_for_the_smallest_photos(tmp_path):
+    main, thumbs, _ = _banded_pair(tmp_path)
+    analyzer = create_analyzer("eat", weights=main, device="cpu", working_long_side=320)
+    rng = np.random.default_rng(0)
+    tiny, small, crop, big = (rng.random(s, dtype=np.float32) for s in
+                              [(48, 64, 3), (90, 120, 3), (150, 200, 3), (600, 800, 3)])
+    # the same photos read by each network alone, with the same copies
+    alone_thumb = create_analyzer("eat", weights=thumbs, device="cpu", working_long_side=320,
+                                  thumbnail_long_side=[[1, 320], [160, 224]])
+    alone_main = create_analyzer("eat", weights=main, device="cpu", working_long_side=320,
+                                 thumbnail_long_side=[[1, 320], [160, 224]])
+    assert alone_main.thumbnail_weights_below == 0  # an explicit copy: the card's thumbnail weights are not used
+    maps = analyzer.analyze_batch([tiny, small, crop, big])
+    for got, photo in zip(maps[:2], (tiny, small)):  # under 128 px: the thumbnail weights
+        (want,) = alone_thumb.analyze_batch([photo])
+        np.testing.assert_allclose(got, want, atol=1e-6)  # batch composition: float rounding only
+        (other,) = alone_main.analyze_batch([photo])
+        assert np.abs(got - other).max() > 1e-3  # really another network
+    for got, photo in zip(maps[2:], (crop, big)):  # 128 px and up: the main weights
+        (want,) = alone_main.analyze_batch([photo])
+        np.testing.assert_allclose(got, want, atol=1e-6)  # batch composition: float rounding only
+    # batching keeps the two networks' photos apart; the report says which weights read thumbnails
+    assert analyzer.batch_key(48, 64) != alone_main.batch_key(48, 64)
+    assert analyzer.batch_key(48, 64)[:2] == alone_main.batch_key(48, 64)
+    assert analyzer.batch_key(150, 200) == alone_main.batch_key(150, 200)
+    assert analyzer.info.extra["thumbnail_weights"].startswith("under 128 px: ")
+    assert alone_main.info.extra["thumbnail_weights"] == ""
+    analyzer.close()
+
+
+def test_thumbnail_weights_must_be_the_ones_the_card_names(tmp_path):
+    import json
+
+    from exposure_cli.weights import WeightsError
+
+    main, thumbs, card = _banded_pair(tmp_path)
+    cases = {
+        "other sha": ({**card["thumbnail_weights"], "sha256": "0" * 64}, WeightsError, "not the ones"),
+        "missing": ({**card["thumbnail_weights"], "path": "nowhere"}, WeightsError, "missing"),
+        "malformed": ({"path": "thumbnails"}, ValueError, "below_long_side"),
+        "too large": ({**card["thumbnail_weights"], "below_long_side": 300}, ValueError, "from 1 to 256"),
+    }
+    for name, (entry, error, message) in cases.items():
+        card_path = main / "card.json"
+        saved = json.loads(card_path.read_text())
+        saved["thumbnail_weights"] = entry
+        card_path.write_text(json.dumps(saved))
+        with pytest.raises(error, match=message):
+            create_analyzer("eat", weights=main, device="cpu")
+    # and None (or an explicit thumbnail copy) means the main network everywhere
+    assert create_analyzer("eat", weights=main, device="cpu", thumbnail_weights=None).thumbnail_weights_below == 0
+
+
+def test_a_scan_reads_thumbnails_with_the_thumbnail_weights(tmp_path):
+    import cv2
+
+    from exposure_cli.pipeline import scan
+    from exposure_cli.report.writers import read_report
+
+    main, thumbs, _ = _banded_pair(tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    for i, size in enumerate([(48, 64), (96, 128), (72, 96), (240, 320)]):
+        cv2.imwrite(str(photos / f"p{i}.png"), (rng.random((*size, 3)) * 255).astype(np.uint8))
+    reports = {}
+    for name, kw in {"banded": {}, "main only": {"thumbnail_weights": None}}.items():
+        analyzer = create_analyzer("eat", weights=main, device="cpu", working_long_side=320, **kw)
+        scan([photos], analyzer=analyzer, out=tmp_path / name, regions="none", rules=[])
+        df, meta = read_report(tmp_path / name / "report.parquet")
+        reports[name] = (df.set_index("path"), meta)
+    banded, main_only = reports["banded"][0], reports["main only"][0]
+    # under 128 px the two differ (another network), from 128 px they are the same rows
+    assert banded.loc["p0.png", "mean_residual"] != main_only.loc["p0.png", "mean_residual"]
+    assert banded.loc["p2.png", "mean_residual"] != main_only.loc["p2.png", "mean_residual"]
+    for p in ("p1.png", "p3.png"):
+        assert banded.loc[p, "mean_residual"] == main_only.loc[p, "mean_residual"]
+    assert "under 128 px" in str(reports["banded"][1]["analyzer"])

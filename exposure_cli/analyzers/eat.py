@@ -12,6 +12,11 @@ small photos costs what its pixels cost — and each map is cropped back to its 
 its photo's size by guided-filter upsampling with the photo's grey image as the guide
 (``exposure_cli.imageops``). Weights are found, checked against their card and loaded by
 ``exposure_cli.weights``.
+
+A card may also name **thumbnail weights** (``thumbnail_weights``: ``below_long_side``, ``path`` relative to
+the card's folder, ``sha256``): a network trained for thumbnail copies, used instead of the main one for
+photos whose long side is under ``below_long_side`` (docs/MODEL.md "Stage 20"). It is verified when the
+analyzer is built and loaded on the first such photo.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ..imageops import (
     NATIVE_MIN_LONG_SIDE, THUMBNAIL_LONG_SIDE, ThumbnailCopy, analysis_size, describe_thumbnail, map_to_image_size,
     pad_to, padded_size, thumbnail_copy, to_working_size,
 )
-from ..weights import load_model, resolve_weights
+from ..weights import WeightsError, load_model, resolve_weights, verify_weights, weights_in
 from .base import DEFAULT_WORKING_LONG_SIDE, Analyzer, AnalyzerInfo
 
 
@@ -49,8 +54,41 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-#: Default of ``EATAnalyzer(thumbnail_long_side=…)``: read it from the weights card.
+#: Default of ``EATAnalyzer(thumbnail_long_side=…, thumbnail_weights=…)``: read it from the weights card.
 FROM_CARD = object()
+
+
+def thumbnail_weights_spec(value: Any, card_folder: os.PathLike | str,
+                           native_min_long_side: int = NATIVE_MIN_LONG_SIDE) -> tuple[int, Any] | None:
+    """``(below_long_side, LoadedWeights)`` from a card's ``thumbnail_weights`` entry, verified, or None.
+
+    The entry is ``{"below_long_side": N, "path": P, "sha256": H}``: photos whose long side is under N (and
+    that go through a thumbnail copy) are read by the weights at P (a file or folder, relative to the card's
+    folder), whose own card must say sha256 H.
+
+    Raises:
+        ValueError: a malformed entry. WeightsError: the weights are missing or not the ones named.
+    """
+    if value is None:
+        return None
+    from pathlib import Path
+
+    try:
+        below, rel, sha = int(value["below_long_side"]), str(value["path"]), str(value["sha256"])
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError("thumbnail_weights must be {\"below_long_side\": N, \"path\": P, \"sha256\": H}, "
+                         f"got {value!r}") from exc
+    if not 1 <= below <= int(native_min_long_side):
+        raise ValueError(f"thumbnail_weights' below_long_side must be from 1 to {native_min_long_side} (photos "
+                         f"read through a thumbnail copy), got {below}")
+    path = weights_in(Path(card_folder) / rel)
+    if not path.is_file():
+        raise WeightsError(f"thumbnail weights named by the card are missing: no file {path}")
+    loaded = verify_weights(path)
+    if loaded.sha256 != sha:
+        raise WeightsError(f"thumbnail weights {path} are not the ones the card names: "
+                           f"card says {sha}, file is {loaded.sha256}")
+    return below, loaded
 
 
 class EATAnalyzer(Analyzer):
@@ -70,6 +108,10 @@ class EATAnalyzer(Analyzer):
             ``thumbnail_long_side`` (the small-images rule's choice for those weights), else
             THUMBNAIL_LONG_SIDE.
         batch_size: Working-size photos per forward pass; smaller photos fill the same number of pixels.
+        thumbnail_weights: Weights for photos under a long side, as a card's ``thumbnail_weights`` entry (see
+            :func:`thumbnail_weights_spec`; its path relative to the main weights' folder), or None for the
+            main network everywhere; not given → the card's entry when the thumbnail copy comes from the
+            card too, else None.
         compile: Wrap the network in ``torch.compile`` (same as ``runtime="compile"``).
         runtime: Inference runtime (:class:`exposure_cli.runtimes.Runtime`; default
             :data:`~exposure_cli.runtimes.DEFAULT_RUNTIME`). ONNX Runtime and OpenVINO need their extras.
@@ -83,6 +125,7 @@ class EATAnalyzer(Analyzer):
         batch_size: int = 8,
         native_min_long_side: int = NATIVE_MIN_LONG_SIDE,
         thumbnail_long_side: int | None | object = FROM_CARD,
+        thumbnail_weights: Any = FROM_CARD,
         compile: bool = False,
         runtime: str | None = None,
         **_: object,
@@ -96,10 +139,17 @@ class EATAnalyzer(Analyzer):
         self.device = pick_device(device)
         path = resolve_weights(weights)
         model, self._weights = load_model(path, "cpu")
+        card = self._weights.card
+        if thumbnail_weights is FROM_CARD:
+            # the card's thumbnail network was chosen with the card's thumbnail copies
+            thumbnail_weights = card.get("thumbnail_weights") if thumbnail_long_side is FROM_CARD else None
         if thumbnail_long_side is FROM_CARD:
-            card = self._weights.card
             thumbnail_long_side = (card.get("thumbnail_bands") or card.get("thumbnail_long_side")
                                    or THUMBNAIL_LONG_SIDE)
+        spec = thumbnail_weights_spec(thumbnail_weights, path.parent, self.native_min_long_side)
+        self.thumbnail_weights_below = spec[0] if spec else 0
+        self._thumbnail_weights = spec[1] if spec else None
+        self._thumbnail_runner = None  # built on the first photo that needs it
         self.thumbnail_long_side: ThumbnailCopy = thumbnail_copy(thumbnail_long_side or None)
         self.working_long_side = int(working_long_side or self._weights.card.get("working_long_side")
                                      or DEFAULT_WORKING_LONG_SIDE)
@@ -125,7 +175,9 @@ class EATAnalyzer(Analyzer):
             working_long_side=self.working_long_side,
             extra={"architecture": str(card.get("architecture", "")), "weights": str(self._weights.path),
                    "runtime": self.runtime.value, "native_min_long_side": str(self.native_min_long_side),
-                   "thumbnail_long_side": describe_thumbnail(self.thumbnail_long_side or self.working_long_side)},
+                   "thumbnail_long_side": describe_thumbnail(self.thumbnail_long_side or self.working_long_side),
+                   "thumbnail_weights": (f"under {self.thumbnail_weights_below} px: "
+                                         f"{self._thumbnail_weights.sha256}" if self._thumbnail_weights else "")},
         )
 
     @property
@@ -139,11 +191,19 @@ class EATAnalyzer(Analyzer):
         return analysis_size(height, width, self.working_long_side, self.native_min_long_side,
                              self.thumbnail_long_side)
 
-    def batch_key(self, height: int, width: int) -> tuple[int, int]:
-        """Photos with equal keys share forward passes: the padded shape the network computes on."""
-        return padded_size(*self.network_size(height, width))
+    def uses_thumbnail_weights(self, height: int, width: int) -> bool:
+        """Whether a `height`×`width` photo is read by the thumbnail weights rather than the main ones."""
+        longest = max(height, width)
+        return (self._thumbnail_weights is not None and longest < self.thumbnail_weights_below
+                and longest < self.native_min_long_side <= self.working_long_side)
 
-    def per_pass(self, key: tuple[int, int]) -> int:
+    def batch_key(self, height: int, width: int) -> tuple[int, ...]:
+        """Photos with equal keys share forward passes: the padded shape the network computes on (and,
+        for photos the thumbnail weights read, a third element 1)."""
+        key = padded_size(*self.network_size(height, width))
+        return (*key, 1) if self.uses_thumbnail_weights(height, width) else key
+
+    def per_pass(self, key: tuple[int, ...]) -> int:
         """Photos of padded shape `key` per forward pass: the pixels of ``batch_size`` working-size photos."""
         budget = self.batch_size * self.working_long_side * self.working_long_side
         return max(self.batch_size, budget // max(1, key[0] * key[1]))
@@ -165,26 +225,43 @@ class EATAnalyzer(Analyzer):
         from functools import partial
 
         results: list[Any] = [None] * len(images)
-        groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+        groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
         for index, image in enumerate(images):
             small = prepared[index] if prepared is not None else None
             if small is None:
                 small = self.prepare(image)
-            groups.setdefault(padded_size(*small.shape[:2]), []).append((index, small))
+            key = padded_size(*small.shape[:2])
+            if self.uses_thumbnail_weights(*np.shape(image)[:2]):
+                key = (*key, 1)
+            groups.setdefault(key, []).append((index, small))
         for key, group in groups.items():
             step = self.per_pass(key)
             for start in range(0, len(group), step):
                 chunk = group[start : start + step]
-                maps = self._run([pad_to(img, *key) for _, img in chunk])
+                maps = self._run([pad_to(img, *key[:2]) for _, img in chunk], thumbnail=len(key) > 2)
                 for (index, small), low_map in zip(chunk, maps):
                     low_map = low_map[: small.shape[0], : small.shape[1]]
                     results[index] = partial(map_to_image_size, low_map, small,
                                              np.asarray(images[index], np.float32))
         return results
 
-    def _run(self, batch: list[np.ndarray]) -> list[np.ndarray]:
-        """Network maps for same-size working images."""
+    def _thumbnail_network(self):
+        """The runner of the thumbnail weights, built on first use (same runtime and device)."""
+        if self._thumbnail_runner is None:
+            import torch
+
+            from ..runtimes import build_runner
+
+            model, _ = load_model(self._thumbnail_weights.path, "cpu")
+            model = model.to(self.device, memory_format=torch.channels_last)
+            self._thumbnail_runner = build_runner(model, self.runtime, self.device)
+        return self._thumbnail_runner
+
+    def _run(self, batch: list[np.ndarray], thumbnail: bool = False) -> list[np.ndarray]:
+        """Network maps for same-size working images (by the thumbnail weights if `thumbnail`)."""
         import torch
+
+        runner = self._thumbnail_network() if thumbnail else self._runner
 
         tensor = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
         if self._pin:
@@ -192,15 +269,17 @@ class EATAnalyzer(Analyzer):
         tensor = tensor.to(self.device, non_blocking=self._pin).contiguous(memory_format=torch.channels_last)
         if self._autocast_dtype is not None:
             with torch.inference_mode(), torch.autocast("cuda", dtype=self._autocast_dtype):
-                maps = self._runner(tensor)
+                maps = runner(tensor)
         else:
-            maps = self._runner(tensor)
+            maps = runner(tensor)
         return list(maps)
 
     def close(self) -> None:
-        closer = getattr(self._runner, "close", None)
-        if closer is not None:
-            closer()
+        for runner in (self._runner, self._thumbnail_runner):
+            closer = getattr(runner, "close", None)
+            if closer is not None:
+                closer()
+        self._thumbnail_runner = None
         self.model = None
 
 
