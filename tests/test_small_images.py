@@ -152,10 +152,28 @@ def test_thumbnail_bands_are_the_rule_per_size_applied_to_the_shipped_weights():
     assert _small_rule().thumbnail_bands(folder) == committed
     assert committed["weights_sha256"] == sha and committed["below"] == NATIVE_MIN_LONG_SIDE
     card = json.loads((resolve_weights(None).parent / "card.json").read_text())
-    assert card["thumbnail_bands"] == committed["bands"]
+    expected = [list(band) for band in committed["bands"]]
+    per_size = {int(size): chosen for size, chosen in committed["per_size"].items()}
+    spec = card.get("thumbnail_weights")
+    if spec:  # stage 20: the smallest photos are read by thumbnail weights through the copy that rule chose
+        stage20 = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results_small_rule" / "stage20"
+                              / "decision.json").read_text())
+        assert stage20["reference_sha256"] == sha and stage20["candidate_sha256"] == spec["sha256"]
+        assert stage20["chosen"] and stage20["size"] < spec["below_long_side"]
+        import importlib.util
+
+        module = importlib.util.spec_from_file_location(
+            "thumbnail_weights_rule", Path(__file__).resolve().parents[1] / "benchmarks" / "thumbnail_weights_rule.py")
+        rule = importlib.util.module_from_spec(module)
+        module.loader.exec_module(rule)
+        folder20 = Path(__file__).resolve().parents[1] / "benchmarks" / "results_small_rule" / "stage20"
+        assert rule.decide(folder20 / "W", folder20 / "F", stage20["size"]) == stage20  # re-decided from the files
+        expected = [[lo, stage20["chosen"] if lo < spec["below_long_side"] else copy] for lo, copy in expected]
+        per_size = {s: stage20["chosen"] if s < spec["below_long_side"] else c for s, c in per_size.items()}
+    assert card["thumbnail_bands"] == expected
     analyzer = create_analyzer("eat", device="cpu")
-    for size, chosen in committed["per_size"].items():
-        s = int(size)
+    for s, chosen in per_size.items():
+        assert analyzer.uses_thumbnail_weights(s * 3 // 4, s) == bool(spec and s < spec["below_long_side"])
         assert thumbnail_long_side_for(s, analyzer.thumbnail_long_side) in (chosen, 0 if chosen == s else chosen)
         expected = (s * 3 // 4, s) if chosen == s else working_size(s * 3 // 4, s, chosen)
         assert analyzer.network_size(s * 3 // 4, s) == expected
