@@ -3,7 +3,7 @@
 Per batch: every photo larger than ``working_long_side`` (the weights card's, 320 for the shipped weights;
 docs/MODEL.md "Stage 10") is shrunk so its long side is that; smaller photos keep their own size from
 ``native_min_long_side`` (256 px) up, and tinier ones go through a thumbnail copy — per size band for the
-shipped weights (their card's ``thumbnail_bands``: 512 under 128 px, 384, 224, 320 up to 256), 512 by default
+shipped weights (their card's ``thumbnail_bands``: 256 under 128 px, 384, 224, 320 up to 256), 512 by default
 — because their maps measurably suffer otherwise (docs/MODEL.md "Small images"). Photos are grouped by their size padded
 to the network's multiple of 32, padded to it by edge replication (as the network pads its input itself) and
 stacked — as many per forward pass as fit the pixels of ``batch_size`` working-size photos, so a batch of
