@@ -442,3 +442,18 @@ def test_eval_command_prints_the_per_category_table(stacks_repo: dict) -> None:
 
     rows = next(r for r in _json.loads(data.output)["results"] if r["model"] == "baseline")["per_category"]
     assert sorted(r["category"] for r in rows) == ["backlit", "indoor"]
+
+
+def test_stack_overlays_of_thumbnails_read_the_shrunk_frames(stacks_repo: dict, tmp_path: Path) -> None:
+    """--long-side shrinks every frame before the analyzer reads it, and shows the tiles enlarged."""
+    import cv2
+
+    from exposure_cli.training.overlays import write_stack_overlays
+
+    written = write_stack_overlays(stacks_repo["out"], "val", None, tmp_path / "ov", long_side=64)
+    assert len(written) == 3
+    for path in written:
+        tile_height = cv2.imread(str(path)).shape[0] - 26  # the caption band
+        # a frame 64 px on its long side, enlarged 4 ×: the tile is a multiple of 4, at most 256 and larger than 64
+        assert tile_height % 4 == 0 and 64 < tile_height <= 4 * 64
+    assert "--long-side 64" in (tmp_path / "ov" / "stacks.md").read_text()

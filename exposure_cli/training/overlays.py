@@ -78,9 +78,14 @@ def write_overlays(data: Path, weights: str | None, out: Path, images: tuple[str
 
 
 def write_stack_overlays(root: Path, split: str, weights: str | None, out: Path,
-                         scenes: tuple[str, ...] = (), max_scenes: int = 4) -> list[Path]:
+                         scenes: tuple[str, ...] = (), max_scenes: int = 4, long_side: int = 0) -> list[Path]:
     """Dark, best and bright frame of real bracket stacks (:mod:`exposure_cli.data.brackets`), each as
-    photo | model | stack label, with the model's mean r and stops of correction against the truth."""
+    photo | model | stack label, with the model's mean r and stops of correction against the truth.
+
+    ``long_side``: shrink each frame and its label to this long side (area) before the analyzer reads it — a
+    thumbnail, as the small-images benchmarks make them; the tiles are then shown enlarged (nearest
+    neighbour) to at least 256 px so they can be looked at. 0: the frames as built.
+    """
     import cv2
 
     from ..analyzers import create_analyzer
@@ -100,13 +105,20 @@ def write_stack_overlays(root: Path, split: str, weights: str | None, out: Path,
         for k in sorted({0, st.best, len(st.frames) - 1}):
             rgb = st.frame(k).astype(np.float32) / 255.0
             label = st.label(k)
+            if long_side:
+                h, w = rgb.shape[:2]
+                size = (max(1, round(w * long_side / max(h, w))), max(1, round(h * long_side / max(h, w))))
+                rgb = np.clip(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
+                label = cv2.resize(np.asarray(label, np.float32), size, interpolation=cv2.INTER_AREA)
             predicted = analyzer.analyze(rgb)
             # the stops the product reports: the weights' own stops-of-correction head, as `exposure eval`
             stops = ev_correction(grey(rgb), predicted, None, analyzer.ev_calibration)
             rel = st.relative_ev_to_best[k]
             caption = f"{rel:+.1f} EV: model {predicted.mean():+.2f} ({stops:+.1f} stops), label {label.mean():+.2f}"
             path = out / f"stack_{st.id}_{k:02d}.jpg"
-            cv2.imwrite(str(path), render_row(rgb, predicted, label, caption), [cv2.IMWRITE_JPEG_QUALITY, 85])
+            zoom = max(1, 256 // max(rgb.shape[:2]))
+            shown = [np.repeat(np.repeat(a, zoom, axis=0), zoom, axis=1) for a in (rgb, predicted, label)]
+            cv2.imwrite(str(path), render_row(*shown, caption), [cv2.IMWRITE_JPEG_QUALITY, 85])
             written.append(path)
             lines.append(f"| [{path.name}]({path.name}) | {rel:+.1f} | {predicted.mean():+.3f} | "
                          f"{label.mean():+.3f} | {stops:+.2f} |")
@@ -114,7 +126,8 @@ def write_stack_overlays(root: Path, split: str, weights: str | None, out: Path,
         f"# EAT-IEA on real exposure brackets ({split} stacks)\n\nDarkest, best and brightest frame of each stack: "
         "photo | model map | label from the stack (Mertens fusion as the ideal); red = over, blue = under. "
         f"Made by `python -m exposure_cli.training.overlays {root} --brackets --split {split} --out {out}"
-        + (f" --weights {weights}" if weights else "") + "`.\n\n"
+        + (f" --weights {weights}" if weights else "") + (f" --long-side {long_side}" if long_side else "")
+        + "`.\n\n"
         + "\n".join(lines) + "\n", encoding="utf-8")
     return written
 
@@ -130,10 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="val", help="bracket split (train, val; lockbox only by name)")
     parser.add_argument("--scenes", nargs="*", default=[], help="bracket scene ids (default: the first ones)")
     parser.add_argument("--max-scenes", type=int, default=4)
+    parser.add_argument("--long-side", type=int, default=0,
+                        help="with --brackets: shrink frames and labels to this long side first (thumbnails)")
     args = parser.parse_args(argv)
     if args.brackets:
         paths = write_stack_overlays(args.data, args.split, args.weights, args.out, tuple(args.scenes),
-                                     args.max_scenes)
+                                     args.max_scenes, args.long_side)
     else:
         paths = write_overlays(args.data, args.weights, args.out, tuple(args.images))
     for path in paths:
