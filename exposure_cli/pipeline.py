@@ -269,12 +269,11 @@ def long_lived_objects_frozen():
     """
     global _FROZEN_DEPTH
     with _FROZEN_LOCK:
-        if _FROZEN_DEPTH == 0 and gc.get_freeze_count() == 0:
-            gc.freeze()
-            owner = True
-        else:  # another scan froze them, or the caller manages gc.freeze() itself: leave it to them
-            owner = _FROZEN_DEPTH > 0
+        # a caller that froze objects itself (no scan of ours running) manages gc.freeze(): leave it alone
+        owner = _FROZEN_DEPTH > 0 or gc.get_freeze_count() == 0
         if owner:
+            if _FROZEN_DEPTH == 0:
+                gc.freeze()
             _FROZEN_DEPTH += 1
     try:
         yield
