@@ -8,6 +8,8 @@ uses for ``COLOR_RGB2GRAY``, so labels computed here match grey images computed 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 #: BT.601 luma weights for R, G, B (OpenCV's RGB→GRAY).
@@ -15,9 +17,30 @@ GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:
-    """Grey level of an RGB image (H×W×3, any float range) → H×W float32."""
+    """Grey level of an RGB image (H×W×3, any float range) → H×W float32.
+
+    A C-contiguous H×W×3 image goes through one fused pass when numba is installed
+    (:func:`exposure_cli.fused.grey_image`, the same bits); anything else through :func:`grey_numpy`."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    fused = _fused_grey()
+    if fused is not None and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.flags.c_contiguous and rgb.size:
+        return fused(rgb, GREY_WEIGHTS[0], GREY_WEIGHTS[1], GREY_WEIGHTS[2])
+    return grey_numpy(rgb)
+
+
+def grey_numpy(rgb: np.ndarray) -> np.ndarray:
+    """:func:`grey` in numpy (the reference, and the path without numba)."""
     rgb = np.asarray(rgb, dtype=np.float32)
     return rgb[..., 0] * GREY_WEIGHTS[0] + rgb[..., 1] * GREY_WEIGHTS[1] + rgb[..., 2] * GREY_WEIGHTS[2]
+
+
+@functools.lru_cache(maxsize=1)
+def _fused_grey():
+    try:
+        from .fused import grey_image
+    except ImportError:  # no numba (the ``fast`` extra), or one that refuses this numpy
+        return None
+    return grey_image
 
 
 def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:

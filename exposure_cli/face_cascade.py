@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+
+from ._numba import kernel
 
 _F32 = np.float32
 
@@ -181,19 +181,8 @@ def default_cascade() -> LbpCascade:
 
 
 def _kernel(**options):
-    """``njit(cache=True, nogil=True)``; where numba finds no writable cache directory at all (not next to
-    this file, not its per-user cache, not ``NUMBA_CACHE_DIR``) it refuses ``cache=True`` when the module
-    is imported; then the kernels compile in every process instead, with a warning."""
-
-    def decorate(function):
-        try:
-            return njit(cache=True, nogil=True, **options)(function)
-        except RuntimeError:  # numba: "cannot cache function …: no locator available"
-            warnings.warn("numba has no writable cache directory (set NUMBA_CACHE_DIR): the face detector "
-                          "compiles in every process (several seconds)", RuntimeWarning, stacklevel=1)
-            return njit(nogil=True, **options)(function)
-
-    return decorate
+    """:func:`exposure_cli._numba.kernel` for the face detector's kernels."""
+    return kernel("the face detector", **options)
 
 
 @_kernel()

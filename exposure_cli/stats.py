@@ -10,6 +10,7 @@ region is prefixed (``face_over_pct``). Rule metrics are spelled ``region.metric
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
@@ -246,6 +247,35 @@ def _region_from_index(r, idx, mask, thresholds):
     return _stats_from_fine(h, r.size, thresholds, values)
 
 
+def _joint_histogram(r: np.ndarray, code: np.ndarray | None, n_codes: int) -> np.ndarray:
+    """``(n_codes, FINE_BINS)`` int64: row ``c`` counts the fine bins (:func:`fine_bin_index`) of the pixels
+    whose region code is ``c`` (all pixels in row 0 when `code` is None). One fused pass with numba
+    (:func:`exposure_cli.fused.fine_joint_histogram`, the same counts), else numpy's ``bincount``."""
+    fused = _fused_histogram()
+    if fused is not None and (code is None or (code.shape == r.shape and code.dtype == np.uint8)):
+        dummy = np.zeros((0, 0), np.uint8)
+        joint = fused(np.ascontiguousarray(r), dummy if code is None else np.ascontiguousarray(code),
+                      n_codes, FINE_BINS)
+        if joint.shape[0] == n_codes:
+            return joint
+    idx = fine_bin_index(r)
+    if code is None:
+        return np.bincount(idx.ravel(), minlength=FINE_BINS).reshape(1, FINE_BINS)
+    joint_index = code.astype(np.int32)
+    joint_index *= FINE_BINS
+    joint_index += idx
+    return np.bincount(joint_index.ravel(), minlength=FINE_BINS * n_codes).reshape(n_codes, FINE_BINS)
+
+
+@functools.lru_cache(maxsize=1)
+def _fused_histogram():
+    try:
+        from .fused import fine_joint_histogram
+    except ImportError:  # no numba (the ``fast`` extra), or one that refuses this numpy
+        return None
+    return fine_joint_histogram
+
+
 def image_stats(
     residual: np.ndarray,
     masks: Mapping[str, np.ndarray | None] | None,
@@ -274,14 +304,13 @@ def image_stats(
         ValueError: the residual map contains NaN (invalid input; a scan turns it into an error row for
             that photo, "analysis failed: ValueError: residual map contains NaN …").
     """
-    from .correction import IDENTITY, ev_from_samples, sample_step
+    from .correction import IDENTITY, SampleLevels, ev_from_samples, sample_step
 
     calibration = ev_calibration or IDENTITY
     r = np.asarray(residual, dtype=np.float32)
     if np.isnan(r).any():  # NaN has no bin: fine_bin_index would count it as r = -1 (severely over-exposed)
         raise ValueError(f"residual map contains NaN ({int(np.count_nonzero(np.isnan(r)))} of {r.size} values); "
                          "an analyzer must give a number in [-1, 1] for every pixel")
-    idx = fine_bin_index(r)
     if region_code is not None:
         code, names = region_code
         names = list(names) if code is not None else []
@@ -295,13 +324,9 @@ def image_stats(
                 code |= np.asarray(masks[name], dtype=np.uint8) << bit
     exact_needed = not all(_on_fine_grid(t) for t in (thresholds.over, thresholds.under, thresholds.severe))
     hists: dict[str, np.ndarray] = {}
+    # One histogram for every region: each pixel's fine bin, offset by which regions it belongs to.
+    joint = _joint_histogram(r, code if names else None, 1 << len(names))
     if names:
-        # One bincount for every region: each pixel's fine bin, offset by which regions it belongs to.
-        joint_index = code.astype(np.int32)
-        joint_index *= FINE_BINS
-        joint_index += idx
-        joint = np.bincount(joint_index.ravel(), minlength=FINE_BINS << len(names))
-        joint = joint.reshape(1 << len(names), FINE_BINS)
         hists["global"] = joint.sum(axis=0)
         combos = np.arange(1 << len(names))
         for bit, name in enumerate(names):
@@ -309,7 +334,7 @@ def image_stats(
             if h.any():
                 hists[name] = h
     else:
-        hists["global"] = np.bincount(idx.ravel(), minlength=FINE_BINS)
+        hists["global"] = joint[0]
     bit_of = {name: bit for bit, name in enumerate(names)}
 
     def region_mask(region: str) -> np.ndarray:
@@ -321,6 +346,7 @@ def image_stats(
         step = sample_step(g.size)
         g_sub, r_sub = g[::step, ::step], r[::step, ::step]
         code_sub = code[::step, ::step] if code is not None else None
+        levels = SampleLevels(g_sub, r_sub)  # once for every region
     row: dict[str, object] = {}
     for region in REGIONS:
         h = hists.get(region)
@@ -336,11 +362,11 @@ def image_stats(
         ev = float("nan")
         if grey is not None and h is not None:
             if region == "global":
-                ev = ev_from_samples(g_sub.ravel(), r_sub.ravel(), calibration)
+                ev = levels.ev(None, calibration)
             else:
                 m_sub = (code_sub >> bit_of[region]) & 1 == 1
                 if step > 1 and np.count_nonzero(m_sub) >= 64:
-                    ev = ev_from_samples(g_sub[m_sub], r_sub[m_sub], calibration)
+                    ev = levels.ev(m_sub, calibration)
                 else:
                     m = region_mask(region)
                     ev = ev_from_samples(g[m], r[m], calibration)

@@ -17,6 +17,7 @@ night sky under-exposed, and it cannot tell a dark photo of a dark scene from an
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -53,22 +54,61 @@ class BaselineAnalyzer(Analyzer):
 
 
 def baseline_residual(rgb: np.ndarray, image_grey: np.ndarray | None = None) -> np.ndarray:
-    """Heuristic residual map of one RGB float image in [0, 1] (`image_grey`: its ``grey(rgb)``, if known)."""
+    """Heuristic residual map of one RGB float image in [0, 1] (`image_grey`: its ``grey(rgb)``, if known).
+
+    With numba (the ``fast`` extra) one fused pass (:func:`exposure_cli.fused.baseline_residual_map`);
+    otherwise :func:`baseline_residual_numpy`. The same bits either way (``tests/test_fused.py``)."""
     rgb = np.asarray(rgb, dtype=np.float32)
     g = grey(rgb) if image_grey is None else image_grey
+    global_term = _global_term(g)
+    fused = _fused_map()
+    g = np.asarray(g)
+    if fused is None or rgb.ndim != 3 or rgb.shape[2] != 3 or g.shape != rgb.shape[:2] or g.dtype != np.float32:
+        return _residual_numpy(rgb, g, global_term)
+    f32 = np.float32
+    return fused(np.ascontiguousarray(rgb), np.ascontiguousarray(g), f32(CLIP_LEVEL), f32(CLIPPED_TOP), f32(HIGHLIGHT),
+                 f32(1.0 - HIGHLIGHT), f32(SHADOW), f32(global_term))
+
+
+def baseline_residual_numpy(rgb: np.ndarray, image_grey: np.ndarray | None = None) -> np.ndarray:
+    """:func:`baseline_residual` in numpy (the reference, and the path without numba)."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    g = grey(rgb) if image_grey is None else image_grey
+    return _residual_numpy(rgb, g, _global_term(g))
+
+
+#: A channel at or above this (of 1.0) counts as clipped at 255.
+CLIP_LEVEL = 0.995
+#: A pixel with a clipped channel is at least half-way into the highlight zone.
+CLIPPED_TOP = HIGHLIGHT + 0.5 * (1 - HIGHLIGHT)
+
+
+def _global_term(g: np.ndarray) -> float:
     offset = TARGET_MEAN - float(g.mean())
-    global_term = GLOBAL_GAIN * float(np.sign(offset)) * max(abs(offset) - TOLERANCE, 0.0)
+    return GLOBAL_GAIN * float(np.sign(offset)) * max(abs(offset) - TOLERANCE, 0.0)
+
+
+@functools.lru_cache(maxsize=1)
+def _fused_map():
+    try:
+        from ..fused import baseline_residual_map
+    except ImportError:  # no numba (the ``fast`` extra), or one that refuses this numpy
+        return None
+    return baseline_residual_map
+
+
+def _residual_numpy(rgb: np.ndarray, g: np.ndarray, global_term: float) -> np.ndarray:
     # The same float32/float64 operations in the same order as the plain expressions in the comments, into
     # reused buffers: each fresh full-size array costs page faults, and they were most of this function.
     # brightest = max(R, G, B)
     brightest = np.maximum(rgb[..., 0], rgb[..., 1])
     np.maximum(brightest, rgb[..., 2], out=brightest)
-    # top = where(brightest >= 0.995, max(g, HIGHLIGHT + 0.5·(1 − HIGHLIGHT)), g):
+    # top = where(brightest >= CLIP_LEVEL, max(g, CLIPPED_TOP), g):
     # a channel clipped at 255 counts as at least half-way into the highlight zone
-    clipped = brightest >= 0.995
+    clipped = brightest >= CLIP_LEVEL
     top = brightest  # reused
     np.copyto(top, g)
-    np.maximum(g, HIGHLIGHT + 0.5 * (1 - HIGHLIGHT), out=top, where=clipped)
+    np.maximum(g, CLIPPED_TOP, out=top, where=clipped)
     # over = clip((top − HIGHLIGHT) / (1 − HIGHLIGHT), 0, 1)
     over = top
     np.subtract(over, HIGHLIGHT, out=over)

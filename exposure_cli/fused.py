@@ -1,0 +1,106 @@
+"""Per-pixel numpy passes fused into one numba loop each (the ``fast`` extra), equal bit for bit.
+
+Each kernel here does the float32 / float64 operations of a numpy function elsewhere in the package, in the
+same order, one pixel at a time, so it returns the same bits in one pass over the image instead of a dozen
+(every full-size temporary costs a pass over memory and, when fresh, page faults). The numpy function stays
+the reference and the path without numba; ``tests/test_fused.py`` compares the two on random and edge
+values (and ``tests/test_fused.py`` checks that numba fuses no multiply-add on this machine). Scalars that numpy would cast to the array's float32 (NEP 50: a Python float next to a float32
+array is "weak") are cast to float32 here before the loop.
+
+Importing this module imports numba (``ImportError`` without it); nothing compiles until a kernel's first
+call (or it loads from numba's cache).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._numba import kernel
+
+
+@kernel("the grey image")
+def grey_image(rgb, w_red, w_green, w_blue):
+    """:func:`exposure_cli.color.grey` of a C-contiguous float32 H×W×3 image: ``(R·w_red + G·w_green) +
+    B·w_blue`` in float32, as numpy evaluates the expression (no fused multiply-add)."""
+    h, w, _ = rgb.shape
+    n = h * w
+    flat = rgb.reshape(n * 3)
+    out = np.empty(n, np.float32)
+    for k in range(n):
+        out[k] = (flat[3 * k] * w_red + flat[3 * k + 1] * w_green) + flat[3 * k + 2] * w_blue
+    return out.reshape(h, w)
+
+
+@kernel("the baseline analyzer's map", error_model="numpy")
+def baseline_residual_map(rgb, g, clip_level, clipped_top, highlight, highlight_span, shadow, global_term):
+    """:func:`exposure_cli.analyzers.baseline.baseline_residual`'s per-pixel part for C-contiguous float32
+    ``rgb`` (H×W×3) and ``g`` (H×W, its grey) and float32 scalars:
+    ``clip(f64(g) + f64(under + global_term − over) − f64(g), −1, 1)`` as float32.
+
+    Written with selects rather than branches so that LLVM vectorises the loop. Every select is numpy's
+    choice for every value, NaN included (``np.maximum`` and ``np.clip`` propagate NaN)."""
+    h, w = g.shape
+    n = h * w
+    flat_rgb = rgb.reshape(n * 3)
+    flat_g = g.reshape(n)
+    out = np.empty(n, np.float32)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for k in range(n):
+        grey = flat_g[k]
+        red, green, blue = flat_rgb[3 * k], flat_rgb[3 * k + 1], flat_rgb[3 * k + 2]
+        brightest = _maximum(_maximum(red, green), blue)
+        # np.maximum(g, clipped_top, out=top, where=brightest >= clip_level), top = g elsewhere
+        top = _maximum(grey, clipped_top) if brightest >= clip_level else grey
+        over = _clip((top - highlight) / highlight_span, zero, one)
+        under = _clip((shadow - grey) / shadow, zero, one)
+        shift = (under + global_term) - over
+        observed = np.float64(grey)
+        out[k] = np.float32(_clip((observed + np.float64(shift)) - observed, -1.0, 1.0))
+    return out.reshape(h, w)
+
+
+@kernel("the statistics' histogram", error_model="numpy")
+def fine_joint_histogram(r, code, n_codes, bins):
+    """:func:`exposure_cli.stats.fine_bin_index` of every value of the C-contiguous float32 map `r` (no NaN)
+    and one ``np.bincount`` of ``code · bins + index`` (`code`: uint8, the map's shape, every value below
+    `n_codes`; a 0-d-like ``(0, 0)`` array for none): int64 ``(n_codes, bins)``, or a ``(0, bins)`` array
+    when a code is ``>= n_codes`` (the caller's numpy path then says what is wrong)."""
+    h, w = r.shape
+    n = h * w
+    flat = r.reshape(n)
+    has_code = code.size == n
+    flat_code = code.reshape(code.size)
+    out = np.zeros((n_codes, bins), np.int64)
+    half = np.float32(bins / 2.0)
+    small = np.float32(1e-3)
+    low, high = np.float32(-1.0), np.float32(1.0)
+    for k in range(n):
+        pos = _clip(flat[k], low, high)
+        # np.copysign(1e-3, pos): the sign bit of pos, -0.0 included
+        nudge = -small if (pos < 0 or (pos == 0 and math.copysign(1.0, pos) < 0)) else small
+        index = np.int32(((pos * half) + nudge) + half)
+        index = 0 if index < 0 else (bins - 1 if index > bins - 1 else index)
+        c = flat_code[k] if has_code else 0
+        if c >= n_codes:
+            return np.zeros((0, bins), np.int64)
+        out[c, index] += 1
+    return out
+
+
+@kernel("the fused kernels")
+def _maximum(a, b):
+    """``np.maximum`` of two values: ``a`` when ``a >= b`` or ``a`` is NaN, else ``b``."""
+    return a if (a >= b or a != a) else b
+
+
+@kernel("the fused kernels")
+def _clip(x, low, high):
+    """``np.clip`` of one value: ``min(max(x, low), high)`` as numpy takes them (NaN stays NaN; a value
+    equal to a bound gives the bound)."""
+    y = low if x <= low else x
+    return high if y >= high else y
+
+
+__all__ = ["baseline_residual_map", "fine_joint_histogram", "grey_image"]
