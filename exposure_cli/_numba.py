@@ -6,19 +6,21 @@ expression bit for bit. Where numba finds no writable cache directory at all (no
 its per-user cache, not ``NUMBA_CACHE_DIR``) it refuses ``cache=True`` when the module is imported; then
 the kernels compile in every process instead, with a warning.
 
-Importing this module imports numba (``ImportError`` without it); callers keep a numpy path for that case.
+Importing this module does not import numba; decorating with :func:`kernel` does (``ImportError`` without
+it), and :func:`fused_kernel` answers None without it, so callers keep their numpy path for that case.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
-
-from numba import njit
 
 
 def kernel(what: str = "this kernel", **options):
     """Decorator: ``njit(cache=True, nogil=True, **options)``, or without the cache (and a warning naming
     `what`) where numba has nowhere to write one."""
+
+    from numba import njit
 
     def decorate(function):
         try:
@@ -31,4 +33,15 @@ def kernel(what: str = "this kernel", **options):
     return decorate
 
 
-__all__ = ["kernel"]
+@functools.lru_cache(maxsize=None)
+def fused_kernel(name: str):
+    """The kernel `name` of :mod:`exposure_cli.fused`, or None without numba (the ``fast`` extra) or with a
+    numba that refuses this numpy: the caller then runs its numpy reference."""
+    try:
+        from . import fused
+    except ImportError:
+        return None
+    return getattr(fused, name)
+
+
+__all__ = ["fused_kernel", "kernel"]

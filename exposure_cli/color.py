@@ -8,9 +8,9 @@ uses for ``COLOR_RGB2GRAY``, so labels computed here match grey images computed 
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
+
+from ._numba import fused_kernel
 
 #: BT.601 luma weights for R, G, B (OpenCV's RGB→GRAY).
 GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -34,13 +34,8 @@ def grey_numpy(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * GREY_WEIGHTS[0] + rgb[..., 1] * GREY_WEIGHTS[1] + rgb[..., 2] * GREY_WEIGHTS[2]
 
 
-@functools.lru_cache(maxsize=1)
 def _fused_grey():
-    try:
-        from .fused import grey_image
-    except ImportError:  # no numba (the ``fast`` extra), or one that refuses this numpy
-        return None
-    return grey_image
+    return fused_kernel("grey_image")
 
 
 def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:

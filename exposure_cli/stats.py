@@ -10,12 +10,12 @@ region is prefixed (``face_over_pct``). Rule metrics are spelled ``region.metric
 
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from ._numba import fused_kernel
 from .color import OVER_SIGN, UNDER_SIGN
 
 #: Histogram of r: HIST_BINS equal bins over [-1, 1]. Bin width 0.025 puts every multiple of 0.025
@@ -267,13 +267,8 @@ def _joint_histogram(r: np.ndarray, code: np.ndarray | None, n_codes: int) -> np
     return np.bincount(joint_index.ravel(), minlength=FINE_BINS * n_codes).reshape(n_codes, FINE_BINS)
 
 
-@functools.lru_cache(maxsize=1)
 def _fused_histogram():
-    try:
-        from .fused import fine_joint_histogram
-    except ImportError:  # no numba (the ``fast`` extra), or one that refuses this numpy
-        return None
-    return fine_joint_histogram
+    return fused_kernel("fine_joint_histogram")
 
 
 def image_stats(

@@ -166,3 +166,30 @@ def test_scan_rows_are_the_same_with_and_without_the_kernels(tmp_path, monkeypat
     with_numpy = rows(tmp_path / "numpy")
     assert len(with_kernels) == 3 and all(row["status"] == "ok" for row in with_kernels)
     assert with_kernels == with_numpy
+
+
+def test_without_numba_every_caller_takes_its_numpy_path():
+    """An installation without the ``fast`` extra: no kernel, the same numbers from numpy."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["numba"] = None  # import numba -> ImportError
+        import numpy as np
+        from exposure_cli._numba import fused_kernel
+        from exposure_cli import color, stats
+        from exposure_cli.analyzers import baseline
+        assert fused_kernel("grey_image") is None
+        image = np.random.default_rng(0).random((30, 40, 3), dtype=np.float32)
+        assert color.grey(image).tobytes() == color.grey_numpy(image).tobytes()
+        assert baseline.baseline_residual(image).tobytes() == baseline.baseline_residual_numpy(image).tobytes()
+        row = stats.image_stats(baseline.baseline_residual(image), None, stats.Thresholds(), grey=color.grey(image))
+        print(round(row["mean_residual"], 6))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with_numba = stats.image_stats(baseline.baseline_residual(
+        np.random.default_rng(0).random((30, 40, 3), dtype=np.float32)), None, stats.Thresholds())
+    assert float(done.stdout.strip()) == round(with_numba["mean_residual"], 6)

@@ -17,11 +17,11 @@ night sky under-exposed, and it cannot tell a dark photo of a dark scene from an
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import numpy as np
 
+from .._numba import fused_kernel
 from .._version import __version__
 from ..color import grey, residual_from_grey
 from .base import DEFAULT_WORKING_LONG_SIDE, Analyzer, AnalyzerInfo
@@ -88,13 +88,8 @@ def _global_term(g: np.ndarray) -> float:
     return GLOBAL_GAIN * float(np.sign(offset)) * max(abs(offset) - TOLERANCE, 0.0)
 
 
-@functools.lru_cache(maxsize=1)
 def _fused_map():
-    try:
-        from ..fused import baseline_residual_map
-    except ImportError:  # no numba (the ``fast`` extra), or one that refuses this numpy
-        return None
-    return baseline_residual_map
+    return fused_kernel("baseline_residual_map")
 
 
 def _residual_numpy(rgb: np.ndarray, g: np.ndarray, global_term: float) -> np.ndarray:
