@@ -167,3 +167,22 @@ def test_radiance_originals_are_the_fused_ideal_labelled_zero() -> None:
     never = SimulatorConfig(p_original=0.0)
     assert not any(simulate_radiance(radiance, ideal, np.random.default_rng(i), never).params["original"]
                    for i in range(20))
+
+
+def test_local_share_gates_the_local_parts_and_one_draws_as_before():
+    from exposure_cli.data.simulator import SimulatorConfig, random_ev_field
+
+    rgb = np.random.default_rng(0).random((48, 64, 3), dtype=np.float32)
+    # p_local = 1.0 (the default) takes no extra random number: the same fields as before, draw for draw
+    a_rng, b_rng = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(30):
+        a, info_a = random_ev_field(rgb, a_rng, SimulatorConfig())
+        b, info_b = random_ev_field(rgb, b_rng, SimulatorConfig(p_local=1.0))
+        assert np.array_equal(a, b) and info_a == info_b
+    rng = np.random.default_rng(8)
+    fields = [random_ev_field(rgb, rng, SimulatorConfig(p_local=0.0)) for _ in range(40)]
+    assert all(info["local"] == [] and np.all(ev == info["global_ev"]) for ev, info in fields)
+    rng = np.random.default_rng(9)
+    with_parts = sum(bool(random_ev_field(rgb, rng, SimulatorConfig(p_local=0.3))[1]["local"]) for _ in range(400))
+    always = sum(bool(random_ev_field(rgb, rng, SimulatorConfig())[1]["local"]) for _ in range(400))
+    assert with_parts < 0.45 * always  # about 0.3 of the draws that would have had parts

@@ -66,6 +66,9 @@ class SimulatorConfig:
     p_global_bright: float = 0.07
     global_ev_sigma: float = 0.7
     ev_field_range: tuple[float, float] = EV_FIELD_RANGE
+    #: Share of re-exposed draws that may get local parts (below) on top of their global shift; the others
+    #: are a global shift alone. 1.0 (the default) draws exactly as before, without an extra random number.
+    p_local: float = 1.0
     p_gradient: float = 0.3
     gradient_ev: tuple[float, float] = (0.4, 2.0)
     p_vignette: float = 0.25
@@ -324,6 +327,8 @@ def random_ev_field(
     g = draw_global_ev(rng, config)
     ev = np.full((h, w), g, np.float32)
     parts: list[str] = []
+    if config.p_local < 1.0 and rng.random() >= config.p_local:  # a global shift alone
+        return ev, {"global_ev": g, "local": parts}
     if rng.random() < config.p_gradient:
         ev += gradient_field(h, w, rng, _signed(rng, config.gradient_ev))
         parts.append("gradient")
