@@ -7,12 +7,13 @@ its per-user cache, not ``NUMBA_CACHE_DIR``) it refuses ``cache=True`` when the 
 the kernels compile in every process instead, with a warning.
 
 Importing this module does not import numba; decorating with :func:`kernel` does (``ImportError`` without
-it), and :func:`fused_kernel` answers None without it, so callers keep their numpy path for that case.
+it), and :func:`fused_kernel` answers None until something has loaded numba, so callers keep their numpy path.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 
 
@@ -33,10 +34,21 @@ def kernel(what: str = "this kernel", **options):
     return decorate
 
 
-@functools.lru_cache(maxsize=None)
 def fused_kernel(name: str):
-    """The kernel `name` of :mod:`exposure_cli.fused`, or None without numba (the ``fast`` extra) or with a
-    numba that refuses this numpy: the caller then runs its numpy reference."""
+    """The kernel `name` of :mod:`exposure_cli.fused` once numba is loaded in this process, else None (the
+    caller runs its numpy reference, which gives the same bits).
+
+    Importing numba costs ≈ 0.8 s, more than a small scan saves with these kernels, so they are not a
+    reason to import it: they start being used when something that needs numba anyway has loaded it — the
+    face detector, on a scan's first photo with regions — and then cost ≈ 80 ms to load from numba's cache.
+    Without numba (the ``fast`` extra), or with one that refuses this numpy, it stays None."""
+    if "numba" not in sys.modules:
+        return None
+    return _loaded_kernel(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _loaded_kernel(name: str):
     try:
         from . import fused
     except ImportError:
