@@ -7,13 +7,11 @@ its per-user cache, not ``NUMBA_CACHE_DIR``) it refuses ``cache=True`` when the 
 the kernels compile in every process instead, with a warning.
 
 Importing this module does not import numba; decorating with :func:`kernel` does (``ImportError`` without
-it), and :func:`fused_kernel` answers None until something has loaded numba, so callers keep their numpy path.
+it), and :func:`exposure_cli._kernels.fused_kernel` answers None until something has loaded numba.
 """
 
 from __future__ import annotations
 
-import functools
-import sys
 import warnings
 
 
@@ -34,26 +32,4 @@ def kernel(what: str = "this kernel", **options):
     return decorate
 
 
-def fused_kernel(name: str):
-    """The kernel `name` of :mod:`exposure_cli.fused` once numba is loaded in this process, else None (the
-    caller runs its numpy reference, which gives the same bits).
-
-    Importing numba costs ≈ 0.8 s, more than a small scan saves with these kernels, so they are not a
-    reason to import it: they start being used when something that needs numba anyway has loaded it — the
-    face detector, on a scan's first photo with regions — and then cost ≈ 80 ms to load from numba's cache.
-    Without numba (the ``fast`` extra), or with one that refuses this numpy, it stays None."""
-    if "numba" not in sys.modules:
-        return None
-    return _loaded_kernel(name)
-
-
-@functools.lru_cache(maxsize=None)
-def _loaded_kernel(name: str):
-    try:
-        from . import fused
-    except ImportError:
-        return None
-    return getattr(fused, name)
-
-
-__all__ = ["fused_kernel", "kernel"]
+__all__ = ["kernel"]

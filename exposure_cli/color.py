@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import fused_kernel
+from ._kernels import fused_kernel
 
 #: BT.601 luma weights for R, G, B (OpenCV's RGB→GRAY).
 GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ._numba import fused_kernel
+from ._kernels import fused_kernel
 from .color import OVER_SIGN, UNDER_SIGN
 
 #: Histogram of r: HIST_BINS equal bins over [-1, 1]. Bin width 0.025 puts every multiple of 0.025

@@ -178,7 +178,7 @@ def test_without_numba_every_caller_takes_its_numpy_path():
         import sys
         sys.modules["numba"] = None  # import numba -> ImportError
         import numpy as np
-        from exposure_cli._numba import fused_kernel
+        from exposure_cli._kernels import fused_kernel
         from exposure_cli import color, stats
         from exposure_cli.analyzers import baseline
         assert fused_kernel("grey_image") is None

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._numba import fused_kernel
+from .._kernels import fused_kernel
 from .._version import __version__
 from ..color import grey, residual_from_grey
 from .base import DEFAULT_WORKING_LONG_SIDE, Analyzer, AnalyzerInfo
