@@ -145,26 +145,26 @@ def ev_from_samples(g: np.ndarray, r: np.ndarray, calibration: EVCalibration = I
 
 
 class SampleLevels:
-    """The per-pixel parts of :func:`map_stops` for one photo's samples, computed once for all its regions.
+    """The ratio-of-means estimator of :func:`map_stops`, with its per-pixel parts computed once for all the
+    regions of one photo's samples.
 
-    ``SampleLevels(g, r).ev(mask, calibration)`` equals ``ev_from_samples(g[mask], r[mask], calibration)``
-    bit for bit (the same per-pixel values, gathered in the same order, then the same means), but the
-    sRGB decoding — a power per pixel, most of the estimate's cost — runs once per photo instead of once
-    per region. `g` and `r`: the samples' grey levels (float32) and residuals, any shape (the same)."""
+    ``SampleLevels(g, r).stops(mask)`` is ``map_stops(g[mask], r[mask])`` and ``.ev(mask, calibration)`` is
+    ``ev_from_samples(g[mask], r[mask], calibration)``, bit for bit (the same per-pixel values, gathered in
+    the same order, then the same means), but the sRGB decoding — a power per pixel, most of the estimate's
+    cost — runs once per photo instead of once per region. `g` and `r`: the samples' grey levels and
+    residuals, any shape (the same)."""
 
     def __init__(self, g: np.ndarray, r: np.ndarray) -> None:
-        self.g = np.asarray(g, dtype=np.float32)
-        self.r = np.asarray(r, dtype=np.float32)
+        self.g, self.r = np.asarray(g), np.asarray(r)
         ideal = np.clip(ideal_grey(self.g, self.r), 0.0, 1.0)
         self.measured = (self.g >= LOW) & (self.g <= HIGH)
         self.linear = np.maximum(srgb_to_linear(self.g), FLOOR)
         self.linear_ideal = np.maximum(srgb_to_linear(ideal), FLOOR)
 
-    def ev(self, mask: np.ndarray | None = None, calibration: EVCalibration = IDENTITY) -> float:
-        """:func:`ev_from_samples` of the samples where `mask` (boolean, their shape) is set; all if None."""
-        if calibration.weights:  # a head with inputs reads the region's own samples
-            g, r = (self.g, self.r) if mask is None else (self.g[mask], self.r[mask])
-            return ev_from_samples(g.ravel(), r.ravel(), calibration)
+    def stops(self, mask: np.ndarray | None = None) -> float:
+        """The map's own stops over the samples where `mask` (boolean, their shape) is set; all if None:
+        log2 of the mean linear ideal over the mean linear photo, over the measured mid-tone pixels (all
+        pixels when fewer than :data:`MIN_MEASURED` are measured); NaN for no sample."""
         if mask is None:
             measured, linear, linear_ideal = self.measured.ravel(), self.linear.ravel(), self.linear_ideal.ravel()
         else:
@@ -173,20 +173,23 @@ class SampleLevels:
             return float("nan")
         if measured.mean() >= MIN_MEASURED:
             linear, linear_ideal = linear[measured], linear_ideal[measured]
-        stops = float(np.log2(float(linear_ideal.mean()) / float(linear.mean())))
+        return float(np.log2(float(linear_ideal.mean()) / float(linear.mean())))
+
+    def ev(self, mask: np.ndarray | None = None, calibration: EVCalibration = IDENTITY) -> float:
+        """:func:`ev_from_samples` of the samples where `mask` (boolean, their shape) is set; all if None."""
+        if calibration.weights:  # a head with inputs reads the region's own samples
+            g, r = (self.g, self.r) if mask is None else (self.g[mask], self.r[mask])
+            return ev_from_samples(g.ravel(), r.ravel(), calibration)
+        stops = self.stops(mask)
+        if stops != stops:  # no sample
+            return stops
         return float(np.clip(calibration.apply(stops, self.g, self.r), -LIMIT, LIMIT))
 
 
 def map_stops(g: np.ndarray, r: np.ndarray) -> float:
-    """The map's own stops (no head): log2 of the mean linear ideal over the mean linear photo, over the
-    measured mid-tone pixels (all pixels when fewer than :data:`MIN_MEASURED` are measured)."""
-    ideal = np.clip(ideal_grey(g, r), 0.0, 1.0)
-    measured = (g >= LOW) & (g <= HIGH)
-    if measured.mean() >= MIN_MEASURED:
-        g, ideal = g[measured], ideal[measured]
-    lin_obs = float(np.maximum(srgb_to_linear(g), FLOOR).mean())
-    lin_ideal = float(np.maximum(srgb_to_linear(ideal), FLOOR).mean())
-    return float(np.log2(lin_ideal / lin_obs))
+    """The map's own stops (no head) from the samples' grey levels `g` and residuals `r`
+    (:meth:`SampleLevels.stops`, where the estimator is written)."""
+    return SampleLevels(g, r).stops()
 
 
 __all__ = ["HEAD_INPUTS", "IDENTITY", "LIMIT", "EVCalibration", "ev_correction", "ev_from_samples", "head_inputs",
