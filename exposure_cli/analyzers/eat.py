@@ -153,12 +153,11 @@ class EATAnalyzer(Analyzer):
         self.thumbnail_long_side: ThumbnailCopy = thumbnail_copy(thumbnail_long_side or None)
         self.working_long_side = int(working_long_side or self._weights.card.get("working_long_side")
                                      or DEFAULT_WORKING_LONG_SIDE)
-        from ..runtimes import DEFAULT_RUNTIME, Runtime, build_runner
+        from ..runtimes import DEFAULT_RUNTIME, Runtime
 
         self.runtime = Runtime(runtime or (Runtime.compile if compile else DEFAULT_RUNTIME))
-        self.model = model.to(self.device, memory_format=torch.channels_last)
-        self._runner = build_runner(self.model, self.runtime, self.device)
-        self.model = getattr(self._runner, "model", self.model)
+        self._runner = self._build_runner(model)
+        self.model = getattr(self._runner, "model", model)
         # On CUDA, host batches go through a pinned buffer so the copy to the GPU is asynchronous.
         self._pin = self.device.startswith("cuda")
         self._autocast_dtype = None
@@ -200,8 +199,11 @@ class EATAnalyzer(Analyzer):
     def batch_key(self, height: int, width: int) -> tuple[int, ...]:
         """Photos with equal keys share forward passes: the padded shape the network computes on (and,
         for photos the thumbnail weights read, a third element 1)."""
-        key = padded_size(*self.network_size(height, width))
-        return (*key, 1) if self.uses_thumbnail_weights(height, width) else key
+        return self._pass_key(padded_size(*self.network_size(height, width)), height, width)
+
+    def _pass_key(self, padded: tuple[int, int], height: int, width: int) -> tuple[int, ...]:
+        """:meth:`batch_key` from the padded shape and the photo's own size."""
+        return (*padded, 1) if self.uses_thumbnail_weights(height, width) else padded
 
     def per_pass(self, key: tuple[int, ...]) -> int:
         """Photos of padded shape `key` per forward pass: the pixels of ``batch_size`` working-size photos."""
@@ -230,9 +232,7 @@ class EATAnalyzer(Analyzer):
             small = prepared[index] if prepared is not None else None
             if small is None:
                 small = self.prepare(image)
-            key = padded_size(*small.shape[:2])
-            if self.uses_thumbnail_weights(*np.shape(image)[:2]):
-                key = (*key, 1)
+            key = self._pass_key(padded_size(*small.shape[:2]), *np.shape(image)[:2])
             groups.setdefault(key, []).append((index, small))
         for key, group in groups.items():
             step = self.per_pass(key)
@@ -248,14 +248,17 @@ class EATAnalyzer(Analyzer):
     def _thumbnail_network(self):
         """The runner of the thumbnail weights, built on first use (same runtime and device)."""
         if self._thumbnail_runner is None:
-            import torch
-
-            from ..runtimes import build_runner
-
             model, _ = load_model(self._thumbnail_weights.path, "cpu")
-            model = model.to(self.device, memory_format=torch.channels_last)
-            self._thumbnail_runner = build_runner(model, self.runtime, self.device)
+            self._thumbnail_runner = self._build_runner(model)
         return self._thumbnail_runner
+
+    def _build_runner(self, model):
+        """`model` on this analyzer's device, run by its runtime (the main and the thumbnail network alike)."""
+        import torch
+
+        from ..runtimes import build_runner
+
+        return build_runner(model.to(self.device, memory_format=torch.channels_last), self.runtime, self.device)
 
     def _run(self, batch: list[np.ndarray], thumbnail: bool = False) -> list[np.ndarray]:
         """Network maps for same-size working images (by the thumbnail weights if `thumbnail`)."""
