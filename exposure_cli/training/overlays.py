@@ -92,6 +92,7 @@ def write_stack_overlays(root: Path, split: str, weights: str | None, out: Path,
     from ..color import grey
     from ..correction import ev_correction
     from ..data.brackets import load_stacks
+    from ..imageops import working_size
 
     stacks = [s for s in load_stacks(root, split) if len(s.frames) >= 3]
     if scenes:
@@ -106,8 +107,8 @@ def write_stack_overlays(root: Path, split: str, weights: str | None, out: Path,
             rgb = st.frame(k).astype(np.float32) / 255.0
             label = st.label(k)
             if long_side:
-                h, w = rgb.shape[:2]
-                size = (max(1, round(w * long_side / max(h, w))), max(1, round(h * long_side / max(h, w))))
+                h, w = working_size(rgb.shape[0], rgb.shape[1], long_side)
+                size = (w, h)
                 rgb = np.clip(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
                 label = cv2.resize(np.asarray(label, np.float32), size, interpolation=cv2.INTER_AREA)
             predicted = analyzer.analyze(rgb)
