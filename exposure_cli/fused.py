@@ -89,6 +89,44 @@ def fine_joint_histogram(r, code, n_codes, bins):
     return out
 
 
+@kernel("the saliency's mean colour")
+def column_means(x):
+    """``x.mean(axis=0)`` of a C-contiguous float32 N×C array (N ≥ 1): numpy sums a reduction over the
+    leading axis one row at a time in float32, then divides by the count in float64 (the count is an
+    ``intp``) and rounds to float32."""
+    n, c = x.shape
+    acc = np.zeros(c, np.float32)
+    for i in range(n):
+        for j in range(c):
+            acc[j] += x[i, j]
+    out = np.empty(c, np.float32)
+    for j in range(c):
+        out[j] = np.float32(np.float64(acc[j]) / np.float64(n))
+    return out
+
+
+@kernel("the spectral residual's exponential")
+def complex_exp(real, imag):
+    """``np.exp(real + 1j * imag)`` of two C-contiguous float32 arrays of one shape, as complex64.
+
+    numpy builds ``real + 1j · imag`` in complex64 — real part ``real + (0·imag − 1·0)``, imaginary part
+    ``0 + (0·0 + 1·imag)`` — and takes C99 ``cexpf``: ``expf(x)·cosf(y) + i·expf(x)·sinf(y)`` in float32
+    for a finite ``x`` below the float's overflow scaling. Only for such arguments is this the same
+    function: the caller keeps numpy for anything else (see ``regions.spectral_residual_saliency``)."""
+    n = real.size
+    flat_real = real.reshape(n)
+    flat_imag = imag.reshape(n)
+    out = np.empty(n, np.complex64)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for k in range(n):
+        y = flat_imag[k]
+        x = flat_real[k] + (zero * y - one * zero)
+        y = zero + (zero * zero + one * y)
+        e = math.exp(x)
+        out[k] = complex(e * math.cos(y), e * math.sin(y))
+    return out.reshape(real.shape)
+
+
 @kernel("the fused kernels")
 def _maximum(a, b):
     """``np.maximum`` of two values: ``a`` when ``a >= b`` or ``a`` is NaN, else ``b``."""
@@ -103,4 +141,4 @@ def _clip(x, low, high):
     return high if y >= high else y
 
 
-__all__ = ["baseline_residual_map", "fine_joint_histogram", "grey_image"]
+__all__ = ["baseline_residual_map", "column_means", "complex_exp", "fine_joint_histogram", "grey_image"]

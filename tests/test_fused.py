@@ -13,7 +13,7 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
-from exposure_cli import color, fused, stats  # noqa: E402
+from exposure_cli import color, fused, regions, stats  # noqa: E402
 from exposure_cli.analyzers import baseline  # noqa: E402
 from exposure_cli.correction import EVCalibration, SampleLevels, ev_from_samples  # noqa: E402
 
@@ -137,6 +137,84 @@ def test_sample_levels_give_ev_from_samples_of_each_region():
             assert got == want or (np.isnan(got) and np.isnan(want))
 
 
+def test_column_means_equal_numpys_mean_over_rows():
+    rng = np.random.default_rng(3)
+    cases = [rng.random((n, 3), dtype=np.float32) * scale for n, scale in ((1, 1.0), (2, 100.0), (9408, 100.0),
+                                                                           (40_000, 1.0), (777, 1e6))]
+    cases.append((rng.standard_normal((5000, 3)) * 50).astype(np.float32))
+    lab = cv2_lab(rng.random((84, 112, 3), dtype=np.float32))
+    cases.append(lab.reshape(-1, 3))
+    odd = rng.random((300, 3), dtype=np.float32)
+    odd[5, 0], odd[7, 1], odd[9, 2], odd[11, 1] = np.nan, np.inf, -np.inf, -0.0
+    cases.append(odd)
+    cases.append(rng.random((1000, 5), dtype=np.float32))  # any number of columns
+    for x in cases:
+        assert same_bits(fused.column_means(x), x.mean(axis=0)), x.shape
+
+
+def cv2_lab(rgb: np.ndarray) -> np.ndarray:
+    cv2 = pytest.importorskip("cv2")
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+
+
+def test_complex_exp_equals_numpys_exp_of_a_complex64():
+    rng = np.random.default_rng(4)
+    special_real = [0.0, -0.0, 1e-30, -1e-30, 1e-45, -79.99, 79.99, 1.0]
+    special_imag = [0.0, -0.0, np.pi, -np.pi, 1e-40, -1e-40, 1e-30, 2.0]
+    real = np.concatenate([rng.standard_normal(60_000) * 3, rng.uniform(-79.9, 79.9, 20_392),
+                           special_real]).astype(np.float32)
+    imag = np.concatenate([rng.uniform(-np.pi, np.pi, 60_000), rng.uniform(-50, 50, 20_392),
+                           special_imag]).astype(np.float32)
+    real, imag = real.reshape(400, 201), imag.reshape(400, 201)
+    got = fused.complex_exp(real, imag)
+    assert got.dtype == np.complex64
+    assert same_bits(got, np.exp(real + 1j * imag))
+
+
+def test_exp_of_complex_leaves_large_and_odd_arguments_to_numpy():
+    """Past the real parts where C99 cexpf scales against overflow, and for NaN or ±inf, the numba kernel is
+    not the same function: the caller gives numpy's answer there, and the kernel's everywhere else."""
+    real = np.array([[0.5, 1.5, -0.25], [1.0, 2.0, 3.0]], np.float32)
+    imag = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], np.float32)
+    assert same_bits(regions._exp_of_complex(real, imag), fused.complex_exp(real, imag))
+    odd_cases = []
+    for value in (85.0, -85.0, np.nan, np.inf):
+        odd_real = real.copy()
+        odd_real[0, 1] = value
+        odd_cases.append((odd_real, imag))
+    for value in (np.nan, np.inf):
+        odd_imag = imag.copy()
+        odd_imag[1, 1] = value
+        odd_cases.append((real, odd_imag))
+    with np.errstate(all="ignore"):
+        for r, i in odd_cases:
+            assert same_bits(regions._exp_of_complex(r, i), np.exp(r + 1j * i))
+
+
+def test_saliency_maps_and_region_codes_are_the_same_with_and_without_the_kernels(monkeypatch):
+    pytest.importorskip("cv2")
+    skimage_data = pytest.importorskip("skimage.data")
+    rng = np.random.default_rng(5)
+    images = [skimage_data.astronaut(), skimage_data.coffee(), skimage_data.chelsea(), skimage_data.rocket()]
+    images = [np.asarray(i, np.float32) / 255.0 for i in images] + [rng.random((90, 120, 3), dtype=np.float32),
+                                                                    np.full((40, 60, 3), 0.5, np.float32)]
+
+    def outputs():
+        out = []
+        for image in images:
+            small, g = regions.region_inputs(image)
+            code, names = regions.region_code(image)
+            out.append((regions.spectral_residual_saliency(g).tobytes(),
+                        regions.colour_contrast_saliency(small).tobytes(),
+                        None if code is None else code.tobytes(), tuple(names)))
+        return out
+
+    assert regions.fused_kernel("complex_exp") is not None  # numba is loaded (imported above)
+    fast = outputs()
+    monkeypatch.setattr(regions, "fused_kernel", lambda name: None)
+    assert fast == outputs()
+
+
 def test_scan_rows_are_the_same_with_and_without_the_kernels(tmp_path, monkeypatch):
     """A baseline scan of real JPEGs, with regions: every statistic equal with the numpy paths."""
     cv2 = pytest.importorskip("cv2")
@@ -163,6 +241,7 @@ def test_scan_rows_are_the_same_with_and_without_the_kernels(tmp_path, monkeypat
     monkeypatch.setattr(color, "_fused_grey", lambda: None)
     monkeypatch.setattr(baseline, "_fused_map", lambda: None)
     monkeypatch.setattr(stats, "_fused_histogram", lambda: None)
+    monkeypatch.setattr(regions, "fused_kernel", lambda name: None)
     with_numpy = rows(tmp_path / "numpy")
     assert len(with_kernels) == 3 and all(row["status"] == "ok" for row in with_kernels)
     assert with_kernels == with_numpy
