@@ -352,8 +352,9 @@ def targets(args) -> None:
     photo is (T(n2) − T(n1)) / (n2 − n1), which cancels the fixed costs (process start, model load, the
     pipeline filling and draining) that an average over a few photos would charge to every photo. The
     floors (full-resolution ``cv2.imread`` on 2 threads, the scan's own reduced-scale decode on 2 threads)
-    are measured the same way, first and last in every round. Each round prints its ratios; a target is
-    met when it is met in every round.
+    are measured the same way, first and last in every round, and each case is compared with the mean of
+    its floor's two measurements. Each round prints its ratios; a target is met when it is met in every
+    round.
     """
     n1, n2 = (8, 24) if args.quick else (8, args.photos)
     cases = [c for c in TARGET_CASES if args.cases is None or c[0] in args.cases]
@@ -411,16 +412,24 @@ def targets(args) -> None:
             r[name] = marginal(scan_run(name, kw))
             print(f"round {rnd + 1}: {name:28s} {r[name]['ms']:8.1f} ms/photo  CPU {r[name]['cpu_ms']:7.1f} ms  peak RSS "
                   f"{r[name]['n2']['peak_rss_mb']:5.0f} MB (load {r[name]['load']:.1f})", flush=True)
+        # every floor again at the end of the round, and the mean of the two: a case measured in the middle
+        # of the round is compared with its floor at the same point in time, whichever way the machine drifts
+        r["reduced_again"] = marginal(floor(DECODE_SNIPPET))
+        r["reduced_product_again"] = marginal(floor(DECODE_SNIPPET, target=product_size))
         again = marginal(floor(IMREAD_SNIPPET))
         r["imread_again"] = again
-        r["floors"] = {"imread": (r["imread"]["ms"] + again["ms"]) / 2, "reduced": r["reduced"]["ms"],
-                       "reduced_product": r["reduced_product"]["ms"]}
+        print(f"round {rnd + 1}: floors again: imread {again['ms']:.1f}, reduced {r['reduced_again']['ms']:.1f}, "
+              f"reduced at {product_size} px {r['reduced_product_again']['ms']:.1f} ms/photo", flush=True)
+
+        def mean_of(key: str, field: str) -> float:
+            return (r[key][field] + r[f"{key}_again"][field]) / 2
+
+        r["floors"] = {key: mean_of(key, "ms") for key in ("imread", "reduced", "reduced_product")}
         r["ratios"] = {name: r[name]["ms"] / r["floors"][ref] for name, _, ref, _ in cases}
         # CPU seconds per photo (all threads): what the photo costs whatever else the machine runs. On 2
         # cores kept busy, wall ≈ CPU / 2 for the scan and the 2-thread floors alike, so this ratio is what
         # the wall ratio becomes on a quiet machine if the scan keeps both cores busy (a lower bound otherwise).
-        r["cpu_floors"] = {"imread": (r["imread"]["cpu_ms"] + again["cpu_ms"]) / 2, "reduced": r["reduced"]["cpu_ms"],
-                           "reduced_product": r["reduced_product"]["cpu_ms"]}
+        r["cpu_floors"] = {key: mean_of(key, "cpu_ms") for key in ("imread", "reduced", "reduced_product")}
         r["cpu_ratios"] = {name: r[name]["cpu_ms"] / r["cpu_floors"][ref] for name, _, ref, _ in cases}
         r["load_end"] = os.getloadavg()
         res["rounds"].append(r)
@@ -431,11 +440,13 @@ def targets(args) -> None:
         print(f"| full-resolution decode, cv2.imread, 2 threads (mean of first and last) | "
               f"{r['floors']['imread']:.1f} | | {r['cpu_floors']['imread']:.1f} | | | | "
               f"{r['imread']['load']:.1f} / {again['load']:.1f} |")
-        print(f"| reduced-scale decode floor (decode_file), 2 threads | {r['reduced']['ms']:.1f} | | "
-              f"{r['reduced']['cpu_ms']:.1f} | | | | {r['reduced']['load']:.1f} |")
-        print(f"| reduced-scale decode at the default scan's {product_size} px (reduced_product), 2 threads | "
-              f"{r['reduced_product']['ms']:.1f} | | {r['reduced_product']['cpu_ms']:.1f} | | | | "
-              f"{r['reduced_product']['load']:.1f} |")
+        print(f"| reduced-scale decode floor (decode_file), 2 threads (mean of first and last) | "
+              f"{r['floors']['reduced']:.1f} | | {r['cpu_floors']['reduced']:.1f} | | | | "
+              f"{r['reduced']['load']:.1f} / {r['reduced_again']['load']:.1f} |")
+        print(f"| reduced-scale decode at the default scan's {product_size} px (reduced_product), 2 threads "
+              f"(mean of first and last) | {r['floors']['reduced_product']:.1f} | | "
+              f"{r['cpu_floors']['reduced_product']:.1f} | | | | {r['reduced_product']['load']:.1f} / "
+              f"{r['reduced_product_again']['load']:.1f} |")
         for name, _, ref, target in cases:
             ratio = r["ratios"][name]
             print(f"| {name} | {r[name]['ms']:.1f} | {ratio:.2f} (÷ {ref}) | {r[name]['cpu_ms']:.1f} | "
