@@ -6,7 +6,9 @@ observed frame's mean grey. If the over side's bias comes from frames that look 
 originals (an over-exposed photo of a dark scene looks like a normal photo of a brighter one), it is
 largest where the observed mean grey is typical of originals and small where the frame is plainly bright.
 
-    python tools/sweep_bias_by_level.py corpus/val [--weights W]
+    python tools/sweep_bias_by_level.py corpus/val [--weights W] [--hdr]
+
+``--hdr``: the HDR views' sweeps instead of the photos'.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ def main() -> None:
     ap.add_argument("data", type=Path)
     ap.add_argument("--split", default="val")
     ap.add_argument("--weights", default=None)
+    ap.add_argument("--hdr", action="store_true", help="the HDR views' sweeps instead of the photos'")
     args = ap.parse_args()
     from exposure_cli.analyzers import create_analyzer
     from exposure_cli.color import grey
     from exposure_cli.data.iea40k import read_records
     from exposure_cli.evaluation import _ev, _fit_to, _is_hdr
 
-    records = [r for r in read_records(args.data, args.split) if r.extra.get("kind") == "sweep" and not _is_hdr(r)]
+    records = [r for r in read_records(args.data, args.split) if r.extra.get("kind") == "sweep" and _is_hdr(r) == args.hdr]
     analyzer = create_analyzer("eat", weights=args.weights) if args.weights else create_analyzer("eat")
     rows = []  # (ev, observed mean grey, mean predicted, mean labelled)
     for start in range(0, len(records), 8):
@@ -46,7 +49,7 @@ def main() -> None:
             rows.append((_ev(record) or 0.0, float(grey(np.asarray(image, np.float32)).mean()),
                          float(pred.mean()), float(label.mean())))
     evs = sorted({ev for ev, *_ in rows})
-    print(f"{len(rows)} photo sweep images of {args.data} ({args.split}); per cell: images, mean predicted − "
+    print(f"{len(rows)} {'HDR view' if args.hdr else 'photo'} sweep images of {args.data} ({args.split}); per cell: images, mean predicted − "
           "mean labelled residual\n")
     print("| EV | " + " | ".join(f"mean grey {a:.2f}–{min(b, 1):.2f}" for a, b in zip(LEVELS, LEVELS[1:])) + " | all |")
     print("|---|" + "---|" * len(LEVELS))
