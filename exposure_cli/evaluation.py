@@ -136,6 +136,20 @@ def _fit_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(pred.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
+def analyzed_records(analyzer: Any, records: list[IEA40KRecord], batch_size: int = 8,
+                     progress: Callable[[int, int], None] | None = None):
+    """Run ``analyzer`` over ``records`` in batches; yield ``(record, image, map, label)`` for each, the map
+    resized to its label's shape (float32). ``progress(done, total)`` is called after every batch."""
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        images = [r.load_image() for r in batch]
+        for rec, image, pred in zip(batch, images, analyzer.analyze_batch(images)):
+            label = rec.load_residual()
+            yield rec, image, _fit_to(np.asarray(pred, np.float32), label.shape), label
+        if progress:
+            progress(min(start + batch_size, len(records)), len(records))
+
+
 def evaluate_analyzer(
     analyzer: Any,
     records: list[IEA40KRecord],
@@ -153,26 +167,18 @@ def evaluate_analyzer(
     maes, ssims, psnrs, means, abs_means, label_means = [], [], [], [], [], []
     rows: list[dict[str, Any]] = []
     kind_mae: dict[str, list[float]] = {}
-    for start in range(0, len(records), batch_size):
-        batch = records[start : start + batch_size]
-        images = [r.load_image() for r in batch]
-        preds = analyzer.analyze_batch(images)
-        for rec, pred in zip(batch, preds):
-            label = rec.load_residual()
-            pred = _fit_to(np.asarray(pred, np.float32), label.shape)
-            mae = float(np.abs(pred - label).mean())
-            maes.append(mae)
-            ssims.append(ssim(pred, label))
-            psnrs.append(psnr(pred, label))
-            means.append(float(pred.mean()))
-            abs_means.append(float(np.abs(pred).mean()))
-            label_means.append(float(label.mean()))
-            kind_mae.setdefault(rec.extra.get("kind", "") or "all", []).append(mae)
-            if per_image:
-                rows.append({"model": name, "img_id": rec.img_id, **rec.extra, "pred_mean": means[-1],
-                             "pred_mean_abs": abs_means[-1], "label_mean": float(label.mean()), "mae": mae})
-        if progress:
-            progress(min(start + batch_size, len(records)), len(records))
+    for rec, _, pred, label in analyzed_records(analyzer, records, batch_size, progress):
+        mae = float(np.abs(pred - label).mean())
+        maes.append(mae)
+        ssims.append(ssim(pred, label))
+        psnrs.append(psnr(pred, label))
+        means.append(float(pred.mean()))
+        abs_means.append(float(np.abs(pred).mean()))
+        label_means.append(float(label.mean()))
+        kind_mae.setdefault(rec.extra.get("kind", "") or "all", []).append(mae)
+        if per_image:
+            rows.append({"model": name, "img_id": rec.img_id, **rec.extra, "pred_mean": means[-1],
+                         "pred_mean_abs": abs_means[-1], "label_mean": float(label.mean()), "mae": mae})
     res = EvalResult(model=name, weights=weights, images=len(records), per_image=rows)
     if records:
         res.mae, res.ssim, res.psnr = float(np.mean(maes)), float(np.mean(ssims)), float(np.mean(psnrs))

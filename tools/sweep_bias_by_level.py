@@ -35,19 +35,14 @@ def main() -> None:
     from exposure_cli.analyzers import create_analyzer
     from exposure_cli.color import grey
     from exposure_cli.data.iea40k import read_records
-    from exposure_cli.evaluation import _ev, _fit_to, _is_hdr
+    from exposure_cli.evaluation import _ev, _is_hdr, analyzed_records
 
     records = [r for r in read_records(args.data, args.split) if r.extra.get("kind") == "sweep" and _is_hdr(r) == args.hdr]
     analyzer = create_analyzer("eat", weights=args.weights) if args.weights else create_analyzer("eat")
     rows = []  # (ev, observed mean grey, mean predicted, mean labelled)
-    for start in range(0, len(records), 8):
-        batch = records[start:start + 8]
-        images = [r.load_image() for r in batch]
-        for record, image, pred in zip(batch, images, analyzer.analyze_batch(images)):
-            label = record.load_residual()
-            pred = _fit_to(np.asarray(pred, np.float32), label.shape)
-            rows.append((_ev(record) or 0.0, float(grey(np.asarray(image, np.float32)).mean()),
-                         float(pred.mean()), float(label.mean())))
+    for record, image, pred, label in analyzed_records(analyzer, records):
+        rows.append((_ev(record) or 0.0, float(grey(np.asarray(image, np.float32)).mean()),
+                     float(pred.mean()), float(label.mean())))
     evs = sorted({ev for ev, *_ in rows})
     print(f"{len(rows)} {'HDR view' if args.hdr else 'photo'} sweep images of {args.data} ({args.split}); per cell: images, mean predicted − "
           "mean labelled residual\n")

@@ -28,7 +28,7 @@ def main() -> None:
     from exposure_cli.analyzers import create_analyzer
     from exposure_cli.color import grey
     from exposure_cli.data.iea40k import read_records
-    from exposure_cli.evaluation import _ev, _fit_to, _is_hdr
+    from exposure_cli.evaluation import _ev, _fit_to, _is_hdr, analyzed_records
 
     records = [r for r in read_records(args.data, args.split)
                if r.extra.get("kind") == "sweep" and not _is_hdr(r) and (_ev(r) or 0) != 0]
@@ -37,20 +37,15 @@ def main() -> None:
              ("bright, 0.8–0.98", lambda g: (g >= 0.8) & (g < 0.98)), ("below 0.8", lambda g: g < 0.8),
              ("dark, < 0.1", lambda g: g < 0.1))
     cells: dict[tuple[float, str], list[float]] = {}
-    for start in range(0, len(records), 8):
-        batch = records[start:start + 8]
-        images = [r.load_image() for r in batch]
-        for record, image, pred in zip(batch, images, analyzer.analyze_batch(images)):
-            label = record.load_residual()
-            pred = _fit_to(np.asarray(pred, np.float32), label.shape)
-            g = _fit_to(grey(np.asarray(image, np.float32)), label.shape)
-            for name, select in tones:
-                m = select(g)
-                if m.any():
-                    cell = cells.setdefault((_ev(record), name), [0, 0.0, 0.0])
-                    cell[0] += int(m.sum())
-                    cell[1] += float(pred[m].sum())
-                    cell[2] += float(label[m].sum())
+    for record, image, pred, label in analyzed_records(analyzer, records):
+        g = _fit_to(grey(np.asarray(image, np.float32)), label.shape)
+        for name, select in tones:
+            m = select(g)
+            if m.any():
+                cell = cells.setdefault((_ev(record), name), [0, 0.0, 0.0])
+                cell[0] += int(m.sum())
+                cell[1] += float(pred[m].sum())
+                cell[2] += float(label[m].sum())
     totals = {ev: n for (ev, name), (n, _, _) in cells.items() if name == "all"}
     print(f"{len(records)} photo sweep images of {args.data} ({args.split}), weights {args.weights or 'shipped'}\n")
     print("| EV | pixels | share of the frame | mean predicted | mean labelled | predicted − labelled |")
