@@ -210,6 +210,9 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=104,
                     help="--targets: the larger folder (the smaller has 8); the marginal cost is over the difference. "
                          "40 until 2026-12-03: a difference of 32 photos left ±20 %% between rounds on a quiet machine")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="--targets: measurements of every case per round, interleaved with the floors (the floors "
+                         "are measured repeats + 1 times); each ratio is the case's median over its floor's median")
     ap.add_argument("--cases", nargs="+", default=None, metavar="CASE",
                     help="--targets: only these cases (the floors always run); names as in TARGET_CASES")
     args = ap.parse_args()
@@ -352,9 +355,10 @@ def targets(args) -> None:
     photo is (T(n2) − T(n1)) / (n2 − n1), which cancels the fixed costs (process start, model load, the
     pipeline filling and draining) that an average over a few photos would charge to every photo. The
     floors (full-resolution ``cv2.imread`` on 2 threads, the scan's own reduced-scale decode on 2 threads)
-    are measured the same way, first and last in every round, and each case is compared with the mean of
-    its floor's two measurements. Each round prints its ratios; a target is met when it is met in every
-    round.
+    are measured the same way, first in every round and again after each of the round's ``--repeats``
+    passes over the cases; each case is compared with the median of its floor's measurements (with one
+    repeat: the mean of the first and the last), its own median over its repeats. Each round prints its
+    ratios; a target is met when it is met in every round.
     """
     n1, n2 = (8, 24) if args.quick else (8, args.photos)
     cases = [c for c in TARGET_CASES if args.cases is None or c[0] in args.cases]
@@ -397,42 +401,55 @@ def targets(args) -> None:
             return run_child(SCAN_SNIPPET, a)
         return run
 
-    for rnd in range(args.rounds):
-        r: dict = {"load_start": os.getloadavg()}
-        r["imread"] = marginal(floor(IMREAD_SNIPPET))
-        print(f"round {rnd + 1}: imread full-res, 2 threads {r['imread']['ms']:8.1f} ms/photo "
-              f"(load {r['imread']['load']:.1f})", flush=True)
-        r["reduced"] = marginal(floor(DECODE_SNIPPET))
-        print(f"round {rnd + 1}: reduced decode, 2 threads  {r['reduced']['ms']:8.1f} ms/photo "
-              f"(load {r['reduced']['load']:.1f})", flush=True)
-        r["reduced_product"] = marginal(floor(DECODE_SNIPPET, target=product_size))
-        print(f"round {rnd + 1}: reduced decode at {product_size} px, 2 threads {r['reduced_product']['ms']:8.1f} "
-              f"ms/photo (load {r['reduced_product']['load']:.1f})", flush=True)
-        for name, kw, _, _ in cases:
-            r[name] = marginal(scan_run(name, kw))
-            print(f"round {rnd + 1}: {name:28s} {r[name]['ms']:8.1f} ms/photo  CPU {r[name]['cpu_ms']:7.1f} ms  peak RSS "
-                  f"{r[name]['n2']['peak_rss_mb']:5.0f} MB (load {r[name]['load']:.1f})", flush=True)
-        # every floor again at the end of the round, and the mean of the two: a case measured in the middle
-        # of the round is compared with its floor at the same point in time, whichever way the machine drifts.
-        # In the order of the start (imread first): the first measurement after a scan reads 3-6 ms per photo
+    floor_keys = (("imread", IMREAD_SNIPPET, {}), ("reduced", DECODE_SNIPPET, {}),
+                  ("reduced_product", DECODE_SNIPPET, {"target": product_size}))
+    repeats = max(1, args.repeats)
+    res["repeats"] = repeats
+
+    def measure_floors(r: dict, label: str) -> None:
+        # Always in this order (imread first): the first measurement after a scan reads 3-6 ms per photo
         # slow whatever it is (measured, 2026-12-03), and the reduced floors must not take that on one side
         # only; the full-resolution imread, at 60-75 ms, carries it as it always did.
-        again = marginal(floor(IMREAD_SNIPPET))
-        r["imread_again"] = again
-        r["reduced_again"] = marginal(floor(DECODE_SNIPPET))
-        r["reduced_product_again"] = marginal(floor(DECODE_SNIPPET, target=product_size))
-        print(f"round {rnd + 1}: floors again: imread {again['ms']:.1f}, reduced {r['reduced_again']['ms']:.1f}, "
-              f"reduced at {product_size} px {r['reduced_product_again']['ms']:.1f} ms/photo", flush=True)
+        for key, snippet, extra in floor_keys:
+            m = marginal(floor(snippet, **extra))
+            r.setdefault(f"{key}_runs", []).append(m)
+        print(f"round {rnd + 1}: floors ({label}): " + ", ".join(
+            f"{key} {r[f'{key}_runs'][-1]['ms']:.1f}" for key, _, _ in floor_keys) + " ms/photo "
+            f"(load {os.getloadavg()[0]:.1f})", flush=True)
 
-        def mean_of(key: str, field: str) -> float:
-            return (r[key][field] + r[f"{key}_again"][field]) / 2
+    def median_of(runs: list, field: str) -> float:
+        return float(np.median([m[field] for m in runs]))
 
-        r["floors"] = {key: mean_of(key, "ms") for key in ("imread", "reduced", "reduced_product")}
+    for rnd in range(args.rounds):
+        r: dict = {"load_start": os.getloadavg()}
+        # Interleaved: the floors, then [every case, the floors again] × repeats. A case is compared with the
+        # median of its floor's repeats + 1 measurements, taken before, between and after the case's own
+        # repeats, so the case and its floor are measured over the same stretch of time whichever way the
+        # machine drifts; with repeats > 1 the case's median is its own. (repeats 1 is the method before
+        # 2026-12-03 16:20 UTC: one case between two floors, whose mean — the median of two — it is.)
+        measure_floors(r, "start")
+        for rep in range(repeats):
+            for name, kw, _, _ in cases:
+                m = marginal(scan_run(name, kw))
+                r.setdefault(f"{name}_runs", []).append(m)
+                print(f"round {rnd + 1}.{rep + 1}: {name:28s} {m['ms']:8.1f} ms/photo  CPU {m['cpu_ms']:7.1f} ms  "
+                      f"peak RSS {m['n2']['peak_rss_mb']:5.0f} MB (load {m['load']:.1f})", flush=True)
+            measure_floors(r, f"after repeat {rep + 1}")
+        for key, _, _ in floor_keys:
+            r[key] = r[f"{key}_runs"][0]
+            r[f"{key}_again"] = r[f"{key}_runs"][-1]
+        for name, _, _, _ in cases:
+            runs = r[f"{name}_runs"]
+            r[name] = {"ms": median_of(runs, "ms"), "cpu_ms": median_of(runs, "cpu_ms"),
+                       "n2": max(runs, key=lambda m: m["n2"]["peak_rss_mb"])["n2"],
+                       "load": float(np.mean([m["load"] for m in runs]))}
+        again = r["imread_again"]
+        r["floors"] = {key: median_of(r[f"{key}_runs"], "ms") for key, _, _ in floor_keys}
         r["ratios"] = {name: r[name]["ms"] / r["floors"][ref] for name, _, ref, _ in cases}
         # CPU seconds per photo (all threads): what the photo costs whatever else the machine runs. On 2
         # cores kept busy, wall ≈ CPU / 2 for the scan and the 2-thread floors alike, so this ratio is what
         # the wall ratio becomes on a quiet machine if the scan keeps both cores busy (a lower bound otherwise).
-        r["cpu_floors"] = {key: mean_of(key, "cpu_ms") for key in ("imread", "reduced", "reduced_product")}
+        r["cpu_floors"] = {key: median_of(r[f"{key}_runs"], "cpu_ms") for key, _, _ in floor_keys}
         r["cpu_ratios"] = {name: r[name]["cpu_ms"] / r["cpu_floors"][ref] for name, _, ref, _ in cases}
         r["load_end"] = os.getloadavg()
         res["rounds"].append(r)
@@ -440,14 +457,14 @@ def targets(args) -> None:
               f"{r['load_start'][0]:.1f} → {r['load_end'][0]:.1f}\n")
         print("| case | wall ms/photo | ÷ floor | CPU ms/photo | CPU ÷ floor's CPU | target | met (wall) | load |")
         print("|---|---|---|---|---|---|---|---|")
-        print(f"| full-resolution decode, cv2.imread, 2 threads (mean of first and last) | "
+        print(f"| full-resolution decode, cv2.imread, 2 threads (median) | "
               f"{r['floors']['imread']:.1f} | | {r['cpu_floors']['imread']:.1f} | | | | "
               f"{r['imread']['load']:.1f} / {again['load']:.1f} |")
-        print(f"| reduced-scale decode floor (decode_file), 2 threads (mean of first and last) | "
+        print(f"| reduced-scale decode floor (decode_file), 2 threads (median) | "
               f"{r['floors']['reduced']:.1f} | | {r['cpu_floors']['reduced']:.1f} | | | | "
               f"{r['reduced']['load']:.1f} / {r['reduced_again']['load']:.1f} |")
         print(f"| reduced-scale decode at the default scan's {product_size} px (reduced_product), 2 threads "
-              f"(mean of first and last) | {r['floors']['reduced_product']:.1f} | | "
+              f"(median) | {r['floors']['reduced_product']:.1f} | | "
               f"{r['cpu_floors']['reduced_product']:.1f} | | | | {r['reduced_product']['load']:.1f} / "
               f"{r['reduced_product_again']['load']:.1f} |")
         for name, _, ref, target in cases:
