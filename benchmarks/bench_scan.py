@@ -341,6 +341,15 @@ TARGET_CASES = [
 ]
 
 
+def marginal_cost(run, n1: int, n2: int) -> dict:
+    """Marginal wall and CPU ms per photo of ``run(n)`` (a child run on the folder of n photos):
+    (T(n2) − T(n1)) / (n2 − n1), which cancels the fixed costs of a run."""
+    a, b = run(n1), run(n2)
+    ms = 1000 * (b["seconds"] - a["seconds"]) / (n2 - n1)
+    cpu = 1000 * (b["cpu_seconds"] - a["cpu_seconds"]) / (n2 - n1)
+    return {"ms": ms, "cpu_ms": cpu, "n1": a, "n2": b, "load": os.getloadavg()[0]}
+
+
 def card_working_size() -> int:
     """The shipped weights card's working long side (the default scan's), 512 if it names none."""
     from exposure_cli.weights import read_card, resolve_weights
@@ -378,10 +387,7 @@ def targets(args) -> None:
                  "runtime": args.runtime, "rounds": []}
 
     def marginal(run) -> dict:
-        a, b = run(n1), run(n2)
-        ms = 1000 * (b["seconds"] - a["seconds"]) / (n2 - n1)
-        cpu = 1000 * (b["cpu_seconds"] - a["cpu_seconds"]) / (n2 - n1)
-        return {"ms": ms, "cpu_ms": cpu, "n1": a, "n2": b, "load": os.getloadavg()[0]}
+        return marginal_cost(run, n1, n2)
 
     product_size = args.working_size or card_working_size()
     res["product_working_size"] = product_size

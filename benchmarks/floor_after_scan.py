@@ -32,9 +32,10 @@ def main() -> None:
         if args.settle:
             os.sync()
             time.sleep(2)
-        runs = [bench_scan.run_child(bench_scan.DECODE_SNIPPET, {"folder": str(args.data / f"12mp_first{n}"),
-                                                                 "workers": 2, "target": 512}) for n in (8, 104)]
-        return 1000 * (runs[1]["seconds"] - runs[0]["seconds"]) / 96
+        def run(n: int) -> dict:
+            return bench_scan.run_child(bench_scan.DECODE_SNIPPET, {"folder": str(args.data / f"12mp_first{n}"),
+                                                                    "workers": 2, "target": 512})
+        return bench_scan.marginal_cost(run, 8, 104)["ms"]
 
     def scan() -> None:
         bench_scan.run_child(bench_scan.SCAN_SNIPPET, {"paths": [str(args.data / "12mp_first104")],

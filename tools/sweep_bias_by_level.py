@@ -38,7 +38,7 @@ def main() -> None:
     from exposure_cli.evaluation import _ev, _is_hdr, analyzed_records
 
     records = [r for r in read_records(args.data, args.split) if r.extra.get("kind") == "sweep" and _is_hdr(r) == args.hdr]
-    analyzer = create_analyzer("eat", weights=args.weights) if args.weights else create_analyzer("eat")
+    analyzer = create_analyzer("eat", weights=args.weights)  # None: the shipped weights
     rows = []  # (ev, observed mean grey, mean predicted, mean labelled)
     for record, image, pred, label in analyzed_records(analyzer, records):
         rows.append((_ev(record) or 0.0, float(grey(np.asarray(image, np.float32)).mean()),

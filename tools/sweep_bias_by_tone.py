@@ -32,7 +32,7 @@ def main() -> None:
 
     records = [r for r in read_records(args.data, args.split)
                if r.extra.get("kind") == "sweep" and not _is_hdr(r) and (_ev(r) or 0) != 0]
-    analyzer = create_analyzer("eat", weights=args.weights) if args.weights else create_analyzer("eat")
+    analyzer = create_analyzer("eat", weights=args.weights)  # None: the shipped weights
     tones = (("all", lambda g: np.ones_like(g, bool)), ("clipped, grey ≥ 0.98", lambda g: g >= 0.98),
              ("bright, 0.8–0.98", lambda g: (g >= 0.8) & (g < 0.98)), ("below 0.8", lambda g: g < 0.8),
              ("dark, < 0.1", lambda g: g < 0.1))
