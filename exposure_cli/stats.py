@@ -252,7 +252,7 @@ def _joint_histogram(r: np.ndarray, code: np.ndarray | None, n_codes: int) -> np
     whose region code is ``c`` (all pixels in row 0 when `code` is None). One fused pass with numba
     (:func:`exposure_cli.fused.fine_joint_histogram`, the same counts), else numpy's ``bincount``."""
     fused = _fused_histogram()
-    if fused is not None and (code is None or (code.shape == r.shape and code.dtype == np.uint8)):
+    if fused is not None and r.size < 2**31 and (code is None or (code.shape == r.shape and code.dtype == np.uint8)):
         dummy = np.zeros((0, 0), np.uint8)
         joint = fused(np.ascontiguousarray(r), dummy if code is None else np.ascontiguousarray(code),
                       n_codes, FINE_BINS)

@@ -272,3 +272,21 @@ def test_without_numba_every_caller_takes_its_numpy_path():
     with_numba = stats.image_stats(baseline.baseline_residual(
         np.random.default_rng(0).random((30, 40, 3), dtype=np.float32)), None, stats.Thresholds())
     assert float(done.stdout.strip()) == round(with_numba["mean_residual"], 6)
+
+
+def test_fine_joint_histogram_on_maps_larger_than_one_block():
+    # blocks of fused._HISTOGRAM_BLOCK pixels, counted four at a time: sizes around and past one block,
+    # with runs of one value (neighbours in the same bin) and a remainder of every size
+    rng = np.random.default_rng(5)
+    block = fused._HISTOGRAM_BLOCK
+    for n in (block - 1, block, block + 1, 3 * block + 2, 5 * block + 3, 40_001):
+        r = rng.uniform(-1.2, 1.2, n).astype(np.float32)
+        r[: n // 3] = np.float32(0.25)
+        r[n // 2 : n // 2 + 7] = -0.0
+        r = np.ascontiguousarray(r.reshape(1, n))
+        for bits in (0, 1, 3):
+            code = rng.integers(0, 1 << bits, r.shape).astype(np.uint8) if bits else None
+            got = fused.fine_joint_histogram(r, code if code is not None else np.zeros((0, 0), np.uint8),
+                                             1 << bits, stats.FINE_BINS)
+            assert got.dtype == np.int64 and got.sum() == n
+            assert np.array_equal(got, reference_joint(r, code, 1 << bits))
