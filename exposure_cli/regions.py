@@ -317,9 +317,75 @@ def region_inputs(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h, w = image.shape[:2]
     scale = min(1.0, WORK_SIDE / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image
+    small = _area_resize(image, size) if scale < 1.0 else image
     small = np.clip(small, 0.0, 1.0)
     return small, grey(small)
+
+
+def _area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(image, size, interpolation=cv2.INTER_AREA)``; the same bits from the fused kernel
+    (:func:`exposure_cli.fused.area_resize_rgb`) where it applies: a float32 RGB downscale that is not by a
+    whole factor on both axes (OpenCV's general area resampling)."""
+    import cv2
+
+    kernel = fused_kernel("area_resize_rgb")
+    out_w, out_h = size
+    h, w = image.shape[:2]
+    if kernel is not None and image.dtype == np.float32 and out_w <= w and out_h <= h:
+        x, y = area_tables(w, out_w), area_tables(h, out_h)
+        if x is not None and y is not None and not (x[3] and y[3]):
+            return kernel(np.ascontiguousarray(image), out_h, out_w, x[0], x[1], x[2], *_area_rows(h, out_h))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+@functools.lru_cache(maxsize=64)
+def area_tables(source: int, target: int):
+    """OpenCV's area-resampling weights along one axis of `source` pixels resized to `target`:
+    ``(first, count, alpha, whole)`` — output pixel ``d`` is the weighted sum of ``count[d]`` source pixels
+    from ``first[d]`` with the float32 weights ``alpha[:count[d], d]``; ``whole``: the factor is a whole
+    number (OpenCV then takes its fast path, which the fused kernel does not reproduce). None when
+    `target` > `source`.
+
+    The cell of output pixel ``d`` is ``[d·s, d·s + s)`` source pixels, ``s = 1 / (target / source)`` in
+    float64 as OpenCV computes it; a partly covered pixel at either end gets the covered share (when more
+    than 0.001 of it is covered), the others 1 / cell width, all divided in float64 and rounded to float32."""
+    if target > source or target < 1:
+        return None
+    scale = 1.0 / (target / source)
+    whole = abs(scale - round(scale)) < 2.220446049250313e-16
+    first = np.zeros(target, np.int64)
+    count = np.zeros(target, np.int64)
+    weights: list[list[float]] = []
+    for d in range(target):
+        f1 = d * scale
+        f2 = f1 + scale
+        cell = min(scale, source - f1)
+        s2 = min(math.floor(f2), source - 1)
+        s1 = min(math.ceil(f1), s2)
+        ws: list[float] = []
+        start = s1
+        if s1 - f1 > 1e-3:
+            start = s1 - 1
+            ws.append((s1 - f1) / cell)
+        ws.extend(1.0 / cell for _ in range(s1, s2))
+        if f2 - s2 > 1e-3:
+            ws.append(min(min(f2 - s2, 1.0), cell) / cell)
+        first[d], count[d] = start, len(ws)
+        weights.append(ws)
+    alpha = np.zeros((max(1, int(count.max())), target), np.float32)
+    for d, ws in enumerate(weights):
+        alpha[: len(ws), d] = np.asarray(ws, np.float64).astype(np.float32)
+    return first, count, alpha, whole
+
+
+@functools.lru_cache(maxsize=64)
+def _area_rows(source: int, target: int):
+    """:func:`area_tables` of the rows as one entry per (source row, output row) pair, in order."""
+    first, count, alpha, _ = area_tables(source, target)
+    source = np.concatenate([np.arange(f, f + n) for f, n in zip(first, count)]).astype(np.int64)
+    target = np.repeat(np.arange(first.size), count).astype(np.int64)
+    weights = np.concatenate([alpha[:n, d] for d, n in enumerate(count)]).astype(np.float32)
+    return source, target, weights
 
 
 def small_regions(rgb: np.ndarray, names=REGION_NAMES) -> dict[str, np.ndarray | None]:

@@ -290,3 +290,39 @@ def test_fine_joint_histogram_on_maps_larger_than_one_block():
                                              1 << bits, stats.FINE_BINS)
             assert got.dtype == np.int64 and got.sum() == n
             assert np.array_equal(got, reference_joint(r, code, 1 << bits))
+
+
+def test_area_resize_equals_opencvs_area_resampling():
+    import cv2
+
+    from exposure_cli import regions
+
+    rng = np.random.default_rng(6)
+    sizes = [((750, 1000), (112, 84)), ((375, 500), (112, 84)), ((333, 777), (112, 48)), ((97, 300), (112, 36)),
+             ((113, 112), (111, 112)), ((300, 97), (36, 112)), ((112, 450), (112, 28)), ((5, 7), (3, 2)),
+             ((640, 480), (84, 112)), ((1, 9), (2, 1))]
+    for (h, w), (out_w, out_h) in sizes:
+        for image in (rng.random((h, w, 3), dtype=np.float32),
+                      np.where(rng.random((h, w, 3)) < 0.3, 0.0, 1.0).astype(np.float32),
+                      (rng.integers(0, 256, (h, w, 3)) * np.float32(1 / 255)).astype(np.float32)):
+            want = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_AREA)
+            x, y = regions.area_tables(w, out_w), regions.area_tables(h, out_h)
+            if x[3] and y[3]:
+                continue  # OpenCV's whole-factor fast path: the kernel is not used there
+            got = fused.area_resize_rgb(image, out_h, out_w, x[0], x[1], x[2], *regions._area_rows(h, out_h))
+            assert got.shape == want.shape
+            assert np.array_equal(got.view(np.int32), want.view(np.int32)), ((h, w), (out_w, out_h))
+            # and the regions' own call, whichever path it takes
+            assert np.array_equal(regions._area_resize(image, (out_w, out_h)).view(np.int32), want.view(np.int32))
+
+
+def test_area_resize_leaves_whole_factors_and_upscales_to_opencv():
+    from exposure_cli import regions
+
+    assert regions.area_tables(1000, 125)[3] and not regions.area_tables(1000, 112)[3]
+    assert regions.area_tables(100, 200) is None
+    import cv2
+
+    image = np.random.default_rng(7).random((80, 120, 3), dtype=np.float32)
+    for size in ((60, 40), (30, 20), (240, 160), (120, 30)):
+        assert np.array_equal(regions._area_resize(image, size), cv2.resize(image, size, interpolation=cv2.INTER_AREA))
