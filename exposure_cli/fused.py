@@ -61,62 +61,76 @@ def baseline_residual_map(rgb, g, clip_level, clipped_top, highlight, highlight_
     return out.reshape(h, w)
 
 
-#: Pixels per block of :func:`fine_joint_histogram`: their joint indices are computed in one loop that LLVM
-#: vectorises, then counted.
-_HISTOGRAM_BLOCK = 2048
-
-
 @kernel("the statistics' histogram", error_model="numpy")
-def fine_joint_histogram(r, code, n_codes, bins):
-    """:func:`exposure_cli.stats.fine_bin_index` of every value of the C-contiguous float32 map `r` (no NaN)
-    and one ``np.bincount`` of ``code · bins + index`` (`code`: uint8, the map's shape, every value below
-    `n_codes`; a 0-d-like ``(0, 0)`` array for none): int64 ``(n_codes, bins)``, or a ``(0, bins)`` array
-    when a code is ``>= n_codes`` (the caller's numpy path then says what is wrong). `r` has fewer than
-    2³¹ values (the counts are int32 until the end).
+def fine_joint_histogram(r, code, rows, cols, n_codes, bins):
+    """:func:`exposure_cli.stats.fine_bin_index` of every value of the C-contiguous float32 H×W map `r`
+    and one ``np.bincount`` of ``code · bins + index``: int64 ``(n_codes, bins)``, and the number of NaN
+    values met (the counts are not valid then: a NaN has no bin).
 
-    Per block of :data:`_HISTOGRAM_BLOCK` pixels, the joint indices first (selects only: ``min``/``max``
-    for the clips, ``copysign`` for the nudge — the same float32 operations as ``fine_bin_index``), then the
-    counting into four interleaved histograms: neighbouring pixels often share a bin, and counting them
-    into one would make each increment wait for the last."""
+    `code` is uint8, every value below `n_codes`, given at any size with its nearest-neighbour maps: the
+    code of pixel ``(y, x)`` is ``code[rows[y], cols[x]]`` (``cv2.resize(code, (W, H), INTER_NEAREST)``
+    with the maps of :func:`exposure_cli.imageops.nearest_index`; ``arange`` maps for a code at the map's
+    size), so a region code found on a small copy is never upsampled. A ``(0, 0)`` `code`: every pixel in
+    row 0. A code ``>= n_codes`` gives a ``(0, bins)`` array (the caller's numpy path then says what is
+    wrong). `r` has fewer than 2³¹ values (the counts are int32 until the end).
+
+    One image row at a time: its codes expanded from the small code's row (once per distinct source
+    row), then its joint indices in one loop that LLVM vectorises (selects only: the clips, ``copysign``
+    for the nudge — the same float32 operations as ``fine_bin_index``), then the counting into four
+    interleaved histograms: neighbouring pixels often share a bin, and counting them into one would make
+    each increment wait for the last."""
     h, w = r.shape
-    n = h * w
-    flat = r.reshape(n)
-    has_code = code.size == n
-    flat_code = code.reshape(code.size)
+    has_code = code.size > 0
     if has_code:
         highest = np.uint8(0)
-        for k in range(n):
-            highest = max(highest, flat_code[k])
+        for value in code.ravel():
+            highest = max(highest, value)
         if np.int64(highest) >= n_codes:
-            return np.zeros((0, bins), np.int64)
+            return np.zeros((0, bins), np.int64), 0
     half = np.float32(bins / 2.0)
     small = np.float32(1e-3)
     low, high = np.float32(-1.0), np.float32(1.0)
     last = np.int32(bins - 1)
-    row = np.int32(bins)
+    stride = np.int32(bins)
     counts = np.zeros((4, n_codes * bins), np.int32)
-    index = np.empty(_HISTOGRAM_BLOCK, np.int32)
-    for start in range(0, n, _HISTOGRAM_BLOCK):
-        m = min(_HISTOGRAM_BLOCK, n - start)
-        for i in range(m):
-            pos = min(max(flat[start + i], low), high)  # np.clip(r, -1, 1) of a value that is not NaN
+    index = np.empty(w, np.int32)
+    row_code = np.zeros(w, np.int32)
+    source_row = -1
+    for y in range(h):
+        if has_code and rows[y] != source_row:
+            source_row = rows[y]
+            if code.shape[1] == w:  # a code at the map's width: the map is the identity
+                for x in range(w):
+                    row_code[x] = np.int32(code[source_row, x]) * stride
+            else:
+                for x in range(w):
+                    row_code[x] = np.int32(code[source_row, cols[x]]) * stride
+        line = r[y]
+        nans = 0
+        for x in range(w):
+            value = line[x]
+            nans += value != value
+            pos = low if value < low else value  # np.clip(r, -1, 1) of a value that is not NaN
+            pos = high if pos > high else pos
             # np.copysign(1e-3, pos): the sign bit of pos, -0.0 included; then ``astype(int32)`` truncates
-            b = min(np.int32(((pos * half) + np.float32(math.copysign(small, pos))) + half), last)
-            index[i] = (np.int32(flat_code[start + i]) * row + b) if has_code else b
-        quads = m // 4
+            b = np.int32(((pos * half) + np.float32(math.copysign(small, pos))) + half)
+            index[x] = row_code[x] + (last if b > last else b)
+        if nans:
+            return np.zeros((0, bins), np.int64), nans
+        quads = w // 4
         for i in range(quads):
             counts[0, index[4 * i]] += 1
             counts[1, index[4 * i + 1]] += 1
             counts[2, index[4 * i + 2]] += 1
             counts[3, index[4 * i + 3]] += 1
-        for i in range(4 * quads, m):
+        for i in range(4 * quads, w):
             counts[0, index[i]] += 1
     out = np.empty((n_codes, bins), np.int64)
     for c in range(n_codes):
         for b in range(bins):
             k = c * bins + b
             out[c, b] = (np.int64(counts[0, k]) + np.int64(counts[1, k])) + (np.int64(counts[2, k]) + np.int64(counts[3, k]))
-    return out
+    return out, 0
 
 
 @kernel("the regions' working copy", error_model="numpy")

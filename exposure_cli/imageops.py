@@ -10,6 +10,7 @@ edges follow the photo's edges instead of the working-resolution pixel grid.
 
 from __future__ import annotations
 
+import functools
 from typing import Union
 
 import numpy as np
@@ -37,6 +38,26 @@ ThumbnailCopy = Union[int, tuple[tuple[int, int], ...], None]
 #: Guided-filter radius (pixels at working resolution) and regulariser for the map upsampling.
 GUIDE_RADIUS = 2
 GUIDE_EPS = 1e-3
+
+
+@functools.lru_cache(maxsize=64)
+def nearest_index(source: int, target: int) -> np.ndarray:
+    """Which of `source` pixels each of `target` pixels takes along one axis in
+    ``cv2.resize(…, interpolation=cv2.INTER_NEAREST)``: ``min(floor(i · (1 / (target / source))),
+    source − 1)`` in float64, as OpenCV computes it (int64, read-only; tested against OpenCV)."""
+    index = np.minimum(np.floor(np.arange(target) * (1.0 / (target / source))), source - 1).astype(np.int64)
+    index.flags.writeable = False
+    return index
+
+
+def nearest_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST)`` of a 2-D array to `shape` ``(h, w)``."""
+    import cv2
+
+    h, w = shape
+    if image.shape[:2] == (h, w):
+        return image
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def working_size(height: int, width: int, long_side: int) -> tuple[int, int]:
@@ -226,6 +247,8 @@ __all__ = [
     "box_filter",
     "guided_upsample",
     "map_to_image_size",
+    "nearest_index",
+    "nearest_resize",
     "to_working_size",
     "working_size",
 ]

@@ -27,6 +27,7 @@ from .color import grey
 from .decoding import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode_bytes, decode_file, max_file_bytes
 from .discovery import InputFile
 from .errors import ScanError
+from .imageops import nearest_resize
 from .outdir import FINGERPRINT_KEY, output_path
 from .report.schema import DEFAULT_RULES, ReportFormat
 from .stats import Thresholds, image_stats
@@ -350,15 +351,18 @@ class BatchProcessor:
         return (pool or INLINE).submit(fn, *args)
 
     def _region_code(self, rgb: np.ndarray):
-        """The photo's regions as one uint8 bit image at its analysis size (see regions.region_code)."""
+        """The photo's regions as one uint8 bit image at the detectors' working size (see
+        regions.region_code; the statistics read it at the analysis size without upsampling it)."""
         from .regions import region_code
 
-        return region_code(rgb, self.region_names)
+        return region_code(rgb, self.region_names, upsample=False)
 
     def _masks(self, rgb: np.ndarray) -> dict[str, np.ndarray | None]:
         """Boolean masks at the analysis size (the scan itself uses :meth:`_region_code`)."""
         code, names = self._region_code(rgb)
         masks: dict[str, np.ndarray | None] = {n: None for n in self.region_names}
+        if code is not None:
+            code = nearest_resize(code, rgb.shape[:2])
         for bit, name in enumerate(names):
             masks[name] = (code >> bit) & 1 == 1
         return masks

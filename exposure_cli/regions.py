@@ -431,14 +431,16 @@ def small_regions(rgb: np.ndarray, names=REGION_NAMES) -> dict[str, np.ndarray |
     return out
 
 
-def region_code(rgb: np.ndarray, names=REGION_NAMES, shape: tuple[int, int] | None = None):
+def region_code(rgb: np.ndarray, names=REGION_NAMES, shape: tuple[int, int] | None = None, upsample: bool = True):
     """All requested regions of one photo as one uint8 image: bit ``i`` set where region ``names[i]`` is.
 
-    One nearest-neighbour resize to `shape` (default: the photo's size) instead of one per mask.
-    Returns ``(code, present)``: the H×W uint8 code and the names whose bits are in it, in bit order.
+    One nearest-neighbour resize to `shape` (default: the photo's size) instead of one per mask; with
+    ``upsample=False`` none: the code at the detectors' working size, which
+    :func:`exposure_cli.stats.image_stats` reads as its nearest-neighbour upsampling to the map's size.
+    Returns ``(code, present)``: the uint8 code and the names whose bits are in it, in bit order.
     Regions asked for but not found are not in ``present``.
     """
-    import cv2
+    from .imageops import nearest_resize
 
     masks = small_regions(rgb, names)
     h, w = shape or np.asarray(rgb).shape[:2]
@@ -448,9 +450,7 @@ def region_code(rgb: np.ndarray, names=REGION_NAMES, shape: tuple[int, int] | No
     code = np.zeros(next(iter(m for m in masks.values() if m is not None)).shape, np.uint8)
     for bit, name in enumerate(present):
         code |= masks[name].astype(np.uint8) << bit
-    if code.shape != (h, w):
-        code = cv2.resize(code, (w, h), interpolation=cv2.INTER_NEAREST)
-    return code, present
+    return (nearest_resize(code, (h, w)) if upsample else code), present
 
 
 def compute_regions(rgb: np.ndarray, names=REGION_NAMES) -> dict[str, np.ndarray | None]:

@@ -249,22 +249,45 @@ def _region_from_index(r, idx, mask, thresholds):
 
 def _joint_histogram(r: np.ndarray, code: np.ndarray | None, n_codes: int) -> np.ndarray:
     """``(n_codes, FINE_BINS)`` int64: row ``c`` counts the fine bins (:func:`fine_bin_index`) of the pixels
-    whose region code is ``c`` (all pixels in row 0 when `code` is None). One fused pass with numba
-    (:func:`exposure_cli.fused.fine_joint_histogram`, the same counts), else numpy's ``bincount``."""
+    whose region code is ``c`` (all pixels in row 0 when `code` is None). `code` may be smaller than `r`:
+    it is then read as its nearest-neighbour upsampling to `r`'s size (:func:`imageops.nearest_resize`).
+    One fused pass with numba (:func:`exposure_cli.fused.fine_joint_histogram`, the same counts, and the
+    small code never upsampled), else numpy's ``bincount``.
+
+    Raises:
+        ValueError: `r` contains NaN (see :func:`image_stats`), or a code is ``>= n_codes``.
+    """
+    from .imageops import nearest_index, nearest_resize
+
     fused = _fused_histogram()
-    if fused is not None and r.size < 2**31 and (code is None or (code.shape == r.shape and code.dtype == np.uint8)):
-        dummy = np.zeros((0, 0), np.uint8)
-        joint = fused(np.ascontiguousarray(r), dummy if code is None else np.ascontiguousarray(code),
-                      n_codes, FINE_BINS)
+    if (fused is not None and r.ndim == 2 and r.size < 2**31
+            and (code is None or (code.ndim == 2 and code.dtype == np.uint8 and code.size))):
+        h, w = r.shape
+        if code is None:
+            code_in, rows, cols = np.zeros((0, 0), np.uint8), nearest_index(1, h), nearest_index(1, w)
+        else:
+            code_in, rows, cols = code, nearest_index(code.shape[0], h), nearest_index(code.shape[1], w)
+        joint, nans = fused(np.ascontiguousarray(r), np.ascontiguousarray(code_in), rows, cols, n_codes, FINE_BINS)
+        if nans:
+            _refuse_nan(r)
         if joint.shape[0] == n_codes:
             return joint
+    _refuse_nan(r)
     idx = fine_bin_index(r)
     if code is None:
         return np.bincount(idx.ravel(), minlength=FINE_BINS).reshape(1, FINE_BINS)
-    joint_index = code.astype(np.int32)
+    joint_index = nearest_resize(code, r.shape).astype(np.int32)
     joint_index *= FINE_BINS
     joint_index += idx
     return np.bincount(joint_index.ravel(), minlength=FINE_BINS * n_codes).reshape(n_codes, FINE_BINS)
+
+
+def _refuse_nan(r: np.ndarray) -> None:
+    # NaN has no bin: fine_bin_index would count it as r = -1 (severely over-exposed)
+    nans = np.isnan(r)
+    if nans.any():
+        raise ValueError(f"residual map contains NaN ({int(np.count_nonzero(nans))} of {r.size} values); "
+                         "an analyzer must give a number in [-1, 1] for every pixel")
 
 
 def _fused_histogram():
@@ -291,7 +314,9 @@ def image_stats(
             :mod:`exposure_cli.correction`), which is NaN without it.
         ev_calibration: The analyzer's :class:`~exposure_cli.correction.EVCalibration` (identity if None).
         region_code: Instead of `masks`: ``(code, names)`` from :func:`exposure_cli.regions.region_code`,
-            an H×W uint8 image whose bit ``i`` marks region ``names[i]`` (one pass instead of one per mask).
+            a uint8 image whose bit ``i`` marks region ``names[i]`` (one pass instead of one per mask). At
+            the map's size, or smaller (``region_code(…, upsample=False)``): it then stands for its
+            nearest-neighbour upsampling to the map's size, which is made only if a full mask is needed.
         computed: Regions that were looked for. Others were *not computed* (the rule sets in use do not
             read them): their ``area_pct`` is NaN rather than 0 (0 means "looked for, not found").
 
@@ -300,12 +325,10 @@ def image_stats(
             that photo, "analysis failed: ValueError: residual map contains NaN …").
     """
     from .correction import IDENTITY, SampleLevels, ev_from_samples, sample_step
+    from .imageops import nearest_index, nearest_resize
 
     calibration = ev_calibration or IDENTITY
     r = np.asarray(residual, dtype=np.float32)
-    if np.isnan(r).any():  # NaN has no bin: fine_bin_index would count it as r = -1 (severely over-exposed)
-        raise ValueError(f"residual map contains NaN ({int(np.count_nonzero(np.isnan(r)))} of {r.size} values); "
-                         "an analyzer must give a number in [-1, 1] for every pixel")
     if region_code is not None:
         code, names = region_code
         names = list(names) if code is not None else []
@@ -331,16 +354,35 @@ def image_stats(
     else:
         hists["global"] = joint[0]
     bit_of = {name: bit for bit, name in enumerate(names)}
+    if code is not None and code.shape != r.shape:  # a small code: upsampled only where a full mask is read
+        small_code = code
+        code = None
+
+        def full_code() -> np.ndarray:
+            nonlocal code
+            if code is None:
+                code = nearest_resize(small_code, r.shape)
+            return code
+
+        def subsampled_code(step: int) -> np.ndarray:
+            return small_code[nearest_index(small_code.shape[0], r.shape[0])[::step]][
+                :, nearest_index(small_code.shape[1], r.shape[1])[::step]]
+    else:
+        def full_code() -> np.ndarray:
+            return code
+
+        def subsampled_code(step: int) -> np.ndarray:
+            return code[::step, ::step]
 
     def region_mask(region: str) -> np.ndarray:
-        return (code >> bit_of[region]) & 1 == 1
+        return (full_code() >> bit_of[region]) & 1 == 1
 
     # ev_correction: the even subsample of ``correction.ev_correction``, taken once for every region
     if grey is not None:
         g = np.asarray(grey, dtype=np.float32)
         step = sample_step(g.size)
         g_sub, r_sub = g[::step, ::step], r[::step, ::step]
-        code_sub = code[::step, ::step] if code is not None else None
+        code_sub = subsampled_code(step) if names else None
         levels = SampleLevels(g_sub, r_sub)  # once for every region
     row: dict[str, object] = {}
     for region in REGIONS:

@@ -87,6 +87,15 @@ def test_baseline_map_with_a_float64_grey_takes_numpys_path():
     assert same_bits(baseline.baseline_residual(image, g64), baseline.baseline_residual_numpy(image, g64))
 
 
+def fused_joint(r: np.ndarray, code: np.ndarray | None, n_codes: int) -> np.ndarray:
+    """The kernel on a code at the map's size (identity maps), or none; NaN-free maps only."""
+    h, w = r.shape
+    joint, nans = fused.fine_joint_histogram(r, np.zeros((0, 0), np.uint8) if code is None else code,
+                                             np.arange(h), np.arange(w), n_codes, stats.FINE_BINS)
+    assert nans == 0
+    return joint
+
+
 def reference_joint(r: np.ndarray, code: np.ndarray | None, n_codes: int) -> np.ndarray:
     idx = stats.fine_bin_index(r)
     index = idx if code is None else code.astype(np.int32) * stats.FINE_BINS + idx
@@ -105,8 +114,7 @@ def test_fine_joint_histogram_equals_bincount_of_fine_bins():
             r[rng.random((h, w)) < share] = value
         bits = trial % 5
         code = rng.integers(0, 1 << bits, (h, w)).astype(np.uint8) if bits else None
-        got = fused.fine_joint_histogram(r, code if code is not None else np.zeros((0, 0), np.uint8),
-                                         1 << bits, stats.FINE_BINS)
+        got = fused_joint(r, code, 1 << bits)
         assert np.array_equal(got, reference_joint(r, code, 1 << bits))
         assert np.array_equal(stats._joint_histogram(r, code, 1 << bits), got)
 
@@ -114,7 +122,7 @@ def test_fine_joint_histogram_equals_bincount_of_fine_bins():
 def test_a_region_code_beyond_its_names_is_refused_as_before():
     r = np.zeros((4, 4), np.float32)
     code = np.full((4, 4), 5, np.uint8)  # bit 2 set, but only two regions named
-    assert fused.fine_joint_histogram(r, code, 4, stats.FINE_BINS).shape == (0, stats.FINE_BINS)
+    assert fused.fine_joint_histogram(r, code, np.arange(4), np.arange(4), 4, stats.FINE_BINS)[0].shape == (0, stats.FINE_BINS)
     with pytest.raises(ValueError):
         stats._joint_histogram(r, code, 4)
 
@@ -274,20 +282,18 @@ def test_without_numba_every_caller_takes_its_numpy_path():
     assert float(done.stdout.strip()) == round(with_numba["mean_residual"], 6)
 
 
-def test_fine_joint_histogram_on_maps_larger_than_one_block():
-    # blocks of fused._HISTOGRAM_BLOCK pixels, counted four at a time: sizes around and past one block,
-    # with runs of one value (neighbours in the same bin) and a remainder of every size
+def test_fine_joint_histogram_on_long_rows():
+    # one row at a time, counted four at a time: rows of every remainder, with runs of one value
+    # (neighbours in the same bin)
     rng = np.random.default_rng(5)
-    block = fused._HISTOGRAM_BLOCK
-    for n in (block - 1, block, block + 1, 3 * block + 2, 5 * block + 3, 40_001):
+    for n in (2047, 2048, 2049, 6146, 10243, 40_001):
         r = rng.uniform(-1.2, 1.2, n).astype(np.float32)
         r[: n // 3] = np.float32(0.25)
         r[n // 2 : n // 2 + 7] = -0.0
         r = np.ascontiguousarray(r.reshape(1, n))
         for bits in (0, 1, 3):
             code = rng.integers(0, 1 << bits, r.shape).astype(np.uint8) if bits else None
-            got = fused.fine_joint_histogram(r, code if code is not None else np.zeros((0, 0), np.uint8),
-                                             1 << bits, stats.FINE_BINS)
+            got = fused_joint(r, code, 1 << bits)
             assert got.dtype == np.int64 and got.sum() == n
             assert np.array_equal(got, reference_joint(r, code, 1 << bits))
 
@@ -326,3 +332,66 @@ def test_area_resize_leaves_whole_factors_and_upscales_to_opencv():
     image = np.random.default_rng(7).random((80, 120, 3), dtype=np.float32)
     for size in ((60, 40), (30, 20), (240, 160), (120, 30)):
         assert np.array_equal(regions._area_resize(image, size), cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+
+
+def test_a_small_region_code_counts_as_its_nearest_upsampling():
+    import cv2
+
+    rng = np.random.default_rng(8)
+    for (h, w), (ch, cw) in (((750, 1000), (84, 112)), ((97, 131), (84, 112)), ((40, 30), (40, 30)),
+                             ((84, 112), (84, 112)), ((1, 500), (1, 56)), ((333, 250), (112, 84))):
+        r = rng.uniform(-1.1, 1.1, (h, w)).astype(np.float32)
+        bits = 3
+        small = rng.integers(0, 1 << bits, (ch, cw)).astype(np.uint8)
+        full = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+        want = reference_joint(r, full, 1 << bits)
+        assert np.array_equal(stats._joint_histogram(r, small, 1 << bits), want)
+        assert np.array_equal(stats._joint_histogram(r, full, 1 << bits), want)
+
+
+def test_nearest_index_is_opencvs_nearest_neighbour():
+    import cv2
+
+    from exposure_cli.imageops import nearest_index
+
+    rng = np.random.default_rng(9)
+    for _ in range(400):
+        sh, sw = (int(v) for v in rng.integers(1, 130, 2))
+        dh, dw = (int(v) for v in rng.integers(1, 1300, 2))
+        small = rng.integers(0, 255, (sh, sw)).astype(np.uint8)
+        want = cv2.resize(small, (dw, dh), interpolation=cv2.INTER_NEAREST)
+        assert np.array_equal(small[nearest_index(sh, dh)][:, nearest_index(sw, dw)], want)
+
+
+def test_the_histogram_refuses_nan_with_its_count_on_both_paths():
+    r = np.zeros((30, 40), np.float32)
+    r[3, 5] = r[29, 39] = np.nan
+    small = np.ones((3, 4), np.uint8)
+    for code in (None, small):
+        with pytest.raises(ValueError, match=r"contains NaN \(2 of 1200 values\)"):
+            stats._joint_histogram(r, code, 2)
+    joint, nans = fused.fine_joint_histogram(r, small, np.arange(30) // 10, np.arange(40) // 10, 2, stats.FINE_BINS)
+    assert nans >= 1
+
+
+def test_image_stats_read_a_small_code_as_its_upsampling_on_both_paths(monkeypatch):
+    import cv2
+
+    rng = np.random.default_rng(10)
+    h, w = 300, 400
+    r = np.clip(rng.normal(0, 0.4, (h, w)), -1, 1).astype(np.float32)
+    g = rng.random((h, w), dtype=np.float32)
+    small = np.zeros((84, 112), np.uint8)
+    small[10:40, 20:60] |= 1  # a region
+    small[5:7, 100:103] |= 2  # a tiny one: fewer than 64 subsampled pixels, read from the full mask
+    full = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    for thresholds in (stats.Thresholds(), stats.Thresholds(over=0.1234)):  # the second reads full masks
+        want = stats.image_stats(r, None, thresholds, grey=g, region_code=(full, ["face", "sky"]))
+        for fused_on in (True, False):
+            if not fused_on:
+                monkeypatch.setattr(stats, "_fused_histogram", lambda: None)
+            got = stats.image_stats(r, None, thresholds, grey=g, region_code=(small, ["face", "sky"]))
+            assert got.keys() == want.keys()
+            for key, value in want.items():
+                assert np.array_equal(np.asarray(got[key]), np.asarray(value), equal_nan=True), key
+        monkeypatch.undo()
