@@ -38,7 +38,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from exposure_cli import outdir, pipeline, processing
+    from exposure_cli import correction, outdir, pipeline, processing, regions, stats
     from exposure_cli.analyzers import baseline, create_analyzer
     from exposure_cli.regions import compute_regions
 
@@ -61,7 +61,16 @@ def main() -> None:
     count(processing, "decode_item", "decode (decode_item)")
     count(processing.BatchProcessor, "_finish", "finishing, all of it")
     count(processing.BatchProcessor, "_region_code", "  regions")
+    count(regions, "region_inputs", "    working copy (area resize, grey)")
+    count(regions, "detect_faces", "    faces")
+    count(regions, "_sky_mask", "    sky")
+    count(regions, "spectral_residual_saliency", "    spectral residual saliency")
+    count(regions, "colour_contrast_saliency", "    colour contrast saliency")
+    count(regions, "_subject_mask", "    subject mask")
     count(processing, "image_stats", "  statistics (image_stats)")
+    count(stats, "_joint_histogram", "    histogram")
+    count(correction, "SampleLevels", "    ev_correction's samples")
+    count(stats, "_stats_from_fine", "    shares, means, percentiles")
     count(processing.BatchProcessor, "_score", "  rules")
     count(processing, "grey", "  grey")
     count(baseline, "baseline_residual", "  baseline map")
