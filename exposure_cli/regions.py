@@ -382,10 +382,10 @@ def area_tables(source: int, target: int):
 def _area_rows(source: int, target: int):
     """:func:`area_tables` of the rows as one entry per (source row, output row) pair, in order."""
     first, count, alpha, _ = area_tables(source, target)
-    source = np.concatenate([np.arange(f, f + n) for f, n in zip(first, count)]).astype(np.int64)
-    target = np.repeat(np.arange(first.size), count).astype(np.int64)
+    source_rows = np.concatenate([np.arange(f, f + n) for f, n in zip(first, count)]).astype(np.int64)
+    output_rows = np.repeat(np.arange(first.size), count).astype(np.int64)
     weights = np.concatenate([alpha[:n, d] for d, n in enumerate(count)]).astype(np.float32)
-    return source, target, weights
+    return source_rows, output_rows, weights
 
 
 def small_regions(rgb: np.ndarray, names=REGION_NAMES) -> dict[str, np.ndarray | None]:
