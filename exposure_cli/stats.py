@@ -354,25 +354,19 @@ def image_stats(
     else:
         hists["global"] = joint[0]
     bit_of = {name: bit for bit, name in enumerate(names)}
-    if code is not None and code.shape != r.shape:  # a small code: upsampled only where a full mask is read
-        small_code = code
-        code = None
+    # The code may be smaller than the map (the detectors' working size): read through nearest-neighbour
+    # indexes, upsampled only where a full mask is read (both are the identity for a full-size code).
+    small_code = code
 
-        def full_code() -> np.ndarray:
-            nonlocal code
-            if code is None:
-                code = nearest_resize(small_code, r.shape)
-            return code
+    def full_code() -> np.ndarray:
+        nonlocal code
+        if code.shape != r.shape:
+            code = nearest_resize(small_code, r.shape)
+        return code
 
-        def subsampled_code(step: int) -> np.ndarray:
-            return small_code[nearest_index(small_code.shape[0], r.shape[0])[::step]][
-                :, nearest_index(small_code.shape[1], r.shape[1])[::step]]
-    else:
-        def full_code() -> np.ndarray:
-            return code
-
-        def subsampled_code(step: int) -> np.ndarray:
-            return code[::step, ::step]
+    def subsampled_code(step: int) -> np.ndarray:
+        return small_code[nearest_index(small_code.shape[0], r.shape[0])[::step]][
+            :, nearest_index(small_code.shape[1], r.shape[1])[::step]]
 
     def region_mask(region: str) -> np.ndarray:
         return (full_code() >> bit_of[region]) & 1 == 1
