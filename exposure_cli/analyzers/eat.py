@@ -17,6 +17,10 @@ A card may also name **thumbnail weights** (``thumbnail_weights``: ``below_long_
 the card's folder, ``sha256``): a network trained for thumbnail copies, used instead of the main one for
 photos whose long side is under ``below_long_side`` (docs/MODEL.md "Stage 20"). It is verified when the
 analyzer is built and loaded on the first such photo.
+
+A card may carry a **residual calibration** (``residual_calibration``): a fitted table that corrects the
+main network's working-size map as a function of its value and the pixel's grey level, applied before the
+upsampling (:mod:`exposure_cli.residual_calibration`, docs/MODEL.md "Stage 26").
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._version import __version__
+from ..color import grey
 from ..imageops import (
     NATIVE_MIN_LONG_SIDE, THUMBNAIL_LONG_SIDE, ThumbnailCopy, analysis_size, describe_thumbnail, map_to_image_size,
     pad_to, padded_size, thumbnail_copy, to_working_size,
@@ -115,6 +120,8 @@ class EATAnalyzer(Analyzer):
         compile: Wrap the network in ``torch.compile`` (same as ``runtime="compile"``).
         runtime: Inference runtime (:class:`exposure_cli.runtimes.Runtime`; default
             :data:`~exposure_cli.runtimes.DEFAULT_RUNTIME`). ONNX Runtime and OpenVINO need their extras.
+        residual_calibration: Apply the card's ``residual_calibration`` table, when it has one, to the main
+            network's working-size maps (:mod:`exposure_cli.residual_calibration`); False → the raw maps.
     """
 
     def __init__(
@@ -128,6 +135,7 @@ class EATAnalyzer(Analyzer):
         thumbnail_weights: Any = FROM_CARD,
         compile: bool = False,
         runtime: str | None = None,
+        residual_calibration: bool = True,
         **_: object,
     ) -> None:
         import torch
@@ -153,6 +161,10 @@ class EATAnalyzer(Analyzer):
         self.thumbnail_long_side: ThumbnailCopy = thumbnail_copy(thumbnail_long_side or None)
         self.working_long_side = int(working_long_side or self._weights.card.get("working_long_side")
                                      or DEFAULT_WORKING_LONG_SIDE)
+        from ..residual_calibration import ResidualCalibration
+
+        #: The card's output calibration of the main network's maps (None: none, or switched off).
+        self.residual_calibration = ResidualCalibration.from_card(card) if residual_calibration else None
         from ..runtimes import DEFAULT_RUNTIME, Runtime
 
         self.runtime = Runtime(runtime or (Runtime.compile if compile else DEFAULT_RUNTIME))
@@ -173,6 +185,8 @@ class EATAnalyzer(Analyzer):
             weights_sha256=self._weights.sha256,
             working_long_side=self.working_long_side,
             extra={"architecture": str(card.get("architecture", "")), "weights": str(self._weights.path),
+                   "residual_calibration": (self.residual_calibration.fitted_on or "yes")
+                   if self.residual_calibration is not None else "",
                    "runtime": self.runtime.value, "native_min_long_side": str(self.native_min_long_side),
                    "thumbnail_long_side": describe_thumbnail(self.thumbnail_long_side or self.working_long_side),
                    "thumbnail_weights": (f"under {self.thumbnail_weights_below} px: "
@@ -222,10 +236,17 @@ class EATAnalyzer(Analyzer):
 
     def analyze_split(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None):
         """The network on every batch now; each photo's guided upsampling to its size when called
-        (``image_grey``: the photo's grey image, the guide, if the caller has it). Photos are grouped by
-        padded size, as many per forward pass as :meth:`per_pass` allows."""
+        (``image_grey``: the photo's grey image, the guide, if the caller has it)."""
         from functools import partial
 
+        return [partial(map_to_image_size, low_map, small, np.asarray(image, np.float32))
+                for image, (small, low_map) in zip(images, self.working_maps(images, prepared))]
+
+    def working_maps(self, images: Sequence[np.ndarray], prepared: Sequence[Any] | None = None
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(working-size photo, its map)`` per photo: photos grouped by padded size, as many per forward
+        pass as :meth:`per_pass` allows, each map cropped back to its photo and, for the main network,
+        corrected by the card's residual calibration."""
         results: list[Any] = [None] * len(images)
         groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
         for index, image in enumerate(images):
@@ -236,13 +257,15 @@ class EATAnalyzer(Analyzer):
             groups.setdefault(key, []).append((index, small))
         for key, group in groups.items():
             step = self.per_pass(key)
+            calibration = self.residual_calibration if len(key) == 2 else None  # not the thumbnail network
             for start in range(0, len(group), step):
                 chunk = group[start : start + step]
                 maps = self._run([pad_to(img, *key[:2]) for _, img in chunk], thumbnail=len(key) > 2)
                 for (index, small), low_map in zip(chunk, maps):
                     low_map = low_map[: small.shape[0], : small.shape[1]]
-                    results[index] = partial(map_to_image_size, low_map, small,
-                                             np.asarray(images[index], np.float32))
+                    if calibration is not None:
+                        low_map = calibration.apply(low_map, grey(small))
+                    results[index] = (small, low_map)
         return results
 
     def _thumbnail_network(self):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -35,9 +35,73 @@ VAL_SEED = 12345
 EXTRA_COLUMNS = ("kind", "ev", "photo", "source")
 
 
+class ValidationItem(NamedTuple):
+    """One rendered image of the validation recipe: its id, the observed RGB image in [0, 1], its label map,
+    the id of its photo's original, kind (``original``, ``sweep``, ``simulated``), EV (sweeps; "" for
+    draws), photo or crop id, source, and group (``photo`` or ``hdr``)."""
+
+    id: str
+    image: np.ndarray
+    residual: np.ndarray
+    ref: str
+    kind: str
+    ev: float | str
+    photo: str
+    source: str
+    group: str
+
+
 def proxy_score(residual: np.ndarray) -> float:
     """Holistic 0–10 proxy from a label map: 10 when perfect, 0 when mean |r| ≥ 0.5."""
     return round(10.0 * (1.0 - min(1.0, 2.0 * float(np.abs(residual).mean()))), 2)
+
+
+def render_items(corpus: Path, split: str = "val", long_side: int = LONG_SIDE, seed: int = VAL_SEED
+                 ) -> Iterator[ValidationItem]:
+    """The validation set's renders of the photos and HDR crops of `split` in ``corpus``, in the set's order.
+
+    ``split="val"`` with the default seed is the validation set itself; the same recipe on ``"train"``
+    (another seed) is what a fitted output stage may learn from without seeing val
+    (``training.fit_residual_calibration``).
+    """
+    import cv2
+
+    from .corpus import load_index
+
+    corpus = Path(corpus)
+    index = load_index(corpus)
+    cfg = dataclasses.replace(LEGACY_CONFIG, p_original=0.0)  # v1/v2 renders stay bit-identical
+
+    photos = [p for p in index["photos"] if p["split"] == split]
+    for n, p in enumerate(sorted(photos, key=lambda p: p["id"])):
+        bgr = cv2.imread(str(corpus / p["path"]), cv2.IMREAD_COLOR)
+        ideal = limit_long_side(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), long_side).astype(np.float32) / 255.0
+        pid = p["id"]
+        ref = f"{pid}.png"
+        yield ValidationItem(ref, ideal, np.zeros(ideal.shape[:2], np.float32), ref, "original", 0.0, pid,
+                             p["source"], "photo")
+        for ev in SWEEP_EVS:
+            obs, res = render_ev(ideal, ev)
+            yield ValidationItem(f"{pid}_ev{ev:+.0f}", obs, res, ref, "sweep", ev, pid, p["source"], "photo")
+        for k in range(SIMULATED_PER_PHOTO):
+            s = simulate_photo(ideal, np.random.default_rng([seed, n, k]), cfg)
+            yield ValidationItem(f"{pid}_sim{k}", s.observed, s.residual, ref, "simulated", "", pid,
+                                 p["source"], "photo")
+
+    crops = [c for c in index.get("hdr", []) if c["split"] == split]
+    for n, c in enumerate(sorted(crops, key=lambda c: c["id"])):
+        rad = np.load(corpus / c["radiance"], allow_pickle=False).astype(np.float32)
+        ideal = cv2.cvtColor(cv2.imread(str(corpus / c["ideal"]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        ideal = ideal.astype(np.float32) / 255.0
+        cid = c["id"]
+        ref = f"{cid}.png"
+        yield ValidationItem(ref, ideal, np.zeros(ideal.shape[:2], np.float32), ref, "original", 0.0, cid,
+                             c["source"], "hdr")
+        for ev in (SWEEP_EVS[:3] + (0.0,) + SWEEP_EVS[3:]):
+            obs, res = render_ev(ideal, ev, linear=rad)
+            yield ValidationItem(f"{cid}_ev{ev:+.0f}", obs, res, ref, "sweep", ev, cid, c["source"], "hdr")
+        s = simulate_radiance(rad, ideal, np.random.default_rng([seed, 10_000 + n]), cfg)
+        yield ValidationItem(f"{cid}_sim0", s.observed, s.residual, ref, "simulated", "", cid, c["source"], "hdr")
 
 
 def write_validation_set(
@@ -48,61 +112,27 @@ def write_validation_set(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Render the validation set of ``corpus`` (default ``corpus/val``); returns counts per kind."""
-    import cv2
-
     from .corpus import load_index
 
     corpus = Path(corpus)
     out = Path(out) if out else corpus / "val"
-    index = load_index(corpus)
     writer = IEA40KWriter(out, "val", EXTRA_COLUMNS)
     counts = {"original": 0, "sweep": 0, "simulated": 0, "photos": 0, "hdr_crops": 0}
-    cfg = dataclasses.replace(LEGACY_CONFIG, p_original=0.0)  # v1/v2 renders stay bit-identical
-
-    def add(img_id: str, image: np.ndarray, res: np.ndarray, ref: str, kind: str, ev: float | str,
-            photo: str, source: str) -> None:
-        writer.add(img_id, image, res, ref_id=ref, score=proxy_score(res), kind=kind, ev=ev, photo=photo,
-                   source=source)
-        counts[kind] += 1
-
-    photos = [p for p in index["photos"] if p["split"] == "val"]
-    for n, p in enumerate(sorted(photos, key=lambda p: p["id"])):
-        bgr = cv2.imread(str(corpus / p["path"]), cv2.IMREAD_COLOR)
-        ideal = limit_long_side(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), long_side).astype(np.float32) / 255.0
-        pid = p["id"]
-        ref = f"{pid}.png"
-        add(ref, ideal, np.zeros(ideal.shape[:2], np.float32), ref, "original", 0.0, pid, p["source"])
-        for ev in SWEEP_EVS:
-            obs, res = render_ev(ideal, ev)
-            add(f"{pid}_ev{ev:+.0f}", obs, res, ref, "sweep", ev, pid, p["source"])
-        for k in range(SIMULATED_PER_PHOTO):
-            s = simulate_photo(ideal, np.random.default_rng([seed, n, k]), cfg)
-            add(f"{pid}_sim{k}", s.observed, s.residual, ref, "simulated", "", pid, p["source"])
-        counts["photos"] += 1
-
-    crops = [c for c in index.get("hdr", []) if c["split"] == "val"]
-    for n, c in enumerate(sorted(crops, key=lambda c: c["id"])):
-        rad = np.load(corpus / c["radiance"], allow_pickle=False).astype(np.float32)
-        ideal = cv2.cvtColor(cv2.imread(str(corpus / c["ideal"]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        ideal = ideal.astype(np.float32) / 255.0
-        cid = c["id"]
-        ref = f"{cid}.png"
-        add(ref, ideal, np.zeros(ideal.shape[:2], np.float32), ref, "original", 0.0, cid, c["source"])
-        for ev in (SWEEP_EVS[:3] + (0.0,) + SWEEP_EVS[3:]):
-            obs, res = render_ev(ideal, ev, linear=rad)
-            add(f"{cid}_ev{ev:+.0f}", obs, res, ref, "sweep", ev, cid, c["source"])
-        s = simulate_radiance(rad, ideal, np.random.default_rng([seed, 10_000 + n]), cfg)
-        add(f"{cid}_sim0", s.observed, s.residual, ref, "simulated", "", cid, c["source"])
-        counts["hdr_crops"] += 1
+    for item in render_items(corpus, "val", long_side, seed):
+        writer.add(item.id, item.image, item.residual, ref_id=item.ref, score=proxy_score(item.residual),
+                   kind=item.kind, ev=item.ev, photo=item.photo, source=item.source)
+        counts[item.kind] += 1
+        if item.kind == "original":
+            counts["photos" if item.group == "photo" else "hdr_crops"] += 1
 
     writer.close()
     meta = {"long_side": long_side, "seed": seed, "sweep_evs": list(SWEEP_EVS),
             "simulated_per_photo": SIMULATED_PER_PHOTO, "counts": counts,
-            "manifest_sha256": index.get("manifest_sha256")}
+            "manifest_sha256": load_index(corpus).get("manifest_sha256")}
     (out / "valset.json").write_text(json.dumps(meta, indent=1) + "\n")
     log(f"validation set: {counts['photos']} photos + {counts['hdr_crops']} HDR crops → "
         f"{counts['original']} originals, {counts['sweep']} sweep images, {counts['simulated']} simulated → {out}")
     return counts
 
 
-__all__ = ["LONG_SIDE", "SWEEP_EVS", "proxy_score", "write_validation_set"]
+__all__ = ["LONG_SIDE", "SWEEP_EVS", "ValidationItem", "proxy_score", "render_items", "write_validation_set"]
