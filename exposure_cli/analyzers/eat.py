@@ -185,8 +185,9 @@ class EATAnalyzer(Analyzer):
             weights_sha256=self._weights.sha256,
             working_long_side=self.working_long_side,
             extra={"architecture": str(card.get("architecture", "")), "weights": str(self._weights.path),
-                   "residual_calibration": (self.residual_calibration.fitted_on or "yes")
-                   if self.residual_calibration is not None else "",
+                   # only when one applies: without it the maps (and a resumed scan's metadata) are as before
+                   **({"residual_calibration": self.residual_calibration.fitted_on or "yes"}
+                      if self.residual_calibration is not None else {}),
                    "runtime": self.runtime.value, "native_min_long_side": str(self.native_min_long_side),
                    "thumbnail_long_side": describe_thumbnail(self.thumbnail_long_side or self.working_long_side),
                    "thumbnail_weights": (f"under {self.thumbnail_weights_below} px: "
