@@ -36,6 +36,7 @@ from ..imageops import (
     NATIVE_MIN_LONG_SIDE, THUMBNAIL_LONG_SIDE, ThumbnailCopy, analysis_size, describe_thumbnail, map_to_image_size,
     pad_to, padded_size, thumbnail_copy, to_working_size,
 )
+from ..residual_calibration import ResidualCalibration
 from ..weights import WeightsError, load_model, resolve_weights, verify_weights, weights_in
 from .base import DEFAULT_WORKING_LONG_SIDE, Analyzer, AnalyzerInfo
 
@@ -161,8 +162,6 @@ class EATAnalyzer(Analyzer):
         self.thumbnail_long_side: ThumbnailCopy = thumbnail_copy(thumbnail_long_side or None)
         self.working_long_side = int(working_long_side or self._weights.card.get("working_long_side")
                                      or DEFAULT_WORKING_LONG_SIDE)
-        from ..residual_calibration import ResidualCalibration
-
         #: The card's output calibration of the main network's maps (None: none, or switched off).
         self.residual_calibration = ResidualCalibration.from_card(card) if residual_calibration else None
         from ..runtimes import DEFAULT_RUNTIME, Runtime

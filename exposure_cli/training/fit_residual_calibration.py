@@ -73,15 +73,25 @@ def accumulate(analyzer, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], ba
 
 
 def write_weights(source: Path, out: Path, calibration: ResidualCalibration, extra: dict) -> Path:
-    """``out``: the weights of `source` with `calibration` (and `extra` facts about its fit) in the card."""
+    """``out``: the weights of `source` with `calibration` (and `extra` facts about its fit) in the card.
+    A copy to another folder takes the thumbnail weights the card names along (same relative path), so
+    the folder loads as it is."""
     from ..weights import resolve_weights, weights_in
 
     model = resolve_weights(source)
     folder = model.parent
     out.mkdir(parents=True, exist_ok=True)
+    card = json.loads((folder / "card.json").read_text())
     if out.resolve() != folder.resolve():
         shutil.copy2(model, out / model.name)
-    card = json.loads((folder / "card.json").read_text())
+        thumbnails = (card.get("thumbnail_weights") or {}).get("path")
+        if thumbnails:
+            src, dst = folder / thumbnails, out / thumbnails
+            if src.is_dir():
+                shutil.copytree(src, dst, dirs_exist_ok=True)
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
     card["residual_calibration"] = {**calibration.to_card(), **extra}
     (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     return weights_in(out)
