@@ -7,10 +7,19 @@ with bilinear interpolation, without retraining the network. A weights card may 
 (``residual_calibration``); the ``eat`` analyzer applies it to the working-size map before upsampling it.
 
 The table is fitted by :class:`CalibrationFit` (``python -m exposure_cli.training.fit_residual_calibration``)
-from pairs of a network map and its label on training data: each node is the tent-weighted mean of
-``label − r`` over the pixels near it (every image weighing the same in total), shrunk towards 0 by a
-pseudo-count, and then ``r + T`` is made non-decreasing along the residual axis at every grey node (a
-weighted isotonic fit), so that the calibration never reorders two pixels of the same grey level.
+from pairs of a network map and its label on training data, in one of two ways:
+
+* :meth:`CalibrationFit.fit` — each node is the tent-weighted mean of ``label − r`` over the pixels near it
+  (every image weighing the same in total), shrunk towards 0 by a pseudo-count, and then ``r + T`` is made
+  non-decreasing along the residual axis at every grey node (a weighted isotonic fit), so that the
+  calibration never reorders two pixels of the same grey level. This is a conditional mean: unbiased
+  *given what the network saw*.
+* :meth:`CalibrationFit.fit_unbiased` — least squares of the pixel error plus a penalty on the mean bias of
+  every *cell* of images (e.g. the photos shifted by +2 EV), so that the maps are unbiased *given the true
+  exposure step*, which is what a per-EV bias table measures (docs/MODEL.md, stages 26–28). Every table
+  entry enters an image's mean map linearly, so the whole fit is a small convex quadratic programme
+  (solved by ADMM), with ``r + T`` non-decreasing in r and, optionally, ``T`` non-increasing in grey (at the
+  same reading a darker pixel is never corrected towards over more than a brighter one).
 """
 
 from __future__ import annotations
@@ -96,17 +105,68 @@ def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.concatenate([np.full(n, v) for v, _, n in blocks])
 
 
+def _differences(table: np.ndarray) -> np.ndarray:
+    """The constraint values of a table (n_r × n_grey): steps along r, then falls along grey (flat)."""
+    return np.concatenate([(table[1:] - table[:-1]).ravel(), (table[:, :-1] - table[:, 1:]).ravel()])
+
+
+def _differences_adjoint(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The transpose of :func:`_differences` applied to `values` (flat table)."""
+    n_r, n_g = shape
+    split = (n_r - 1) * n_g
+    along_r, along_grey = values[:split].reshape(n_r - 1, n_g), values[split:].reshape(n_r, n_g - 1)
+    out = np.zeros(shape)
+    out[1:] += along_r
+    out[:-1] -= along_r
+    out[:, :-1] += along_grey
+    out[:, 1:] -= along_grey
+    return out.ravel()
+
+
+def _difference_gram(shape: tuple[int, int], grey: bool = True) -> np.ndarray:
+    """``DᵀD`` of the first differences along r (and, with `grey`, along grey) of a flat table."""
+    size = shape[0] * shape[1]
+    n_steps = (shape[0] - 1) * shape[1]
+    keep = np.ones(n_steps + shape[0] * (shape[1] - 1), bool)
+    keep[n_steps:] = grey
+    columns = [np.where(keep, _differences(unit.reshape(shape)), 0.0) for unit in np.eye(size)]
+    D = np.stack(columns, axis=1)
+    return D.T @ D
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """How a table does on a fit's images: mean squared pixel error (every image equal, before clipping)
+    and the mean bias (predicted − labelled) of every cell."""
+
+    mse: float
+    cell_bias: dict[str, float]
+
+
 class CalibrationFit:
     """Accumulates (map, grey, label) triples and fits a :class:`ResidualCalibration`."""
 
     def __init__(self) -> None:
         self.shape = (_nodes(-1.0, 1.0, R_STEP), _nodes(0.0, 1.0, GREY_STEP))
+        size = self.shape[0] * self.shape[1]
         self.weight = np.zeros(self.shape, np.float64)
         self.sum = np.zeros(self.shape, np.float64)
         self.images = 0
+        # the quadratic form of the pixel loss in the table (each image's share weighted; its linear part
+        # is `sum`), and per image
+        # its cell, mean tent weights, mean residual and mean label (the per-cell biases are linear in T)
+        self.total_weight = 0.0
+        self.gram = np.zeros((size, size), np.float64)
+        self.square = 0.0
+        self.cells: list[str | None] = []
+        self.image_tents: list[np.ndarray] = []
+        self.image_residuals: list[float] = []
+        self.image_labels: list[float] = []
 
-    def add(self, residual: np.ndarray, grey: np.ndarray, label: np.ndarray, weight: float = 1.0) -> None:
-        """One image's pixels, weighing `weight` in total (spread evenly over its pixels)."""
+    def add(self, residual: np.ndarray, grey: np.ndarray, label: np.ndarray, weight: float = 1.0,
+            cell: str | None = None) -> None:
+        """One image's pixels, weighing `weight` in total (spread evenly over its pixels); `cell` names the
+        group of images whose mean bias :meth:`fit_unbiased` holds to zero (None: the pixel loss only)."""
         r = np.asarray(residual, np.float32).ravel()
         g = np.asarray(grey, np.float32).ravel()
         y = np.asarray(label, np.float32).ravel()
@@ -117,13 +177,97 @@ class CalibrationFit:
         j, u = _tent(g, 0.0, GREY_STEP, n_g)
         per_pixel = float(weight) / r.size
         error = (y - r).astype(np.float64)
+        size = n_r * n_g
+        flats, tents = [], []
         for di, wi in ((0, 1.0 - t), (1, t)):
             for dj, wj in ((0, 1.0 - u), (1, u)):
-                w = (wi * wj).astype(np.float64) * per_pixel
-                flat = (i + di) * n_g + (j + dj)
-                self.weight += np.bincount(flat, weights=w, minlength=n_r * n_g).reshape(self.shape)
-                self.sum += np.bincount(flat, weights=w * error, minlength=n_r * n_g).reshape(self.shape)
+                flats.append((i + di) * n_g + (j + dj))
+                tents.append((wi * wj).astype(np.float64))
+        flat, tent = np.concatenate(flats), np.concatenate(tents)
+        self.weight += np.bincount(flat, weights=tent * per_pixel, minlength=size).reshape(self.shape)
+        self.sum += np.bincount(flat, weights=tent * np.tile(error, 4) * per_pixel, minlength=size).reshape(self.shape)
+        pairs = np.concatenate([a * size + b for a in flats for b in flats])
+        products = np.concatenate([a * b for a in tents for b in tents])
+        self.gram += np.bincount(pairs, weights=products * per_pixel, minlength=size * size).reshape(size, size)
+        self.square += float(np.square(error).mean()) * float(weight)
+        self.total_weight += float(weight)
+        self.cells.append(cell)
+        self.image_tents.append((np.bincount(flat, weights=tent, minlength=size) / r.size).astype(np.float32))
+        self.image_residuals.append(float(r.mean()))
+        self.image_labels.append(float(y.mean()))
         self.images += 1
+
+    def merge(self, other: "CalibrationFit") -> "CalibrationFit":
+        """A fit of this one's images and `other`'s (neither is changed)."""
+        out = CalibrationFit()
+        for name in ("weight", "sum", "gram"):
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        for name in ("images", "total_weight", "square"):
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        for name in ("cells", "image_tents", "image_residuals", "image_labels"):
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        return out
+
+    def _cell_terms(self) -> dict[str, tuple[np.ndarray, float]]:
+        """Per cell: the mean over its images of their mean tent weights, and of ``label − r``."""
+        members: dict[str, list[int]] = {}
+        for k, cell in enumerate(self.cells):
+            if cell is not None:
+                members.setdefault(cell, []).append(k)
+        tents = np.asarray(self.image_tents, np.float64) if self.image_tents else np.zeros((0, self.gram.shape[0]))
+        error = np.asarray(self.image_labels) - np.asarray(self.image_residuals)
+        return {cell: (tents[ks].mean(axis=0), float(error[ks].mean())) for cell, ks in sorted(members.items())}
+
+    def held_out(self, calibration: "ResidualCalibration | None") -> HeldOut:
+        """How `calibration` (None: no table) does on this fit's images."""
+        table = np.zeros(self.gram.shape[0]) if calibration is None else calibration.table.astype(np.float64).ravel()
+        n = max(self.total_weight, 1e-12)
+        mse = float(table @ self.gram @ table / n - 2.0 * self.sum.ravel() @ table / n + self.square / n)
+        return HeldOut(mse, {cell: float(tent @ table - error) for cell, (tent, error) in self._cell_terms().items()})
+
+    def fit_unbiased(self, bias_weight: float, smoothness: float = 0.0, grey_monotone: bool = True,
+                     ridge: float = 1e-4, fitted_on: str = "", iterations: int = 3000) -> ResidualCalibration:
+        """The table minimising the mean squared pixel error + `bias_weight` · Σ cells (mean bias)² +
+        `smoothness` · Σ (neighbouring entries' difference)² + `ridge` · |T|², with ``r + T``
+        non-decreasing in r and, if `grey_monotone`, ``T`` non-increasing in grey (ADMM)."""
+        if self.total_weight <= 0:
+            raise ValueError("nothing to fit: no images were added")
+        shape, size = self.shape, self.gram.shape[0]
+        P = self.gram / self.total_weight + float(ridge) * np.eye(size)
+        q = self.sum.ravel() / self.total_weight
+        for tent, error in self._cell_terms().values():
+            P += float(bias_weight) * np.outer(tent, tent)
+            q += float(bias_weight) * tent * error
+        if smoothness > 0:
+            P += float(smoothness) * _difference_gram(shape, grey=True)
+        # constraints C·T ≥ h: steps along r ≥ −R_STEP; with grey_monotone also falls along grey ≥ 0
+        n_steps = (shape[0] - 1) * shape[1]
+        h = np.concatenate([np.full(n_steps, -R_STEP), np.zeros(shape[0] * (shape[1] - 1))])
+        active = np.ones(h.size, bool)
+        if not grey_monotone:
+            active[n_steps:] = False
+        h = h * active
+
+        def C(table: np.ndarray) -> np.ndarray:
+            return np.where(active, _differences(table.reshape(shape)), 0.0)
+
+        def Ct(values: np.ndarray) -> np.ndarray:
+            return _differences_adjoint(np.where(active, values, 0.0), shape)
+
+        rho = float(np.trace(P)) / size
+        inverse = np.linalg.inv(P + rho * _difference_gram(shape, grey=grey_monotone))
+        table, z, scaled = np.zeros(size), np.zeros(h.size), np.zeros(h.size)
+        for _ in range(iterations):
+            table = inverse @ (q + rho * Ct(h + z - scaled))
+            gap = C(table) - h
+            z_new = np.maximum(gap + scaled, 0.0) * active
+            scaled += gap - z_new
+            # stop once the constraints hold to 1e-8 and the slack no longer moves
+            converged = np.abs(gap - z_new).max() < 1e-8 and np.abs(z_new - z).max() < 1e-8
+            z = z_new
+            if converged:
+                break
+        return ResidualCalibration(table.reshape(shape).astype(np.float32), fitted_on)
 
     def fit(self, pseudo_count: float = 0.5, fitted_on: str = "") -> ResidualCalibration:
         """Shrunk node means, then ``r + T`` made non-decreasing in r at every grey node."""
@@ -136,4 +280,4 @@ class CalibrationFit:
         return ResidualCalibration(table.astype(np.float32), fitted_on)
 
 
-__all__ = ["GREY_STEP", "R_STEP", "CalibrationFit", "ResidualCalibration", "isotonic"]
+__all__ = ["GREY_STEP", "R_STEP", "CalibrationFit", "HeldOut", "ResidualCalibration", "isotonic"]

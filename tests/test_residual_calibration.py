@@ -110,6 +110,67 @@ def test_every_image_weighs_the_same_whatever_its_size() -> None:
         large.add(r, g, np.zeros((3, 3), np.float32))
 
 
+def _ambiguous_steps(rng: np.random.Generator, per_cell: int, size: int):
+    """(map, grey, label, cell) of a network that reads each image's exposure step with an image-level error:
+    unbiased *given the step* (cells ``−2 … +2``), so a conditional mean of the label shrinks the outer steps."""
+    for step in range(-2, 3):
+        for _ in range(per_cell):
+            level = 0.15 * step
+            label = np.full((size, size), level, np.float32) + rng.normal(0, 0.01, (size, size)).astype(np.float32)
+            r = label + np.float32(rng.normal(0, 0.12))
+            g = rng.uniform(0.2, 0.8, label.shape).astype(np.float32)  # grey says nothing of the step
+            yield r.astype(np.float32), g, label, f"step {step:+d}"
+
+
+def _fill(fit: CalibrationFit, data) -> CalibrationFit:
+    for r, g, y, cell in data:
+        fit.add(r, g, y, cell=cell)
+    return fit
+
+
+def test_unbiased_fit_keeps_every_cell_unbiased_where_the_conditional_mean_shrinks_the_outer_ones() -> None:
+    fit = _fill(CalibrationFit(), _ambiguous_steps(np.random.default_rng(7), per_cell=400, size=8))
+    fresh = _fill(CalibrationFit(), _ambiguous_steps(np.random.default_rng(8), per_cell=400, size=8))
+    shrunk = fresh.held_out(fit.fit(pseudo_count=0.05)).cell_bias
+    # the conditional mean pulls the outer steps towards the middle: +2 reads less under, −2 less over
+    assert shrunk["step +2"] < -0.03 and shrunk["step -2"] > 0.03, shrunk
+    unbiased = fresh.held_out(fit.fit_unbiased(bias_weight=10.0, smoothness=0.1, grey_monotone=False)).cell_bias
+    assert max(abs(b) for b in unbiased.values()) < 0.012, unbiased
+    # with no table the cells were unbiased already, and an unbiased fit stays close to no table
+    assert max(abs(b) for b in fresh.held_out(None).cell_bias.values()) < 0.02
+
+
+def test_unbiased_fit_respects_both_monotonicities() -> None:
+    rng = np.random.default_rng(9)
+    fit = CalibrationFit()
+    for _ in range(40):  # labels that rise with grey and fall with r: both constraints are binding
+        r = rng.uniform(-0.6, 0.6, (16, 16)).astype(np.float32)
+        g = rng.uniform(0, 1, (16, 16)).astype(np.float32)
+        fit.add(r, g, (0.3 * g - 0.4 * r).astype(np.float32), cell="all")
+    free = fit.fit_unbiased(1.0, smoothness=0.01, grey_monotone=False).table
+    assert (free[10:30, -2] - free[10:30, 1]).mean() > 0.15  # without the grey constraint the table rises with grey
+    held = fit.fit_unbiased(1.0, smoothness=0.01, grey_monotone=True).table
+    levels = np.linspace(-1, 1, SHAPE[0])[:, None] + held
+    assert np.diff(levels, axis=0).min() >= -1e-6
+    assert np.diff(held, axis=1).max() <= 1e-6
+
+
+def test_held_out_measures_the_pixel_error_and_merge_adds_two_fits() -> None:
+    rng = np.random.default_rng(10)
+    data = list(_ambiguous_steps(rng, per_cell=6, size=8))
+    one = _fill(CalibrationFit(), data)
+    halves = _fill(CalibrationFit(), data[::2]).merge(_fill(CalibrationFit(), data[1::2]))
+    expected = np.mean([np.square(y - r).mean() for r, _, y, _ in data])
+    assert one.held_out(None).mse == pytest.approx(expected, rel=1e-6)
+    assert halves.held_out(None).mse == pytest.approx(expected, rel=1e-6)
+    np.testing.assert_allclose(halves.fit_unbiased(3.0).table, one.fit_unbiased(3.0).table, atol=1e-6)
+    table = ResidualCalibration(np.full(SHAPE, 0.05, np.float32))
+    shifted = np.mean([np.square(y - r - 0.05).mean() for r, _, y, _ in data])
+    assert one.held_out(table).mse == pytest.approx(shifted, rel=1e-5)
+    with pytest.raises(ValueError):
+        CalibrationFit().fit_unbiased(1.0)
+
+
 # ---------------------------------------------------------------- the analyzer and the fitting command
 
 
@@ -167,3 +228,43 @@ def test_fitting_command_reads_train_renders_only_and_writes_a_card_the_analyzer
     analyzer = EATAnalyzer(device="cpu", weights=out)  # loads as written: the thumbnail weights came along
     assert analyzer.residual_calibration is not None
     assert np.abs(analyzer.residual_calibration.table).max() > 0  # it learned something from the renders
+
+
+def test_fitting_command_fits_unbiased_cells_and_chooses_its_weights_on_train_folds(
+        shipped_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    from exposure_cli.data.corpus import load_index
+    from exposure_cli.data.valset import SWEEP_EVS
+    from exposure_cli.training import fit_residual_calibration as command
+    from test_data_corpus import make_corpus
+
+    corpus = make_corpus(tmp_path, monkeypatch, n_photos=6)
+    train = [p["id"] for p in load_index(corpus)["photos"] if p["split"] == "train"]
+    out = tmp_path / "unbiased"
+    assert command.main(["--weights", str(shipped_folder), "--out", str(out), "--corpus", str(corpus),
+                         "--bias-weight", "3", "--smoothness", "0.1", "--grey-monotone"]) == 0
+    entry = json.loads((out / "card.json").read_text())["residual_calibration"]
+    assert entry["bias_weight"] == 3.0 and entry["grey_monotone"] is True
+    assert set(entry["train_cell_bias"]) == {"photo original"} | {f"photo {ev:+g} EV" for ev in SWEEP_EVS}
+    table = ResidualCalibration.from_card({"residual_calibration": entry}).table
+    assert np.diff(table, axis=1).max() <= 1e-6
+    assert np.diff(np.linspace(-1, 1, SHAPE[0])[:, None] + table, axis=0).min() >= -1e-6
+
+    with pytest.raises(SystemExit):  # one or the other
+        command.main(["--weights", str(shipped_folder), "--out", str(out), "--corpus", str(corpus),
+                      "--choose", "--bias-weight", "1"])
+    # --choose: every pair of the grid fitted on one fold, measured on the other; a bound nothing meets
+    # writes nothing, a bound everything meets writes the lowest held-out error's pair
+    assert {command.fold_of(pid) for pid in train} == {0, 1}  # these ids fall in both folds
+    chosen_out = tmp_path / "chosen"
+    monkeypatch.setattr(command, "CHOICE_GRID", ((1.0, 0.1), (3.0, 1.0)))
+    args = ["--weights", str(shipped_folder), "--out", str(chosen_out), "--corpus", str(corpus), "--choose"]
+    assert command.main(args + ["--bias-bound", "0"]) == 1
+    assert "nothing written" in capsys.readouterr().out and not chosen_out.exists()
+    assert command.main(args + ["--bias-bound", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("held-out MSE") == 3 and "chosen: bias weight" in printed
+    assert "two-fold" in json.loads((chosen_out / "card.json").read_text())["residual_calibration"]["chosen_by"]
+    # a fold with nothing in it is a clear error, not a crash
+    monkeypatch.setattr(command, "fold_of", lambda unit: 0)
+    assert command.main(args) == 2 and "both folds" in capsys.readouterr().out
