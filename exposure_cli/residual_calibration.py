@@ -153,8 +153,8 @@ class CalibrationFit:
         self.sum = np.zeros(self.shape, np.float64)
         self.images = 0
         # the quadratic form of the pixel loss in the table (each image's share weighted; its linear part
-        # is `sum`), and per image
-        # its cell, mean tent weights, mean residual and mean label (the per-cell biases are linear in T)
+        # is `sum`), and per image its cell, mean tent weights, mean residual and mean label (the per-cell
+        # biases are linear in T)
         self.total_weight = 0.0
         self.gram = np.zeros((size, size), np.float64)
         self.square = 0.0
