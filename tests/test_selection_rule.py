@@ -1,0 +1,73 @@
+"""tools/selection_rule.py: stage 21's model-selection rule reads measured folders and decides as written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("selection_rule", ROOT / "tools" / "selection_rule.py")
+rule = importlib.util.module_from_spec(spec)
+sys.modules["selection_rule"] = rule  # dataclasses look their module up
+spec.loader.exec_module(rule)
+
+
+def _folder(tmp: Path, name: str, *, mae=0.08, over=(0.04, 0.05, 0.06), hdr=(-0.04, 0.0, 0.015), counts=(40, 3, 24, 41, 33),
+            known=0.88, bracket_mae=0.107, physics="15 passed in 2s") -> Path:
+    d = tmp / name
+    (d / "weights").mkdir(parents=True)
+    (d / "weights" / "card.json").write_text(json.dumps({"sha256": name.encode().hex().ljust(64, "0")}))
+    photo = [{"ev": ev, "mean_pred": b, "mean_label": 0.0} for ev, b in zip((1.0, 2.0, 3.0), over)]
+    photo += [{"ev": -1.0, "mean_pred": 0.0, "mean_label": 0.0}]
+    hdr_rows = [{"ev": ev, "mean_pred": b, "mean_label": 0.0} for ev, b in zip((-3.0, 0.0, 3.0), hdr)]
+    (d / "v2.json").write_text(json.dumps({"results": [
+        {"model": "eat", "mae": mae, "sweep_bias": {"photo": photo, "hdr": hdr_rows}},
+        {"model": "baseline", "mae": 0.27}]}))
+    ordered, rev, best, dark, bright = counts
+    (d / "brk.json").write_text(json.dumps({"results": [{"model": "eat", "scenes": 42, "ordered": ordered, "reversals": rev,
+        "best_pick": best, "darkest_flagged": dark, "brightest_flagged": bright, "ev_correction_error": 0.6,
+        "ev_correction_error_known": known, "mae": bracket_mae}]}))
+    (d / "physics.log").write_text(physics)
+    return d
+
+
+def test_a_candidate_that_lowers_the_over_side_with_the_rest_kept_replaces_the_reference(tmp_path: Path, capsys) -> None:
+    ref = _folder(tmp_path, "F")
+    good = _folder(tmp_path, "good", over=(0.03, 0.04, 0.049), mae=0.084)
+    better = _folder(tmp_path, "better", over=(0.02, 0.03, 0.04), mae=0.084)
+    assert rule.decide(ref, [good, better]) == "better"  # of two that pass, the lower largest over-side bias
+    out = capsys.readouterr().out
+    assert "good: replaces F" in out and "decision: better" in out
+
+
+@pytest.mark.parametrize("change, reason", [
+    (dict(over=(0.03, 0.04, 0.0505)), "over-side bias"),            # not 0.01 below the reference's +0.060
+    (dict(over=(0.0, 0.0, 0.0), mae=0.0851), "v2"),                   # pixel error guard: + 0.005
+    (dict(over=(0.0, 0.0, 0.0), hdr=(-0.0505, 0.0, 0.0)), "HDR"),      # |−0.0505| > |−0.04| + 0.01
+    (dict(over=(0.0, 0.0, 0.0), counts=(40, 4, 24, 41, 33)), "count"),  # one more reversal
+    (dict(over=(0.0, 0.0, 0.0), known=0.91), "known EV"),
+    (dict(over=(0.0, 0.0, 0.0), physics="1 failed, 14 passed in 2s"), "physics"),
+])
+def test_each_clause_of_the_rule_can_reject(tmp_path: Path, change: dict, reason: str) -> None:
+    ref, cand = rule.load(_folder(tmp_path, "F")), rule.load(_folder(tmp_path, "cand", **change))
+    why = rule.reasons_against(ref, cand)
+    assert len(why) == 1 and reason in why[0], why
+
+
+def test_the_issue_pixel_guard_allows_more_pixel_error_but_watches_the_real_brackets(tmp_path: Path) -> None:
+    ref = rule.load(_folder(tmp_path, "F"))
+    costly = rule.load(_folder(tmp_path, "costly", over=(0.0, 0.0, 0.0), mae=0.10))
+    assert rule.reasons_against(ref, costly, "stage21") and not rule.reasons_against(ref, costly, "issue")
+    worse_real = rule.load(_folder(tmp_path, "real", over=(0.0, 0.0, 0.0), mae=0.10, bracket_mae=0.118))
+    assert "bracket MAE" in rule.reasons_against(ref, worse_real, "issue")[0]
+    too_costly = rule.load(_folder(tmp_path, "far", over=(0.0, 0.0, 0.0), mae=0.136))
+    assert "baseline" in rule.reasons_against(ref, too_costly, "issue")[0]
+
+
+def test_a_strict_xpass_is_not_counted_as_a_failure() -> None:
+    assert rule.physics_counts("1 failed, 14 passed\nXPASS(strict) rocket") == (14, 0)
+    assert rule.physics_counts("2 failed, 13 passed") == (13, 2)
