@@ -250,9 +250,9 @@ def test_fitting_command_fits_unbiased_cells_and_chooses_its_weights_on_train_fo
     assert np.diff(table, axis=1).max() <= 1e-6
     assert np.diff(np.linspace(-1, 1, SHAPE[0])[:, None] + table, axis=0).min() >= -1e-6
 
-    with pytest.raises(SystemExit):  # one or the other
-        command.main(["--weights", str(shipped_folder), "--out", str(out), "--corpus", str(corpus),
-                      "--choose", "--bias-weight", "1"])
+    for wrong in (["--choose", "--bias-weight", "1"], ["--smoothness", "0.1"], ["--grey-monotone"]):
+        with pytest.raises(SystemExit):  # one or the other; a modifier of the unbiased fit without it
+            command.main(["--weights", str(shipped_folder), "--out", str(out), "--corpus", str(corpus), *wrong])
     # --choose: every pair of the grid fitted on one fold, measured on the other; a bound nothing meets
     # writes nothing, a bound everything meets writes the lowest held-out error's pair
     assert {command.fold_of(pid) for pid in train} == {0, 1}  # these ids fall in both folds

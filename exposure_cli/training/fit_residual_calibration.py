@@ -124,6 +124,7 @@ def choose(folds: tuple[CalibrationFit, CalibrationFit], grey_monotone: bool, bi
     and measured on the other, both ways; None when none is."""
     if not (folds[0].images and folds[1].images):
         raise ValueError(f"a two-fold choice needs images in both folds (got {folds[0].images} and {folds[1].images})")
+
     def largest_bias(held) -> float:
         return max((abs(b) for c, b in held.cell_bias.items() if is_sweep_cell(c)), default=0.0)
 
@@ -188,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.choose and args.bias_weight is not None:
         parser.error("--choose picks the bias weight itself; give one or the other")
+    if args.bias_weight is None and (args.smoothness or (args.grey_monotone and not args.choose)):
+        parser.error("--smoothness needs --bias-weight, --grey-monotone needs --bias-weight or --choose")
 
     from ..analyzers.eat import EATAnalyzer
 
