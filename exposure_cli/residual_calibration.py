@@ -184,7 +184,8 @@ class CalibrationFit:
                 flats.append((i + di) * n_g + (j + dj))
                 tents.append((wi * wj).astype(np.float64))
         flat, tent = np.concatenate(flats), np.concatenate(tents)
-        self.weight += np.bincount(flat, weights=tent * per_pixel, minlength=size).reshape(self.shape)
+        node_share = np.bincount(flat, weights=tent, minlength=size)  # each pixel's tent weights sum to 1
+        self.weight += (node_share * per_pixel).reshape(self.shape)
         self.sum += np.bincount(flat, weights=tent * np.tile(error, 4) * per_pixel, minlength=size).reshape(self.shape)
         pairs = np.concatenate([a * size + b for a in flats for b in flats])
         products = np.concatenate([a * b for a in tents for b in tents])
@@ -192,7 +193,7 @@ class CalibrationFit:
         self.square += float(np.square(error).mean()) * float(weight)
         self.total_weight += float(weight)
         self.cells.append(cell)
-        self.image_tents.append((np.bincount(flat, weights=tent, minlength=size) / r.size).astype(np.float32))
+        self.image_tents.append((node_share / r.size).astype(np.float32))
         self.image_residuals.append(float(r.mean()))
         self.image_labels.append(float(y.mean()))
         self.images += 1
@@ -200,11 +201,8 @@ class CalibrationFit:
     def merge(self, other: "CalibrationFit") -> "CalibrationFit":
         """A fit of this one's images and `other`'s (neither is changed)."""
         out = CalibrationFit()
-        for name in ("weight", "sum", "gram"):
-            setattr(out, name, getattr(self, name) + getattr(other, name))
-        for name in ("images", "total_weight", "square"):
-            setattr(out, name, getattr(self, name) + getattr(other, name))
-        for name in ("cells", "image_tents", "image_residuals", "image_labels"):
+        for name in ("weight", "sum", "gram", "images", "total_weight", "square",  # sums (arrays, numbers)
+                     "cells", "image_tents", "image_residuals", "image_labels"):  # per image (lists, joined)
             setattr(out, name, getattr(self, name) + getattr(other, name))
         return out
 
