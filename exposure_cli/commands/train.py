@@ -56,6 +56,10 @@ def train_command(
     local_share: Optional[float] = typer.Option(None, "--local-share", min=0.0, max=1.0, help="Corpus training data: share of re-exposed crops that may get local EV parts (gradients, vignettes, spots, regions, luma masks) on top of the global shift; the rest are a global shift alone [default: 1.0, all may]."),
     originals: Optional[float] = typer.Option(None, "--originals", min=0.0, max=1.0, help="Corpus training data: share of unmodified originals (label 0) [default: the simulator's]."),
     hdr_share: float = typer.Option(0.15, "--hdr-share", min=0.0, max=1.0, help="Corpus training data: share of crops cut from HDR panoramas (the rest from photos)."),
+    step_bias_weight: float = typer.Option(0.0, "--step-bias-weight", min=0.0, help="Corpus data: weight of the per-step bias term (docs/MODEL.md, stage 31): each step also shows the network train renders of the validation recipe (original, -3..+3 EV) and pulls each exposure step's running mean error towards 0; 0 turns it off."),
+    step_bias_anchors: int = typer.Option(4, "--step-bias-anchors", min=1, help="With --step-bias-weight: renders per step."),
+    step_bias_rate: float = typer.Option(0.02, "--step-bias-rate", min=0.001, max=1.0, help="With --step-bias-weight: weight of a new render in its step's running bias (after the first 1/rate renders: their plain mean)."),
+    step_bias_long_side: Optional[int] = typer.Option(None, "--step-bias-long-side", min=32, help="With --step-bias-weight: the working size the renders are shown at [default: the --init weights card's working_long_side, else 320]."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from these weights (safetensors file or folder; same architecture) instead of a random init: fine-tuning."),
     samples_per_epoch: int = typer.Option(1_000_000, "--samples-per-epoch", min=1, help="Simulated crops per epoch (corpus data; every index is a different simulation, so keep it large)."),
     seed: int = typer.Option(0, "--seed", help="Seed of init, data order and simulation."),
@@ -100,6 +104,7 @@ def train_command(
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         _usage_error(f"--device {device}: this torch build sees no CUDA GPU")
+    init_card: dict = {}
     if init is not None:
         from ..weights import WeightsError, resolve_weights, verify_weights
 
@@ -109,6 +114,9 @@ def train_command(
             _usage_error(f"--init: {exc}")
         if init_card.get("architecture") != model:
             _usage_error(f"--init {init}: the weights are a {init_card.get('architecture')!r} model, not --model {model}")
+    if step_bias_weight and not (data / "index.json").is_file():
+        _usage_error(f"--step-bias-weight renders the corpus's train photos; {data} is not a corpus folder "
+                     "(no index.json from `exposure data build`)")
     on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     config = TrainConfig(
         architecture=model,
@@ -139,6 +147,11 @@ def train_command(
         thumbnail_share=thumbnail_share,
         thumbnail_scale=(float(thumbnail_scale[0]), float(thumbnail_scale[1])),
         init_weights=str(init) if init else None,
+        step_bias_weight=step_bias_weight,
+        step_bias_corpus=str(data) if step_bias_weight else None,
+        step_bias_anchors=step_bias_anchors,
+        step_bias_rate=step_bias_rate,
+        step_bias_long_side=int(step_bias_long_side or init_card.get("working_long_side") or 320),
     )
     try:
         train_set, val_set, data_info = open_datasets(

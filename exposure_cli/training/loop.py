@@ -78,6 +78,13 @@ class TrainConfig:
             against its card; same architecture and config) instead of a random init — fine-tuning. A resumed
             run ignores it: the checkpoint already holds the weights.
         init_sha256: The sha256 of ``init_weights`` (filled in when the run starts; recorded in the card).
+        step_bias_weight: Weight of the per-step bias term (:mod:`.step_bias`; 0 turns it off): each step
+            also shows the network ``step_bias_anchors`` train renders of the validation recipe at
+            ``step_bias_long_side`` and pulls every exposure step's running mean error towards 0.
+        step_bias_corpus: The corpus those renders come from (its train split only).
+        step_bias_anchors: Renders per step.
+        step_bias_rate: Weight of a new render in its cell's running bias (see ``RunningCellBias``).
+        step_bias_long_side: The working size the renders are shown at (the analyzer's).
     """
 
     architecture: str = "eat_iea"
@@ -117,6 +124,11 @@ class TrainConfig:
     thumbnail_scale: tuple[float, float] = (0.15, 0.5)
     init_weights: str | None = None
     init_sha256: str | None = None
+    step_bias_weight: float = 0.0
+    step_bias_corpus: str | None = None
+    step_bias_anchors: int = 4
+    step_bias_rate: float = 0.02
+    step_bias_long_side: int = 320
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -362,6 +374,7 @@ def train(
     )
 
     step, elapsed, epoch, best_mae, history = 0, 0.0, 0, None, []
+    step_bias_state: str | None = None
     checkpoint_path = out / CHECKPOINT_FILE
     if checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
@@ -377,6 +390,7 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         history = json.loads(state.get("history_json", "[]"))
         config.init_sha256 = state.get("init_sha256") or config.init_sha256
+        step_bias_state = state.get("step_bias_json") or None
         log.info("resumed %s at step %d (%.1f min trained)", checkpoint_path, step, elapsed / 60)
     else:
         if config.init_weights:
@@ -422,6 +436,7 @@ def train(
                 "torch_rng": torch.get_rng_state(),
                 "history_json": json.dumps(history),
                 "init_sha256": config.init_sha256 or "",
+                "step_bias_json": running_bias.to_json() if running_bias is not None else "",
             },
             checkpoint_path,
         )
@@ -443,6 +458,19 @@ def train(
             if export_dir is not None:
                 save_weights(model, export_dir, card(record))
 
+    anchors, running_bias, anchor_rng = None, None, None
+    if config.step_bias_weight:
+        import numpy as np
+
+        from .step_bias import RunningCellBias, StepAnchors
+
+        if not config.step_bias_corpus:
+            raise ValueError("step_bias_weight needs step_bias_corpus (a corpus folder to render train photos from)")
+        anchors = StepAnchors(config.step_bias_corpus, config.step_bias_long_side)
+        running_bias = (RunningCellBias.from_json(step_bias_state) if step_bias_state
+                        else RunningCellBias(config.step_bias_rate))
+        anchor_rng = np.random.default_rng([config.seed, 31, step])
+
     _stop_on_sigterm()
     model.train()
     # The sample order depends on the step a (resumed) run starts from, so a resume sees new samples.
@@ -454,7 +482,7 @@ def train(
     thumbnail_generator = torch.Generator().manual_seed(config.seed * 1_000_033 + 29 + start_step)
     last_log = last_ckpt = last_val = time.monotonic()
     window: list[float] = []
-    window_parts: dict[str, float] = {"l1": 0.0, "mean": 0.0, "rank": 0.0}
+    window_parts: dict[str, float] = {"l1": 0.0, "mean": 0.0, "rank": 0.0, "step_bias": 0.0}
     last_loss = float("nan")
     progress = progress_of(step, elapsed, config)
     try:
@@ -486,6 +514,11 @@ def train(
                 rank = ranking_loss(pred[:n_twins], pred[-n_twins:], target[:n_twins], target[-n_twins:])
                 loss = loss + config.rank_weight * rank
                 parts["rank"] = float(rank.detach())
+            parts["step_bias"] = 0.0
+            if anchors is not None:
+                bias_term = _step_bias_term(model, anchors, running_bias, anchor_rng, config, device, amp_dtype)
+                loss = loss + config.step_bias_weight * bias_term
+                parts["step_bias"] = running_bias.largest()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at step {step}")
             optimizer.zero_grad(set_to_none=True)
@@ -508,6 +541,8 @@ def train(
                     "progress": round(progress, 4), "loss": sum(window) / len(window),
                     "l1": window_parts["l1"] / len(window), "mean_err": window_parts["mean"] / len(window),
                     "rank": window_parts["rank"] / len(window),
+                    **({"step_bias_largest": window_parts["step_bias"] / len(window),
+                        "step_bias": dict(sorted(running_bias.bias.items()))} if running_bias is not None else {}),
                     "lr": optimizer.param_groups[0]["lr"], "explore": explore_strength(progress, config),
                     "steps_per_s": len(window) / max(now - last_log, 1e-9),
                 }
@@ -533,6 +568,33 @@ def train(
     save_checkpoint()
     log.info("finished: %d steps, %.1f min, best validation MAE %s", step, elapsed / 60, best_mae)
     return TrainResult(step, elapsed, last_loss, best_mae, out / "best", history)
+
+
+def _step_bias_term(model, anchors, running_bias, rng, config: TrainConfig, device: str, amp_dtype):
+    """The per-step bias term on ``config.step_bias_anchors`` fresh renders, each its own forward pass (whole
+    renders differ in shape) with batch normalisation reading its running statistics, as at inference: the
+    gradient is the analyzer's function's, and one-image batches never enter those statistics."""
+    import torch
+
+    from .step_bias import step_bias_loss
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    preds, labels, cells = [], [], []
+    try:
+        for m in norms:
+            m.eval()
+        for _ in range(config.step_bias_anchors):
+            anchor = anchors.draw(rng)
+            image = torch.from_numpy(anchor.image).permute(2, 0, 1)[None].to(device, torch.float32)
+            with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+                pred = model(image)
+            preds.append(pred.float().mean())
+            labels.append(float(anchor.label.mean()))
+            cells.append(anchor.cell)
+    finally:
+        for m in norms:
+            m.train()
+    return step_bias_loss(torch.stack(preds), torch.tensor(labels, device=device), cells, running_bias)
 
 
 def _stop_on_sigterm() -> None:
