@@ -79,13 +79,13 @@ def test_the_term_moves_each_render_against_its_cells_bias() -> None:
     pred = torch.tensor([0.3, 0.4, 0.2], requires_grad=True)
     label = torch.tensor([0.2, 0.45, 0.2])
     cells = ["photo +3 EV", "photo -3 EV", "hdr original"]
-    step_bias_loss(pred, label, cells, running).backward()
+    step_bias_loss(pred, label, cells, running, L2_SCALE).backward()
     b = [running.bias[c] for c in cells]
     assert b[0] > 0 and b[1] < 0 and b[2] == 0.0  # a new cell's first image sets its bias: 0 here
     assert pred.grad.tolist() == pytest.approx([v / (3 * L2_SCALE) for v in b])
     assert pred.grad[0] > 0 and pred.grad[1] < 0 and pred.grad[2] == 0  # descent lowers the over-read cell
     with pytest.raises(ValueError, match="cells"):
-        step_bias_loss(pred, label, cells[:2], running)
+        step_bias_loss(pred, label, cells[:2], running, L2_SCALE)
 
 
 def test_a_run_with_the_term_logs_and_checkpoints_its_biases_and_resumes_them(corpus, tmp_path) -> None:

@@ -594,7 +594,8 @@ def _step_bias_term(model, anchors, running_bias, rng, config: TrainConfig, devi
     finally:
         for m in norms:
             m.train()
-    return step_bias_loss(torch.stack(preds), torch.tensor(labels, device=device), cells, running_bias)
+    return step_bias_loss(torch.stack(preds), torch.tensor(labels, device=device), cells, running_bias,
+                          L2_SCALE)
 
 
 def _stop_on_sigterm() -> None:

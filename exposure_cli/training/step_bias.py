@@ -157,26 +157,25 @@ class RunningCellBias:
         return out
 
 
-def step_bias_loss(pred_means, label_means, cells: Sequence[str], running: RunningCellBias):
-    """``mean_i(b_i · (pred_i − label_i)) / L2_SCALE`` with each image's cell bias ``b_i`` updated by the
-    image first and then held fixed (a constant in the graph).
+def step_bias_loss(pred_means, label_means, cells: Sequence[str], running: RunningCellBias, scale: float):
+    """``mean_i(b_i · (pred_i − label_i)) / scale`` with each image's cell bias ``b_i`` updated by the image
+    first and then held fixed (a constant in the graph).
 
     Args:
         pred_means: Tensor (N,) of the images' mean predicted residuals (with gradients).
         label_means: Tensor (N,) of their mean labels.
         cells: The images' cells.
         running: The cells' running biases; updated in place.
+        scale: Divisor of the term; the trainer passes ``loop.L2_SCALE``, the scale of its squared terms.
     """
     import torch
-
-    from .loop import L2_SCALE
 
     if len(cells) != pred_means.shape[0]:
         raise ValueError(f"{len(cells)} cells for {pred_means.shape[0]} images")
     diffs = pred_means - label_means
     bias = torch.tensor([running.update(cell, float(d)) for cell, d in zip(cells, diffs.detach().cpu())],
                         dtype=diffs.dtype, device=diffs.device)
-    return (bias * diffs).mean() / L2_SCALE
+    return (bias * diffs).mean() / scale
 
 
 __all__ = ["Anchor", "HDR_EVS", "PHOTO_EVS", "RunningCellBias", "StepAnchors", "step_bias_loss"]
