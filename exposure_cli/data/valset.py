@@ -29,6 +29,8 @@ from .iea40k import IEA40KWriter
 from .simulator import LEGACY_CONFIG, render_ev, simulate_photo, simulate_radiance
 
 SWEEP_EVS = (-3.0, -2.0, -1.0, 1.0, 2.0, 3.0)
+#: An HDR crop's sweep also holds its metered exposure: one exposure cannot hold an HDR scene.
+HDR_SWEEP_EVS = SWEEP_EVS[:3] + (0.0,) + SWEEP_EVS[3:]
 SIMULATED_PER_PHOTO = 2
 LONG_SIDE = 384
 VAL_SEED = 12345
@@ -56,6 +58,46 @@ def proxy_score(residual: np.ndarray) -> float:
     return round(10.0 * (1.0 - min(1.0, 2.0 * float(np.abs(residual).mean()))), 2)
 
 
+class RecipeUnit(NamedTuple):
+    """A photo or HDR crop the validation recipe renders: id, source, group (``photo`` or ``hdr``), the ideal
+    (H×W×3 float32 in [0, 1]; photos area-resized to the recipe's long side) and, for HDR crops, the metered
+    radiance (float32) the sweeps expose."""
+
+    id: str
+    source: str
+    group: str
+    ideal: np.ndarray
+    radiance: np.ndarray | None
+
+
+def recipe_photos(corpus: Path, split: str, long_side: int = LONG_SIDE) -> Iterator[RecipeUnit]:
+    """The photos of `split` as the recipe reads them, in id order (one decoded at a time)."""
+    import cv2
+
+    from .corpus import load_index
+
+    corpus = Path(corpus)
+    for p in sorted((p for p in load_index(corpus)["photos"] if p["split"] == split), key=lambda p: p["id"]):
+        bgr = cv2.imread(str(corpus / p["path"]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"corpus photo missing: {corpus / p['path']} (rebuild the corpus)")
+        ideal = limit_long_side(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), long_side).astype(np.float32) / 255.0
+        yield RecipeUnit(p["id"], p["source"], "photo", ideal, None)
+
+
+def recipe_crops(corpus: Path, split: str) -> Iterator[RecipeUnit]:
+    """The HDR crops of `split` as the recipe reads them, in id order (one loaded at a time)."""
+    import cv2
+
+    from .corpus import load_index
+
+    corpus = Path(corpus)
+    for c in sorted((c for c in load_index(corpus).get("hdr", []) if c["split"] == split), key=lambda c: c["id"]):
+        rad = np.load(corpus / c["radiance"], allow_pickle=False).astype(np.float32)
+        ideal = cv2.cvtColor(cv2.imread(str(corpus / c["ideal"]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        yield RecipeUnit(c["id"], c["source"], "hdr", ideal.astype(np.float32) / 255.0, rad)
+
+
 def render_items(corpus: Path, split: str = "val", long_side: int = LONG_SIDE, seed: int = VAL_SEED
                  ) -> Iterator[ValidationItem]:
     """The validation set's renders of the photos and HDR crops of `split` in ``corpus``, in the set's order.
@@ -64,44 +106,31 @@ def render_items(corpus: Path, split: str = "val", long_side: int = LONG_SIDE, s
     (another seed) is what a fitted output stage may learn from without seeing val
     (``training.fit_residual_calibration``).
     """
-    import cv2
-
-    from .corpus import load_index
-
-    corpus = Path(corpus)
-    index = load_index(corpus)
     cfg = dataclasses.replace(LEGACY_CONFIG, p_original=0.0)  # v1/v2 renders stay bit-identical
 
-    photos = [p for p in index["photos"] if p["split"] == split]
-    for n, p in enumerate(sorted(photos, key=lambda p: p["id"])):
-        bgr = cv2.imread(str(corpus / p["path"]), cv2.IMREAD_COLOR)
-        ideal = limit_long_side(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), long_side).astype(np.float32) / 255.0
-        pid = p["id"]
+    for n, unit in enumerate(recipe_photos(corpus, split, long_side)):
+        ideal, pid = unit.ideal, unit.id
         ref = f"{pid}.png"
         yield ValidationItem(ref, ideal, np.zeros(ideal.shape[:2], np.float32), ref, "original", 0.0, pid,
-                             p["source"], "photo")
+                             unit.source, "photo")
         for ev in SWEEP_EVS:
             obs, res = render_ev(ideal, ev)
-            yield ValidationItem(f"{pid}_ev{ev:+.0f}", obs, res, ref, "sweep", ev, pid, p["source"], "photo")
+            yield ValidationItem(f"{pid}_ev{ev:+.0f}", obs, res, ref, "sweep", ev, pid, unit.source, "photo")
         for k in range(SIMULATED_PER_PHOTO):
             s = simulate_photo(ideal, np.random.default_rng([seed, n, k]), cfg)
             yield ValidationItem(f"{pid}_sim{k}", s.observed, s.residual, ref, "simulated", "", pid,
-                                 p["source"], "photo")
+                                 unit.source, "photo")
 
-    crops = [c for c in index.get("hdr", []) if c["split"] == split]
-    for n, c in enumerate(sorted(crops, key=lambda c: c["id"])):
-        rad = np.load(corpus / c["radiance"], allow_pickle=False).astype(np.float32)
-        ideal = cv2.cvtColor(cv2.imread(str(corpus / c["ideal"]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        ideal = ideal.astype(np.float32) / 255.0
-        cid = c["id"]
+    for n, unit in enumerate(recipe_crops(corpus, split)):
+        rad, ideal, cid = unit.radiance, unit.ideal, unit.id
         ref = f"{cid}.png"
         yield ValidationItem(ref, ideal, np.zeros(ideal.shape[:2], np.float32), ref, "original", 0.0, cid,
-                             c["source"], "hdr")
-        for ev in (SWEEP_EVS[:3] + (0.0,) + SWEEP_EVS[3:]):
+                             unit.source, "hdr")
+        for ev in HDR_SWEEP_EVS:
             obs, res = render_ev(ideal, ev, linear=rad)
-            yield ValidationItem(f"{cid}_ev{ev:+.0f}", obs, res, ref, "sweep", ev, cid, c["source"], "hdr")
+            yield ValidationItem(f"{cid}_ev{ev:+.0f}", obs, res, ref, "sweep", ev, cid, unit.source, "hdr")
         s = simulate_radiance(rad, ideal, np.random.default_rng([seed, 10_000 + n]), cfg)
-        yield ValidationItem(f"{cid}_sim0", s.observed, s.residual, ref, "simulated", "", cid, c["source"], "hdr")
+        yield ValidationItem(f"{cid}_sim0", s.observed, s.residual, ref, "simulated", "", cid, unit.source, "hdr")
 
 
 def write_validation_set(

@@ -9,7 +9,8 @@ stage on the network's existing features can close the gap without giving up cli
 crushed shadows. This term puts the step means into the features' training:
 
 * :class:`StepAnchors` renders *train* photos and HDR crops by the validation set's recipe
-  (:func:`exposure_cli.data.valset.render_items`: the original, or a pure global shift of −3 … +3 EV) at
+  (:func:`exposure_cli.data.valset.render_items`, from the same :func:`~exposure_cli.data.valset.recipe_photos`
+  and :func:`~exposure_cli.data.valset.recipe_crops`: the original, or a pure global shift of −3 … +3 EV) at
   the analyzer's working size, each with its *cell* (``photo +2 EV``, ``hdr original``, …, the cells of
   :func:`exposure_cli.training.fit_residual_calibration.cell_of`). Nothing of val or the lockbox is read.
 * :class:`RunningCellBias` keeps each cell's running mean of (mean predicted − mean label): a plain mean
@@ -28,10 +29,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-#: Global shifts of the validation sweeps (:data:`exposure_cli.data.valset.SWEEP_EVS`), and 0 for the HDR
-#: crops' metered exposure (the validation set renders it: one exposure cannot hold an HDR scene).
-PHOTO_EVS = (-3.0, -2.0, -1.0, 1.0, 2.0, 3.0)
-HDR_EVS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+from ..data.valset import HDR_SWEEP_EVS, SWEEP_EVS
+
+#: The validation sweeps' global shifts (photos), and with the metered exposure (HDR crops).
+PHOTO_EVS = SWEEP_EVS
+HDR_EVS = HDR_SWEEP_EVS
 
 
 @dataclass(frozen=True)
@@ -53,27 +55,11 @@ class StepAnchors:
     """
 
     def __init__(self, corpus: str | Path, working_long_side: int = 320, split: str = "train") -> None:
-        import cv2
+        from ..data.valset import recipe_crops, recipe_photos
 
-        from ..data.corpus import load_index
-        from ..data.valset import LONG_SIDE
-        from ..decoding import limit_long_side
-
-        corpus = Path(corpus)
-        index = load_index(corpus)
         self.working_long_side = int(working_long_side)
-        self.photos: list[np.ndarray] = []
-        for p in sorted((p for p in index["photos"] if p["split"] == split), key=lambda p: p["id"]):
-            bgr = cv2.imread(str(corpus / p["path"]), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise FileNotFoundError(f"corpus photo missing: {corpus / p['path']} (rebuild the corpus)")
-            self.photos.append(limit_long_side(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), LONG_SIDE)
-                               .astype(np.float32) / 255.0)
-        self.hdr: list[tuple[np.ndarray, np.ndarray]] = []
-        for c in sorted((c for c in index.get("hdr", []) if c["split"] == split), key=lambda c: c["id"]):
-            radiance = np.load(corpus / c["radiance"], allow_pickle=False)
-            ideal = cv2.cvtColor(cv2.imread(str(corpus / c["ideal"]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            self.hdr.append((radiance, ideal.astype(np.float32) / 255.0))
+        self.photos = [unit.ideal for unit in recipe_photos(Path(corpus), split)]
+        self.hdr = [(unit.radiance, unit.ideal) for unit in recipe_crops(Path(corpus), split)]
         if not self.photos and not self.hdr:
             raise ValueError(f"{corpus}: no photos or HDR crops in split {split!r} to render step anchors from")
 
@@ -101,7 +87,7 @@ class StepAnchors:
         use_hdr = bool(self.hdr) and (not self.photos or rng.random() < 0.5)
         if use_hdr:
             radiance, ideal = self.hdr[int(rng.integers(len(self.hdr)))]
-            evs, linear = HDR_EVS, radiance.astype(np.float32)
+            evs, linear = HDR_EVS, radiance
         else:
             ideal = self.photos[int(rng.integers(len(self.photos)))]
             evs, linear = PHOTO_EVS, None
