@@ -148,7 +148,11 @@ class _PerShape:
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
                 q_path = onnx_path.with_suffix(".int8.onnx")
-                quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8)
+                # MatMuls only, as documented: left to its default op list, quantize_dynamic also makes
+                # every Conv a ConvInteger, which ONNX Runtime's CPU kernels run 3-4 x slower than fp32
+                # and which moved the maps by up to 0.10 (docs/PERFORMANCE.md, "int8")
+                quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8,
+                                 op_types_to_quantize=["MatMul"])
                 onnx_path = q_path
             so = ort.SessionOptions()
             so.intra_op_num_threads = threads
