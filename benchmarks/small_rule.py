@@ -23,8 +23,10 @@ is acceptable when, against L = 512 at the same S, on each set that has S:
 
 the smallest acceptable L is used, else 512 — and prints the tables (MODEL.md's layout), the decision per
 S with every failed condition, and the ``NATIVE_MIN_LONG_SIDE`` the rule gives: the smallest measured S
-from which every measured size up to 512 is acceptable at its own size (a size between two measured sizes
-takes the rule of the one below it); ``513`` (> the working size: every photo at 512) when none is.
+from which every measured size below the cards' working size (``PRODUCT_LONG_SIDE``, 320) is acceptable at
+its own size (a size between two measured sizes takes the rule of the one below it); ``320`` when none is
+(every photo under 320 px through a thumbnail copy). Until stage 32 (docs/MODEL.md) it ran "up to 512",
+written for a 512 px working size; sizes from 320 up are shrunk to 320 by the product.
 The decision goes to ``decision.json`` next to the measurements.
 
 The thumbnail copy (``imageops.THUMBNAIL_LONG_SIDE``) is one long side for every photo below the
@@ -56,6 +58,10 @@ from bench_small import WORKING, levels  # noqa: E402, F401  (the sizes bench_sm
 
 #: MAE tolerance of the rule (docs/MODEL.md "Small images"), fixed before measuring.
 TOLERANCE = 0.005
+#: The shipped cards' working long side since stage 10 (320). Photos from it up are shrunk to it, so the
+#: threshold is decided over the measured sizes below it (docs/MODEL.md stage 32; the rule was first written
+#: for a 512 px working size, where "its own size" at S = 384 was a path the product took).
+PRODUCT_LONG_SIDE = 320
 VAL_SIZES = [64, 128, 256, 384]  # the val photos are 384 px: from 512 up both policies are the same
 OTHER_SIZES = [64, 128, 256, 384, 512]
 
@@ -172,11 +178,17 @@ def decide(t: dict) -> dict:
         per_size[s] = {"chosen": chosen, "candidates": cands}
     notes = []
     if all(s in per_size[s]["candidates"] for s in sizes):
-        native_min = WORKING + 1
-        for s in reversed(sizes):
+        # Over the sizes the product reads at their own size: those below the cards' working long side
+        # (stage 32). A photo from PRODUCT_LONG_SIDE up is shrunk to it whatever the threshold says.
+        native_min = PRODUCT_LONG_SIDE
+        for s in reversed([s for s in sizes if s < PRODUCT_LONG_SIDE]):
             if per_size[s]["chosen"] != s:
                 break
             native_min = s
+        ignored = [s for s in sizes if s >= PRODUCT_LONG_SIDE]
+        if ignored:
+            notes.append(f"sizes {ignored} are shrunk to the {PRODUCT_LONG_SIDE} px working size in the product: "
+                         "not part of the threshold")
         below = native_min
     else:  # own sizes not measured (a --levels run): the threshold is not this run's to decide
         native_min = None
@@ -301,7 +313,8 @@ def report(t: dict, d: dict) -> str:
             lines.append(f"    - L = {lv}: " + ("acceptable" if not fails else "fails: " + "; ".join(fails)))
     if d["native_min_long_side"] is not None:
         lines.append(f"NATIVE_MIN_LONG_SIDE = {d['native_min_long_side']}"
-                     + (" (no size passes: every photo at 512)" if d["native_min_long_side"] > WORKING else ""))
+                     + (" (no size below it passes at its own size)"
+                        if d["native_min_long_side"] >= PRODUCT_LONG_SIDE else ""))
     th = d["thumbnail"]
     lines.append(f"Thumbnail copy (one size for S in {th['sizes']}): {th['long_side']} "
                  f"(acceptable at every such S: {th['acceptable_at_every_size'] or 'none'})")

@@ -230,7 +230,7 @@ def test_small_rule_conditions(change, passes):
     args.update(change)
     decision = rule.decide(_table(**args))
     assert (decision["per_size"][256]["chosen"] == 256) is passes
-    assert decision["native_min_long_side"] == (256 if passes else 513)
+    assert decision["native_min_long_side"] == (256 if passes else 320)  # none below 320 passes: 320
 
 
 def test_analysis_size_thresholds():
@@ -554,3 +554,29 @@ def test_a_scan_reads_thumbnails_with_the_thumbnail_weights(tmp_path):
     for p in ("p1.png", "p3.png"):
         assert banded.loc[p, "mean_residual"] == main_only.loc[p, "mean_residual"]
     assert "under 128 px" in str(reports["banded"][1]["analyzer"])
+
+
+def test_sizes_the_product_shrinks_to_its_working_size_do_not_decide_the_threshold():
+    """Stage 32: a photo from the cards' working long side (320) up is shrunk to it, so a failure read at
+    its own size there (S = 384) must not move the threshold decided below 320."""
+    rule = _small_rule()
+    ok = {"mae": 0.08, "mono": 1.0}
+    table = {"weights_sha256": "x", "scenes": 38, "val": {}, "natural": {},
+             "brackets": {256: {256: {"mae": 0.10, "ordered": 31, "reversals": 5},
+                                512: {"mae": 0.10, "ordered": 31, "reversals": 5}},
+                          384: {384: {"mae": 0.10, "ordered": 30, "reversals": 6},  # fails at its own size
+                                512: {"mae": 0.10, "ordered": 31, "reversals": 5}}}}
+    table["val"] = {256: {256: ok, 512: ok}}
+    decision = rule.decide(table)
+    assert decision["per_size"][384]["chosen"] == 512
+    assert decision["native_min_long_side"] == 256
+    assert "384" in decision["note"]
+
+
+def test_the_rules_working_size_is_the_shipped_cards():
+    import json
+
+    from exposure_cli.weights import resolve_weights
+
+    card = json.loads((resolve_weights(None).parent / "card.json").read_text())
+    assert card["working_long_side"] == _small_rule().PRODUCT_LONG_SIDE
