@@ -62,6 +62,9 @@ TOLERANCE = 0.005
 #: threshold is decided over the measured sizes below it (docs/MODEL.md stage 32; the rule was first written
 #: for a 512 px working size, where "its own size" at S = 384 was a path the product took).
 PRODUCT_LONG_SIDE = 320
+#: Stage 32b: the shipped-configuration check of a weights' bands, committed next to their measurements
+#: (``{"moved_sizes": [S, …], …evidence}``): each listed size takes its next acceptable copy.
+SHIPPED_CHECK = "shipped_check.json"
 VAL_SIZES = [64, 128, 256, 384]  # the val photos are 384 px: from 512 up both policies are the same
 OTHER_SIZES = [64, 128, 256, 384, 512]
 
@@ -254,13 +257,22 @@ def thumbnail_bands(folder: Path) -> dict:
                 for lv, why in v["candidates"].items():
                     fails.setdefault(int(size), {}).setdefault(int(lv), []).extend(why)
     per_size = {s: min((lv for lv, why in c.items() if not why), default=WORKING) for s, c in sorted(fails.items())}
+    # Stage 32b: sizes whose smallest acceptable copy failed the shipped-configuration check (the card as
+    # shipped against what the selection measured, SHIPPED_CHECK) take their next acceptable copy.
+    check_path = folder / SHIPPED_CHECK
+    moved = json.loads(check_path.read_text())["moved_sizes"] if check_path.exists() else []
+    for size in moved:
+        acceptable = sorted(lv for lv, why in fails[int(size)].items() if not why)
+        larger = [lv for lv in acceptable if lv > per_size[int(size)]]
+        per_size[int(size)] = larger[0] if larger else WORKING
     bands: list[list[int]] = []
     for size, lv in per_size.items():
         copy = 0 if lv == size else lv
         if not bands or bands[-1][1] != copy:
             bands.append([size if bands else 1, copy])
     return {"weights_sha256": main["weights_sha256"], "tolerance": TOLERANCE, "below": below, "folders": used,
-            "per_size": {str(s): lv for s, lv in per_size.items()}, "bands": bands}
+            "per_size": {str(s): lv for s, lv in per_size.items()}, "bands": bands,
+            **({"moved_by_shipped_check": [int(x) for x in moved]} if moved else {})}
 
 
 def pct(x) -> str:
