@@ -580,3 +580,25 @@ def test_the_rules_working_size_is_the_shipped_cards():
 
     card = json.loads((resolve_weights(None).parent / "card.json").read_text())
     assert card["working_long_side"] == _small_rule().PRODUCT_LONG_SIDE
+
+
+def test_a_size_the_shipped_check_moved_takes_its_next_acceptable_copy(tmp_path):
+    """Stage 32b: thumbnail_bands reads shipped_check.json and moves each listed size from its smallest
+    acceptable copy to the next acceptable one (never to one the rule rejects)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    rule = _small_rule()
+    source = Path(__file__).resolve().parents[1] / "benchmarks" / "results_small_rule" / "a4d83e2b"
+    folder = tmp_path / "a4d83e2b"
+    shutil.copytree(source, folder)
+    (folder / rule.SHIPPED_CHECK).unlink()
+    unmoved = rule.thumbnail_bands(folder)
+    assert unmoved["per_size"]["224"] == 224 and "moved_by_shipped_check" not in unmoved
+    (folder / rule.SHIPPED_CHECK).write_text(json.dumps({"moved_sizes": [224]}))
+    moved = rule.thumbnail_bands(folder)
+    assert moved["per_size"]["224"] == 320  # 256 fails the rule at 224 px, so 320 is the next acceptable
+    assert moved["bands"][-1] == [224, 320] and moved["moved_by_shipped_check"] == [224]
+    assert {k: v for k, v in moved["per_size"].items() if k != "224"} == \
+        {k: v for k, v in unmoved["per_size"].items() if k != "224"}
