@@ -32,7 +32,7 @@ def recompute_batch_norm(model, corpus: str | Path, brackets: str | Path | None,
     import torch
     from torch.utils.data import DataLoader
 
-    from .loop import _to_tensor_batch
+    from .loop import to_tensor_batch
     from .sources import open_datasets
 
     train, _, _ = open_datasets(corpus, crop=BN_STREAM["crop"], seed=seed, samples_per_epoch=batches * batch_size,
@@ -50,7 +50,7 @@ def recompute_batch_norm(model, corpus: str | Path, brackets: str | Path | None,
     seen = 0
     with torch.no_grad():
         for batch in DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator):
-            images, _ = _to_tensor_batch(batch, "cpu")
+            images, _ = to_tensor_batch(batch, "cpu")
             model(images)
             seen += images.shape[0]
             if seen >= batches * batch_size:

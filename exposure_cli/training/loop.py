@@ -220,7 +220,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _to_tensor_batch(batch: Any, device: Any):
+def to_tensor_batch(batch: Any, device: Any):
+    """A dataset batch (``image``, ``residual``) as float32 tensors on `device`, residuals N×1×H×W."""
     import torch
 
     images, residuals = batch["image"], batch["residual"]
@@ -301,7 +302,7 @@ def evaluate_mae(model, batches: list[Any], device: str, amp_dtype=None) -> dict
     total_abs, total_px, mean_abs, n_images = 0.0, 0, 0.0, 0
     with torch.inference_mode():
         for batch in batches:
-            images, target = _to_tensor_batch(batch, device)
+            images, target = to_tensor_batch(batch, device)
             with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
                 pred = model(images)
             pred = pred.float()
@@ -489,7 +490,7 @@ def train(
         while progress < 1.0:
             tick = time.perf_counter()
             epoch, batch = next(data)
-            images, target = _to_tensor_batch(batch, device)
+            images, target = to_tensor_batch(batch, device)
             if config.thumbnail_share:
                 images, target, _ = thumbnail_views(images, target, config.thumbnail_share, thumbnail_generator,
                                                     tuple(config.thumbnail_scale))
@@ -636,4 +637,4 @@ def _attach_file_log(path: Path) -> None:
         log.addHandler(stream)
 
 
-__all__ = ["TrainConfig", "TrainResult", "exposure_loss", "explore_strength", "learning_rate", "train"]
+__all__ = ["TrainConfig", "TrainResult", "exposure_loss", "explore_strength", "learning_rate", "to_tensor_batch", "train"]
