@@ -60,12 +60,10 @@ def model_only(batches=(32, 64, 128, 256), size=512, seconds=5.0, compile_=False
 
 def _make_one(job: tuple) -> None:
     """One of `bench_scan.make_jpegs`'s files (same texture and seed for index i, same quality)."""
-    import cv2
-    from bench_scan import _texture
+    from bench_scan import write_texture_file
 
     path, i, w, h = job
-    ok, buf = cv2.imencode(".jpg", _texture(h, w, i)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-    Path(path).write_bytes(buf.tobytes())
+    write_texture_file(Path(path), i, w, h)
 
 
 def make_jpegs_parallel(folder: Path, n: int, w: int, h: int) -> Path:

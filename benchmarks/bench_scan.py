@@ -49,21 +49,24 @@ def _texture(h: int, w: int, seed: int) -> np.ndarray:
 
 
 def make_jpegs(folder: Path, n: int, w: int, h: int, quality: int = 90, ext: str = ".jpg") -> Path:
-    import cv2
-
     folder.mkdir(parents=True, exist_ok=True)
     existing = sorted(folder.glob(f"*{ext}"))
     if len(existing) >= n:
         return folder
     for i in range(n):
         p = folder / f"img_{i:06d}{ext}"
-        if p.exists():
-            continue
-        img = _texture(h, w, i)
-        params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
-        ok, buf = cv2.imencode(ext, img[..., ::-1], params)
-        p.write_bytes(buf.tobytes())
+        if not p.exists():
+            write_texture_file(p, i, w, h, quality)
     return folder
+
+
+def write_texture_file(path: Path, i: int, w: int, h: int, quality: int = 90) -> None:
+    """File i of :func:`make_jpegs`: the photo-like texture of seed i, JPEG at `quality` or PNG by suffix."""
+    import cv2
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, buf = cv2.imencode(path.suffix, _texture(h, w, i)[..., ::-1], params)
+    path.write_bytes(buf.tobytes())
 
 
 def make_small_files(folder: Path, n: int) -> Path:

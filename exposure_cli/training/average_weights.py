@@ -36,11 +36,13 @@ def recompute_batch_norm(model, corpus: str | Path, brackets: str | Path | None,
     from .sources import open_datasets
 
     train, _, _ = open_datasets(corpus, crop=BN_STREAM["crop"], seed=seed, samples_per_epoch=batches * batch_size,
-                                val_samples=1, simulator=BN_STREAM["simulator"], hdr_share=BN_STREAM["hdr_share"],
-                                brackets=brackets, bracket_share=BN_STREAM["bracket_share"] if brackets else 0.0)
+                                simulator=BN_STREAM["simulator"], hdr_share=BN_STREAM["hdr_share"],
+                                brackets=brackets, bracket_share=BN_STREAM["bracket_share"] if brackets else 0.0,
+                                with_val=False)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return 0
+    momenta = [m.momentum for m in norms]
     model.eval()
     for m in norms:
         m.reset_running_stats()
@@ -55,8 +57,8 @@ def recompute_batch_norm(model, corpus: str | Path, brackets: str | Path | None,
             seen += images.shape[0]
             if seen >= batches * batch_size:
                 break
-    for m in norms:
-        m.momentum = 0.1
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     model.eval()
     return seen
 
@@ -66,7 +68,7 @@ def average_weights(a: str | Path, b: str | Path, out: str | Path, mix: float = 
     """Write the average of weights `a` and `b` (files or folders) into folder `out`; returns the file."""
     if not 0.0 <= mix <= 1.0:
         raise ValueError(f"mix must be within [0, 1], got {mix}")
-    from ..weights import load_model, resolve_weights, save_weights, verify_weights
+    from ..weights import load_model, resolve_weights, save_weights
 
     path_a, path_b = resolve_weights(a), resolve_weights(b)
     model_a, loaded_a = load_model(path_a, "cpu")
@@ -85,7 +87,7 @@ def average_weights(a: str | Path, b: str | Path, out: str | Path, mix: float = 
     card = json.loads(json.dumps(card_a))
     for key in ("sha256", "validation", "shipped", "candidate_note"):
         card.pop(key, None)
-    card["averaged_from"] = {"a": verify_weights(path_a).sha256, "b": verify_weights(path_b).sha256, "mix": mix,
+    card["averaged_from"] = {"a": loaded_a.sha256, "b": loaded_b.sha256, "mix": mix,
                              "formula": "(1 - mix) * a + mix * b, every floating tensor; integer buffers from a",
                              **({"batch_norm_recomputed": {"crops": seen, "corpus": str(corpus),
                                                            "brackets": str(brackets) if brackets else None,

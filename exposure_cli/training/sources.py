@@ -64,6 +64,7 @@ def open_datasets(
     brackets: str | Path | None = None,
     bracket_share: float = 0.0,
     whole_view_share: float = 0.0,
+    with_val: bool = True,
 ) -> tuple[Any, Any | None, dict[str, Any]]:
     """Training dataset, validation dataset (None if the data has no validation split), data description.
 
@@ -73,7 +74,8 @@ def open_datasets(
     `brackets`, real bracket frames of the train stacks make `bracket_share` of the training stream and
     frames of the val stacks the same share of the validation stream (the lockbox is never read).
     `whole_view_share` of the training stream's bracket frames are cut as their widest square view
-    (validation keeps the default windows, so runs stay comparable).
+    (validation keeps the default windows, so runs stay comparable). ``with_val=False`` opens no validation
+    stream (None): nothing of the val split is read.
     """
     from ..data.dataset import HDR_FRACTION, ExposureDataset
     from ..data.simulator import SimulatorConfig
@@ -90,11 +92,14 @@ def open_datasets(
                                             hdr_fraction=HDR_FRACTION if hdr_share is None else hdr_share,
                                             brackets=brackets, bracket_fraction=bracket_share,
                                             whole_view_share=whole_view_share)
-        try:
-            val = ExposureDataset.from_corpus(root, split="val", crop=crop, seed=VAL_SEED, samples_per_epoch=val_samples,
-                                              brackets=brackets, bracket_fraction=bracket_share)
-        except (ValueError, FileNotFoundError, KeyError):
-            val = None
+        val = None
+        if with_val:
+            try:
+                val = ExposureDataset.from_corpus(root, split="val", crop=crop, seed=VAL_SEED,
+                                                  samples_per_epoch=val_samples, brackets=brackets,
+                                                  bracket_fraction=bracket_share)
+            except (ValueError, FileNotFoundError, KeyError):
+                val = None
     else:
         train = ExposureDataset.from_iea40k(root, split="train", crop=crop)
         try:
