@@ -60,6 +60,7 @@ def train_command(
     step_bias_anchors: int = typer.Option(4, "--step-bias-anchors", min=1, help="With --step-bias-weight: renders per step."),
     step_bias_rate: float = typer.Option(0.02, "--step-bias-rate", min=0.001, max=1.0, help="With --step-bias-weight: weight of a new render in its step's running bias (after the first 1/rate renders: their plain mean)."),
     step_bias_long_side: Optional[int] = typer.Option(None, "--step-bias-long-side", min=32, help="With --step-bias-weight: the working size the renders are shown at [default: the --init weights card's working_long_side, else 320]."),
+    step_bias_bracket_share: float = typer.Option(0.0, "--step-bias-bracket-share", min=0.0, max=1.0, help="With --step-bias-weight and --brackets: share of the term's draws that are real train bracket frames within ±3 EV of their best frame, each in the cell of its stop from the best frame (docs/MODEL.md, stage 37); 0: synthetic renders only."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from these weights (safetensors file or folder; same architecture) instead of a random init: fine-tuning."),
     samples_per_epoch: int = typer.Option(1_000_000, "--samples-per-epoch", min=1, help="Simulated crops per epoch (corpus data; every index is a different simulation, so keep it large)."),
     seed: int = typer.Option(0, "--seed", help="Seed of init, data order and simulation."),
@@ -117,6 +118,9 @@ def train_command(
     if step_bias_weight and not (data / "index.json").is_file():
         _usage_error(f"--step-bias-weight renders the corpus's train photos; {data} is not a corpus folder "
                      "(no index.json from `exposure data build`)")
+    if step_bias_bracket_share and not (step_bias_weight and brackets):
+        _usage_error("--step-bias-bracket-share draws real frames for the per-step bias term: it needs "
+                     "--step-bias-weight and --brackets")
     on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     config = TrainConfig(
         architecture=model,
@@ -152,6 +156,8 @@ def train_command(
         step_bias_anchors=step_bias_anchors,
         step_bias_rate=step_bias_rate,
         step_bias_long_side=int(step_bias_long_side or init_card.get("working_long_side") or 320),
+        step_bias_brackets=str(brackets) if step_bias_bracket_share else None,
+        step_bias_bracket_share=step_bias_bracket_share,
     )
     try:
         train_set, val_set, data_info = open_datasets(

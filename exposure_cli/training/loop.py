@@ -85,6 +85,9 @@ class TrainConfig:
         step_bias_anchors: Renders per step.
         step_bias_rate: Weight of a new render in its cell's running bias (see ``RunningCellBias``).
         step_bias_long_side: The working size the renders are shown at (the analyzer's).
+        step_bias_brackets: Optional bracket folder: a share of the term's draws are its real train frames,
+            each in the cell of its stop from the best frame (docs/MODEL.md, stage 37).
+        step_bias_bracket_share: That share (with ``step_bias_brackets``).
     """
 
     architecture: str = "eat_iea"
@@ -129,6 +132,8 @@ class TrainConfig:
     step_bias_anchors: int = 4
     step_bias_rate: float = 0.02
     step_bias_long_side: int = 320
+    step_bias_brackets: str | None = None
+    step_bias_bracket_share: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -467,7 +472,8 @@ def train(
 
         if not config.step_bias_corpus:
             raise ValueError("step_bias_weight needs step_bias_corpus (a corpus folder to render train photos from)")
-        anchors = StepAnchors(config.step_bias_corpus, config.step_bias_long_side)
+        anchors = StepAnchors(config.step_bias_corpus, config.step_bias_long_side,
+                              brackets=config.step_bias_brackets, bracket_share=config.step_bias_bracket_share)
         running_bias = (RunningCellBias.from_json(step_bias_state) if step_bias_state
                         else RunningCellBias(config.step_bias_rate))
         anchor_rng = np.random.default_rng([config.seed, 31, step])

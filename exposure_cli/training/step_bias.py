@@ -18,6 +18,11 @@ crushed shadows. This term puts the step means into the features' training:
 * :func:`step_bias_loss` is ``mean_i(b_cell(i) · d_i) / L2_SCALE`` with ``b`` held fixed: its gradient
   moves every image of a biased cell against that cell's bias, which is the gradient of
   ``½ Σ_cells bias²`` with the bias estimated over many steps instead of one batch.
+
+With ``brackets`` (docs/MODEL.md, stage 37) a share of the draws are instead *real* train bracket frames
+within ±3 EV of their stack's best frame, whole, at the working size, each in the cell of its stop from
+the best frame (``bracket +2 EV``): the real stacks' per-step bias — what ``exposure eval``'s per-EV table
+and the stops of correction read — enters the same term.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ from ..data.valset import HDR_SWEEP_EVS, SWEEP_EVS
 #: The validation sweeps' global shifts (photos), and with the metered exposure (HDR crops).
 PHOTO_EVS = SWEEP_EVS
 HDR_EVS = HDR_SWEEP_EVS
+#: Real bracket frames within this many stops of their stack's best frame are drawn (the EV bar's window).
+BRACKET_WINDOW = 3
+
+
+def bracket_cell(relative_ev: float) -> str:
+    """The cell of a real bracket frame: its stop from the best frame, rounded (``bracket -2 EV``)."""
+    return f"bracket {int(np.round(relative_ev)):+d} EV"
 
 
 @dataclass(frozen=True)
@@ -52,9 +64,13 @@ class StepAnchors:
         corpus: Folder written by ``exposure data build``.
         working_long_side: Long side the network sees (the analyzer's, 320 for the shipped weights).
         split: Which photos render (``train``: the only split training may read).
+        brackets: Optional bracket folder (``exposure data brackets``); its `split` stacks' frames within
+            :data:`BRACKET_WINDOW` stops of the best frame become draws of their own cells.
+        bracket_share: Share of draws that are real bracket frames (with `brackets`; 0 < share ≤ 1).
     """
 
-    def __init__(self, corpus: str | Path, working_long_side: int = 320, split: str = "train") -> None:
+    def __init__(self, corpus: str | Path, working_long_side: int = 320, split: str = "train",
+                 brackets: str | Path | None = None, bracket_share: float = 0.0) -> None:
         from ..data.valset import recipe_crops, recipe_photos
 
         self.working_long_side = int(working_long_side)
@@ -62,6 +78,20 @@ class StepAnchors:
         self.hdr = [(unit.radiance, unit.ideal) for unit in recipe_crops(Path(corpus), split)]
         if not self.photos and not self.hdr:
             raise ValueError(f"{corpus}: no photos or HDR crops in split {split!r} to render step anchors from")
+        if brackets is not None and not 0.0 < bracket_share <= 1.0:
+            raise ValueError(f"bracket_share must be in (0, 1] with brackets, got {bracket_share}")
+        self.bracket_share = float(bracket_share) if brackets is not None else 0.0
+        #: cell → [(stack, frame index)], the real frames each bracket cell draws from.
+        self.bracket_frames: dict[str, list[tuple[Any, int]]] = {}
+        if brackets is not None:
+            from ..data.brackets import load_stacks
+
+            for stack in load_stacks(Path(brackets), split):
+                for k, rel in enumerate(stack.relative_ev_to_best):
+                    if abs(rel) <= BRACKET_WINDOW:
+                        self.bracket_frames.setdefault(bracket_cell(rel), []).append((stack, k))
+            if not self.bracket_frames:
+                raise ValueError(f"{brackets}: no {split} bracket frames within ±{BRACKET_WINDOW} EV of a best frame")
 
     @property
     def cells(self) -> list[str]:
@@ -73,16 +103,21 @@ class StepAnchors:
             out += [cell_of("photo", "original", 0.0)] + [cell_of("photo", "sweep", ev) for ev in PHOTO_EVS]
         if self.hdr:
             out += [cell_of("hdr", "original", 0.0)] + [cell_of("hdr", "sweep", ev) for ev in HDR_EVS]
-        return out
+        return out + sorted(self.bracket_frames)
 
     def draw(self, rng: np.random.Generator) -> Anchor:
         """A random unit of a random group (photos and HDR crops half each when both exist), shown at a
-        uniformly drawn cell of its group, resized to the working size (area), its label likewise."""
-        import cv2
-
+        uniformly drawn cell of its group, resized to the working size (area), its label likewise; with
+        brackets, a `bracket_share` of draws are a real frame of a uniformly drawn bracket cell instead."""
         from ..data.simulator import render_ev
-        from ..imageops import to_working_size
         from .fit_residual_calibration import cell_of
+
+        if self.bracket_share and rng.random() < self.bracket_share:
+            cells = sorted(self.bracket_frames)
+            cell = cells[int(rng.integers(len(cells)))]
+            stack, k = self.bracket_frames[cell][int(rng.integers(len(self.bracket_frames[cell])))]
+            image, label = stack.frame(k).astype(np.float32) / 255.0, stack.label(k)
+            return self._at_working_size(image, label, cell)
 
         use_hdr = bool(self.hdr) and (not self.photos or rng.random() < 0.5)
         if use_hdr:
@@ -98,6 +133,13 @@ class StepAnchors:
         else:
             image, label = render_ev(ideal, evs[choice], linear=linear)
             cell = cell_of(group, "sweep", evs[choice])
+        return self._at_working_size(image, label, cell)
+
+    def _at_working_size(self, image: np.ndarray, label: np.ndarray, cell: str) -> Anchor:
+        import cv2
+
+        from ..imageops import to_working_size
+
         small = to_working_size(image, self.working_long_side)
         if label.shape != small.shape[:2]:
             label = cv2.resize(label.astype(np.float32), (small.shape[1], small.shape[0]),
@@ -164,4 +206,4 @@ def step_bias_loss(pred_means, label_means, cells: Sequence[str], running: Runni
     return (bias * diffs).mean() / scale
 
 
-__all__ = ["Anchor", "HDR_EVS", "PHOTO_EVS", "RunningCellBias", "StepAnchors", "step_bias_loss"]
+__all__ = ["Anchor", "BRACKET_WINDOW", "HDR_EVS", "PHOTO_EVS", "bracket_cell", "RunningCellBias", "StepAnchors", "step_bias_loss"]
