@@ -43,7 +43,10 @@ MAX_SAMPLES = 16_384
 #: Grey levels counted as clipped / crushed by the head's ``clipped`` and ``crushed`` inputs.
 CLIPPED_GREY, CRUSHED_GREY = 0.98, 0.02
 #: The inputs a fitted head may add to the map's stops (:func:`head_inputs`), in this order.
-HEAD_INPUTS = ("clipped", "crushed", "mean_r", "level")
+HEAD_INPUTS = ("clipped", "crushed", "mean_r", "level", "stops_all", "level_p10", "level_p50", "level_p90",
+               "r_dark", "r_bright")
+#: The grey-level percentiles behind ``level_p10`` / ``level_p50`` / ``level_p90``.
+LEVEL_PERCENTILES = (10, 50, 90)
 
 
 @dataclass(frozen=True)
@@ -90,15 +93,32 @@ class EVCalibration:
 
 
 def head_inputs(g: np.ndarray, r: np.ndarray) -> dict[str, float]:
-    """The head's extra inputs from a region's grey levels `g` and residuals `r` (1-D, non-empty):
-    ``clipped`` and ``crushed`` shares (grey ≥ :data:`CLIPPED_GREY`, ≤ :data:`CRUSHED_GREY`), ``mean_r``,
-    and ``level`` = log2 of the mean linear grey (floored like the stops)."""
+    """The head's extra inputs from a region's grey levels `g` and residuals `r` (1-D, non-empty), all in
+    :data:`HEAD_INPUTS`:
+
+    * ``clipped`` and ``crushed`` — shares with grey ≥ :data:`CLIPPED_GREY`, ≤ :data:`CRUSHED_GREY`;
+    * ``mean_r`` — the mean residual;
+    * ``level`` — log2 of the mean linear grey (floored like the stops);
+    * ``stops_all`` — the map's ratio-of-means stops over *every* pixel (:func:`map_stops` reads only the
+      mid-tones when enough are measured);
+    * ``level_p10`` / ``level_p50`` / ``level_p90`` — log2 of the linear grey at those percentiles (floored);
+    * ``r_dark`` / ``r_bright`` — the mean over all pixels of r where grey < :data:`LOW` (resp. > :data:`HIGH`),
+      0 elsewhere: how much the map asks of the shadows and of the highlights."""
     g = np.asarray(g, dtype=np.float32)
+    r = np.asarray(r, dtype=np.float32)
+    linear = np.maximum(srgb_to_linear(g), FLOOR)
+    linear_ideal = np.maximum(srgb_to_linear(np.clip(ideal_grey(g, r), 0.0, 1.0)), FLOOR)
+    p10, p50, p90 = np.percentile(g, LEVEL_PERCENTILES)
+    level_at = lambda q: float(np.log2(max(float(srgb_to_linear(np.float32(q))), FLOOR)))
     return {
         "clipped": float(np.count_nonzero(g >= CLIPPED_GREY)) / g.size,
         "crushed": float(np.count_nonzero(g <= CRUSHED_GREY)) / g.size,
         "mean_r": float(np.mean(r, dtype=np.float64)),
-        "level": float(np.log2(np.maximum(srgb_to_linear(g), FLOOR).mean(dtype=np.float64))),
+        "level": float(np.log2(linear.mean(dtype=np.float64))),
+        "stops_all": float(np.log2(linear_ideal.mean(dtype=np.float64) / linear.mean(dtype=np.float64))),
+        "level_p10": level_at(p10), "level_p50": level_at(p50), "level_p90": level_at(p90),
+        "r_dark": float(np.sum(r[g < LOW], dtype=np.float64)) / g.size,
+        "r_bright": float(np.sum(r[g > HIGH], dtype=np.float64)) / g.size,
     }
 
 
