@@ -148,7 +148,7 @@ def test_fit_head_adds_inputs_only_when_asked_and_reports_train_errors():
     rng = np.random.default_rng(2)
     stops = rng.uniform(-3, 3, 120)
     extra = np.column_stack([rng.uniform(0, 0.5, 120), rng.uniform(0, 0.5, 120),
-                             rng.normal(0, 0.1, 120), rng.uniform(-6, -1, 120)])
+                             rng.normal(0, 0.1, 120), rng.uniform(-6, -1, 120)] + [rng.normal(0, 1, 120)] * 6)
     targets = 1.2 * stops - 2.0 * extra[:, 0] + 0.1
     plain = fit_head(stops, extra, targets)
     with_clip = fit_head(stops, extra, targets, ["clipped"])
@@ -157,3 +157,57 @@ def test_fit_head_adds_inputs_only_when_asked_and_reports_train_errors():
     assert head_error(stops, extra, targets, with_clip) == pytest.approx(with_clip["train_error_after"], abs=1e-4)
     with pytest.raises(ValueError, match="unknown head input"):
         fit_head(stops, extra, targets, ["sharpness"])
+
+
+def test_head_inputs_read_every_pixel_percentile_levels_and_the_maps_ends():
+    from exposure_cli.color import srgb_to_linear
+    from exposure_cli.correction import FLOOR, HEAD_INPUTS, head_inputs, map_stops
+
+    rng = np.random.default_rng(3)
+    g = rng.uniform(0.0, 1.0, 4000).astype(np.float32)
+    r = np.where(g < 0.1, 0.3, np.where(g > 0.8, -0.2, 0.05)).astype(np.float32)
+    found = head_inputs(g, r)
+    assert tuple(found) == HEAD_INPUTS
+    # stops over every pixel: the ratio of mean linear levels of ideal and photo, with nothing left out
+    ideal = np.clip(g + r, 0, 1)  # r > 0 brightens (UNDER_SIGN = +1)
+    expected = np.log2(np.maximum(srgb_to_linear(ideal), FLOOR).mean() / np.maximum(srgb_to_linear(g), FLOOR).mean())
+    assert found["stops_all"] == pytest.approx(expected, abs=1e-5)
+    mid = (g >= 0.1) & (g <= 0.8)
+    assert found["stops_all"] != pytest.approx(map_stops(g, r), abs=1e-3)  # map_stops reads the mid-tones only
+    assert map_stops(g[mid], r[mid]) == pytest.approx(map_stops(g, r), abs=1e-6)
+    for q in (10, 50, 90):
+        level = np.log2(max(float(srgb_to_linear(np.float32(np.percentile(g, q)))), FLOOR))
+        assert found[f"level_p{q}"] == pytest.approx(level, abs=1e-5)
+    assert found["level_p10"] < found["level_p50"] < found["level_p90"] <= 0.0
+    assert found["r_dark"] == pytest.approx(0.3 * np.mean(g < 0.1), abs=1e-6)
+    assert found["r_bright"] == pytest.approx(-0.2 * np.mean(g > 0.8), abs=1e-6)
+    black = head_inputs(np.zeros(16, np.float32), np.zeros(16, np.float32))
+    assert black["level_p10"] == black["level_p90"] == pytest.approx(np.log2(FLOOR)) and black["stops_all"] == 0.0
+
+
+def test_fit_sets_fit_on_known_exposures_only_or_weigh_both_kinds_equally():
+    from exposure_cli.correction import HEAD_INPUTS
+    from exposure_cli.training.calibrate import fit_head
+
+    rng = np.random.default_rng(4)
+    n_known, n_est = 40, 160
+    stops = rng.uniform(-3, 3, n_known + n_est)
+    extra = np.zeros((len(stops), len(HEAD_INPUTS)))
+    known = np.arange(len(stops)) < n_known
+    targets = np.where(known, 1.5 * stops, 1.0 * stops)  # the two kinds of offsets disagree on the gain
+    everything = fit_head(stops, extra, targets, known=known, fit_set="all")
+    only_known = fit_head(stops, extra, targets, known=known, fit_set="known")
+    assert everything["gain"] == pytest.approx(1.0, abs=0.01)  # the estimated frames are the median
+    assert only_known["gain"] == pytest.approx(1.5, abs=0.01) and only_known["frames"] == n_known
+    assert "known exposures only" in only_known["fitted_on"] and only_known["train_error_after"] < 0.01
+    # balanced: the 40 known frames weigh as much as the 160 estimated ones, so when 50 of those agree with
+    # the known gain, that gain holds the weighted majority (0.5 + 0.5 · 50/160) — unweighted it is 90 of 200
+    mixed = np.where(known | (np.arange(len(stops)) >= len(stops) - 50), 1.5 * stops, 1.0 * stops)
+    assert fit_head(stops, extra, mixed, known=known, fit_set="all")["gain"] == pytest.approx(1.0, abs=0.01)
+    balanced = fit_head(stops, extra, mixed, known=known, fit_set="balanced")
+    assert balanced["gain"] == pytest.approx(1.5, abs=0.01) and balanced["frames"] == n_known + n_est
+    assert "weighted equally" in balanced["fitted_on"]
+    with pytest.raises(ValueError, match="needs to know"):
+        fit_head(stops, extra, targets, fit_set="known")
+    with pytest.raises(ValueError, match="unknown fit set"):
+        fit_head(stops, extra, targets, known=known, fit_set="some")

@@ -18,7 +18,10 @@ from exposure_cli.data.valset import render_items  # noqa: E402
 from exposure_cli.imageops import to_working_size  # noqa: E402
 from exposure_cli.training import TrainConfig, train  # noqa: E402
 from exposure_cli.training.loop import L2_SCALE  # noqa: E402
-from exposure_cli.training.step_bias import RunningCellBias, StepAnchors, step_bias_loss  # noqa: E402
+from exposure_cli.training.step_bias import (  # noqa: E402
+    BRACKET_WINDOW, RunningCellBias, StepAnchors, bracket_cell, step_bias_loss)
+from exposure_cli.data.brackets import load_stacks  # noqa: E402
+from test_data_brackets import stacks_repo  # noqa: E402,F401  (the module's bracket folder fixture)
 
 torch.set_num_threads(1)
 
@@ -147,3 +150,70 @@ def test_the_train_command_refuses_the_term_without_a_corpus(tmp_path) -> None:
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "folder"), "--steps", "1",
                                       "--step-bias-weight", "1", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "not a corpus folder" in result.output
+
+
+
+def test_bracket_cells_round_the_stop_from_the_best_frame() -> None:
+    assert bracket_cell(-2.06) == "bracket -2 EV" and bracket_cell(0.4) == "bracket +0 EV"
+    assert bracket_cell(2.6) == "bracket +3 EV" and bracket_cell(-0.2) == "bracket +0 EV"
+
+
+def test_bracket_anchors_are_whole_real_train_frames_in_the_cell_of_their_stop(corpus, stacks_repo, monkeypatch) -> None:
+    """With brackets, a share of the term's draws are real *train* bracket frames within ±3 EV of their best
+    frame, whole at the working size with their own labels, in the cell of their rounded stop from the best
+    frame (stage 37); nothing of val or the lockbox is drawn."""
+    import cv2
+
+    brackets = stacks_repo["out"]
+    train_frames = {}
+    for stack in load_stacks(brackets, "train"):
+        for k, rel in enumerate(stack.relative_ev_to_best):
+            small = to_working_size(stack.frame(k).astype(np.float32) / 255.0, 64)
+            label = cv2.resize(stack.label(k), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+            train_frames[(stack.id, k)] = (small, label, bracket_cell(rel), abs(rel) <= BRACKET_WINDOW)
+    others = [to_working_size(s.frame(k).astype(np.float32) / 255.0, 64)
+              for split in ("val", "lockbox") for s in load_stacks(brackets, split) for k in range(len(s.frames))]
+    assert others  # the fixture has val and lockbox stacks, so "never drawn" is a real check
+
+    anchors = StepAnchors(corpus, working_long_side=64, brackets=brackets, bracket_share=1.0)
+    expected_cells = {cell for _, _, cell, inside in train_frames.values() if inside}
+    assert set(anchors.bracket_frames) == expected_cells and expected_cells <= set(anchors.cells)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        anchor = anchors.draw(rng)
+        assert anchor.cell.startswith("bracket ")
+        match = [key for key, (small, label, cell, inside) in train_frames.items()
+                 if small.shape == anchor.image.shape and np.array_equal(small, anchor.image)]
+        assert len(match) == 1, "not one of the train stacks' frames at the working size"
+        small, label, cell, inside = train_frames[match[0]]
+        assert inside and anchor.cell == cell
+        np.testing.assert_allclose(anchor.label, label, atol=1e-6)
+        assert not any(o.shape == anchor.image.shape and np.array_equal(o, anchor.image) for o in others)
+        seen.add(anchor.cell)
+    assert seen == expected_cells  # cells are drawn uniformly, so every one shows up in 40 draws
+
+    mixed = StepAnchors(corpus, working_long_side=64, brackets=brackets, bracket_share=0.5)
+    cells = [mixed.draw(np.random.default_rng(s)).cell for s in range(40)]
+    assert any(c.startswith("bracket ") for c in cells) and any(not c.startswith("bracket ") for c in cells)
+    assert not StepAnchors(corpus, working_long_side=64).bracket_frames  # without brackets: synthetic only
+    with pytest.raises(ValueError, match="bracket_share"):
+        StepAnchors(corpus, working_long_side=64, brackets=brackets, bracket_share=0.0)
+    # frames farther than the window from their best frame are left out (the fixture's frames are 2 EV apart)
+    import exposure_cli.training.step_bias as step_bias
+
+    monkeypatch.setattr(step_bias, "BRACKET_WINDOW", 1)
+    narrow = StepAnchors(corpus, working_long_side=64, brackets=brackets, bracket_share=1.0)
+    assert set(narrow.bracket_frames) == {"bracket +0 EV"}
+
+
+def test_a_run_with_bracket_anchors_keeps_running_biases_for_their_cells(corpus, stacks_repo, tmp_path) -> None:
+    data = ExposureDataset.from_corpus(corpus, split="train", crop=48, samples_per_epoch=64)
+    config = TrainConfig(architecture="eat_iea_test", batch_size=4, lr=1e-3, seed=0, threads=1, log_every_s=0.0,
+                         checkpoint_every_s=3600, validate_every_s=3600, step_bias_weight=1.0,
+                         step_bias_corpus=str(corpus), step_bias_anchors=4, step_bias_long_side=64,
+                         step_bias_brackets=str(stacks_repo["out"]), step_bias_bracket_share=1.0, steps=3)
+    train(config, data, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    running = RunningCellBias.from_json(state["step_bias_json"])
+    assert sum(running.count.values()) == 12 and all(c.startswith("bracket ") for c in running.count)

@@ -84,7 +84,7 @@ def head_error(stops: np.ndarray, extra: np.ndarray, targets: np.ndarray, entry:
     from ..correction import HEAD_INPUTS, LIMIT, EVCalibration
 
     head = EVCalibration.from_card({"ev_correction": entry})
-    value = head.combine(stops, {name: extra[:, i] for i, name in enumerate(HEAD_INPUTS)})
+    value = head.combine(stops, {name: extra[:, HEAD_INPUTS.index(name)] for name, _ in head.weights})
     return float(np.mean(np.abs(np.clip(value, -LIMIT, LIMIT) - targets)))
 
 
