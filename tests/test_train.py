@@ -198,6 +198,8 @@ def test_train_command_usage_errors(tmp_path):
     assert bad_device.exit_code == 2 and "--device" in bad_device.output
     empty = runner.invoke(app, ["train", "--data", str(tmp_path), "--steps", "1"])
     assert empty.exit_code == 2 and "neither a corpus" in empty.output
+    no_brackets = runner.invoke(app, ["train", "--data", str(tmp_path), "--steps", "1", "--step-bias-bracket-share", "0.5"])
+    assert no_brackets.exit_code == 2 and "needs --step-bias-weight and --brackets" in no_brackets.output
     no_init = runner.invoke(app, ["train", "--data", str(tmp_path), "--steps", "1", "--init", str(tmp_path / "none")])
     assert no_init.exit_code == 2 and "--init" in no_init.output and "no EAT weights at" in no_init.output
     train(_config(steps=1), GlobalShiftDataset(8), tmp_path / "tiny", export_dir=tmp_path / "tiny_w")
