@@ -92,9 +92,10 @@ class EVCalibration:
         return value
 
 
-def head_inputs(g: np.ndarray, r: np.ndarray) -> dict[str, float]:
+def head_inputs(g: np.ndarray, r: np.ndarray, levels: "SampleLevels | None" = None) -> dict[str, float]:
     """The head's extra inputs from a region's grey levels `g` and residuals `r` (1-D, non-empty), all in
-    :data:`HEAD_INPUTS`:
+    :data:`HEAD_INPUTS` (`levels`: the same samples' :class:`SampleLevels` when the caller has it, so the
+    sRGB decoding runs once):
 
     * ``clipped`` and ``crushed`` — shares with grey ≥ :data:`CLIPPED_GREY`, ≤ :data:`CRUSHED_GREY`;
     * ``mean_r`` — the mean residual;
@@ -106,8 +107,8 @@ def head_inputs(g: np.ndarray, r: np.ndarray) -> dict[str, float]:
       0 elsewhere: how much the map asks of the shadows and of the highlights."""
     g = np.asarray(g, dtype=np.float32)
     r = np.asarray(r, dtype=np.float32)
-    linear = np.maximum(srgb_to_linear(g), FLOOR)
-    linear_ideal = np.maximum(srgb_to_linear(np.clip(ideal_grey(g, r), 0.0, 1.0)), FLOOR)
+    levels = levels if levels is not None else SampleLevels(g, r)
+    linear, linear_ideal = levels.linear.ravel(), levels.linear_ideal.ravel()
     p10, p50, p90 = np.percentile(g, LEVEL_PERCENTILES)
     level_at = lambda q: float(np.log2(max(float(srgb_to_linear(np.float32(q))), FLOOR)))
     return {
@@ -161,7 +162,9 @@ def ev_from_samples(g: np.ndarray, r: np.ndarray, calibration: EVCalibration = I
     """:func:`ev_correction` from the chosen pixels' grey levels and residuals (1-D arrays)."""
     if g.size == 0:
         return float("nan")
-    return float(np.clip(calibration.apply(map_stops(g, r), g, r), -LIMIT, LIMIT))
+    levels = SampleLevels(g, r)
+    inputs = head_inputs(g, r, levels) if calibration.weights else {}
+    return float(np.clip(calibration.combine(levels.stops(), inputs), -LIMIT, LIMIT))
 
 
 class SampleLevels:

@@ -53,7 +53,7 @@ def collect(weights: str | Path, brackets: str | Path, split: str = "train"
     best frame."""
     from ..analyzers import create_analyzer
     from ..color import grey
-    from ..correction import HEAD_INPUTS, head_inputs, map_stops, sample_step
+    from ..correction import HEAD_INPUTS, SampleLevels, head_inputs, sample_step
     from ..data.brackets import load_stacks
     from ..stack_evaluation import KNOWN_EV_SOURCES
 
@@ -67,8 +67,9 @@ def collect(weights: str | Path, brackets: str | Path, split: str = "train"
                 g, r = grey(img), np.asarray(pred, np.float32)
                 step = sample_step(g.size)  # the same even subsample ev_correction reads
                 g, r = g[::step, ::step].ravel(), r[::step, ::step].ravel()
-                stops.append(map_stops(g, r))
-                found = head_inputs(g, r)
+                levels = SampleLevels(g, r)  # the sRGB decoding once for the stops and the inputs
+                stops.append(levels.stops())
+                found = head_inputs(g, r, levels)
                 extra.append([found[name] for name in HEAD_INPUTS])
                 ys.append(-float(stack.relative_ev_to_best[k]))
                 ids.append(stack.id)

@@ -92,6 +92,7 @@ class StepAnchors:
                         self.bracket_frames.setdefault(bracket_cell(rel), []).append((stack, k))
             if not self.bracket_frames:
                 raise ValueError(f"{brackets}: no {split} bracket frames within ±{BRACKET_WINDOW} EV of a best frame")
+        self._bracket_cells = sorted(self.bracket_frames)
 
     @property
     def cells(self) -> list[str]:
@@ -103,7 +104,7 @@ class StepAnchors:
             out += [cell_of("photo", "original", 0.0)] + [cell_of("photo", "sweep", ev) for ev in PHOTO_EVS]
         if self.hdr:
             out += [cell_of("hdr", "original", 0.0)] + [cell_of("hdr", "sweep", ev) for ev in HDR_EVS]
-        return out + sorted(self.bracket_frames)
+        return out + self._bracket_cells
 
     def draw(self, rng: np.random.Generator) -> Anchor:
         """A random unit of a random group (photos and HDR crops half each when both exist), shown at a
@@ -113,8 +114,7 @@ class StepAnchors:
         from .fit_residual_calibration import cell_of
 
         if self.bracket_share and rng.random() < self.bracket_share:
-            cells = sorted(self.bracket_frames)
-            cell = cells[int(rng.integers(len(cells)))]
+            cell = self._bracket_cells[int(rng.integers(len(self._bracket_cells)))]
             stack, k = self.bracket_frames[cell][int(rng.integers(len(self.bracket_frames[cell])))]
             image, label = stack.frame(k).astype(np.float32) / 255.0, stack.label(k)
             return self._at_working_size(image, label, cell)
