@@ -88,6 +88,15 @@ class TrainConfig:
         step_bias_brackets: Optional bracket folder: a share of the term's draws are its real train frames,
             each in the cell of its stop from the best frame (docs/MODEL.md, stage 37).
         step_bias_bracket_share: That share (with ``step_bias_brackets``).
+        order_weight: Weight of the deep-dark order term (:mod:`.order_pairs`, docs/MODEL.md stage 40; 0 turns
+            it off): each step also shows the network ``order_pairs`` whole pairs of one scene one exposure
+            step apart (train photos at −k / −(k + 1) EV, train bracket neighbours) and asks the darker view
+            to read more under-exposed.
+        order_corpus: The corpus whose train photos render the synthetic pairs.
+        order_pairs: Pairs per step.
+        order_long_side: The working size the pairs are shown at (the analyzer's).
+        order_brackets: Optional bracket folder whose train stacks give the real pairs.
+        order_bracket_share: Share of pairs that are real (with ``order_brackets``).
     """
 
     architecture: str = "eat_iea"
@@ -134,6 +143,12 @@ class TrainConfig:
     step_bias_long_side: int = 320
     step_bias_brackets: str | None = None
     step_bias_bracket_share: float = 0.0
+    order_weight: float = 0.0
+    order_corpus: str | None = None
+    order_pairs: int = 2
+    order_long_side: int = 320
+    order_brackets: str | None = None
+    order_bracket_share: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -478,6 +493,18 @@ def train(
                         else RunningCellBias(config.step_bias_rate))
         anchor_rng = np.random.default_rng([config.seed, 31, step])
 
+    pairs, pair_rng = None, None
+    if config.order_weight:
+        import numpy as np
+
+        from .order_pairs import OrderPairs
+
+        if not config.order_corpus:
+            raise ValueError("order_weight needs order_corpus (a corpus folder to render train photos from)")
+        pairs = OrderPairs(config.order_corpus, config.order_long_side, brackets=config.order_brackets,
+                           bracket_share=config.order_bracket_share if config.order_brackets else 0.5)
+        pair_rng = np.random.default_rng([config.seed, 40, step])
+
     _stop_on_sigterm()
     model.train()
     # The sample order depends on the step a (resumed) run starts from, so a resume sees new samples.
@@ -489,7 +516,7 @@ def train(
     thumbnail_generator = torch.Generator().manual_seed(config.seed * 1_000_033 + 29 + start_step)
     last_log = last_ckpt = last_val = time.monotonic()
     window: list[float] = []
-    window_parts: dict[str, float] = {"l1": 0.0, "mean": 0.0, "rank": 0.0, "step_bias": 0.0}
+    window_parts: dict[str, float] = {"l1": 0.0, "mean": 0.0, "rank": 0.0, "step_bias": 0.0, "order": 0.0}
     last_loss = float("nan")
     progress = progress_of(step, elapsed, config)
     try:
@@ -526,6 +553,11 @@ def train(
                 bias_term = _step_bias_term(model, anchors, running_bias, anchor_rng, config, device, amp_dtype)
                 loss = loss + config.step_bias_weight * bias_term
                 parts["step_bias"] = running_bias.largest()
+            parts["order"] = 0.0
+            if pairs is not None:
+                order = _order_term(model, pairs, pair_rng, config, device, amp_dtype)
+                loss = loss + config.order_weight * order
+                parts["order"] = float(order.detach())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at step {step}")
             optimizer.zero_grad(set_to_none=True)
@@ -548,6 +580,7 @@ def train(
                     "progress": round(progress, 4), "loss": sum(window) / len(window),
                     "l1": window_parts["l1"] / len(window), "mean_err": window_parts["mean"] / len(window),
                     "rank": window_parts["rank"] / len(window),
+                    **({"order": window_parts["order"] / len(window)} if pairs is not None else {}),
                     **({"step_bias_largest": window_parts["step_bias"] / len(window),
                         "step_bias": dict(sorted(running_bias.bias.items()))} if running_bias is not None else {}),
                     "lr": optimizer.param_groups[0]["lr"], "explore": explore_strength(progress, config),
@@ -603,6 +636,34 @@ def _step_bias_term(model, anchors, running_bias, rng, config: TrainConfig, devi
             m.train()
     return step_bias_loss(torch.stack(preds), torch.tensor(labels, device=device), cells, running_bias,
                           L2_SCALE)
+
+
+def _order_term(model, pairs, rng, config: TrainConfig, device: str, amp_dtype):
+    """The deep-dark order term on ``config.order_pairs`` fresh pairs, each pair one two-image forward pass
+    with batch normalisation reading its running statistics, as at inference (see :func:`_step_bias_term`)."""
+    import numpy as np
+    import torch
+
+    from .order_pairs import order_loss
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    means, labels = [], []
+    try:
+        for m in norms:
+            m.eval()
+        for _ in range(config.order_pairs):
+            pair = pairs.draw(rng)
+            images = torch.from_numpy(np.stack([pair.dark, pair.bright])).permute(0, 3, 1, 2).to(device, torch.float32)
+            with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+                pred = model(images)
+            means.append(pred.float().mean(dim=(1, 2, 3)))
+            labels.append((pair.dark_label, pair.bright_label))
+    finally:
+        for m in norms:
+            m.train()
+    means_t = torch.stack(means)
+    labels_t = torch.tensor(labels, dtype=means_t.dtype, device=means_t.device)
+    return order_loss(means_t[:, 0], means_t[:, 1], labels_t[:, 0], labels_t[:, 1])
 
 
 def _stop_on_sigterm() -> None:

@@ -136,15 +136,21 @@ class StepAnchors:
         return self._at_working_size(image, label, cell)
 
     def _at_working_size(self, image: np.ndarray, label: np.ndarray, cell: str) -> Anchor:
-        import cv2
+        small, label = at_working_size(image, label, self.working_long_side)
+        return Anchor(small, label, cell)
 
-        from ..imageops import to_working_size
 
-        small = to_working_size(image, self.working_long_side)
-        if label.shape != small.shape[:2]:
-            label = cv2.resize(label.astype(np.float32), (small.shape[1], small.shape[0]),
-                               interpolation=cv2.INTER_AREA)
-        return Anchor(np.ascontiguousarray(small, np.float32), label.astype(np.float32), cell)
+def at_working_size(image: np.ndarray, label: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """An image resized to the analyzer's working size (area) and its label resized to match, float32."""
+    import cv2
+
+    from ..imageops import to_working_size
+
+    small = to_working_size(image, long_side)
+    if label.shape != small.shape[:2]:
+        label = cv2.resize(label.astype(np.float32), (small.shape[1], small.shape[0]),
+                           interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(small, np.float32), label.astype(np.float32)
 
 
 class RunningCellBias:
@@ -206,4 +212,4 @@ def step_bias_loss(pred_means, label_means, cells: Sequence[str], running: Runni
     return (bias * diffs).mean() / scale
 
 
-__all__ = ["Anchor", "BRACKET_WINDOW", "HDR_EVS", "PHOTO_EVS", "bracket_cell", "RunningCellBias", "StepAnchors", "step_bias_loss"]
+__all__ = ["Anchor", "BRACKET_WINDOW", "at_working_size", "HDR_EVS", "PHOTO_EVS", "bracket_cell", "RunningCellBias", "StepAnchors", "step_bias_loss"]
