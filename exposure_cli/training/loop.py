@@ -17,6 +17,7 @@ Checkpoints hold only tensors, numbers and strings, are written with ``torch.sav
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -502,7 +503,7 @@ def train(
         if not config.order_corpus:
             raise ValueError("order_weight needs order_corpus (a corpus folder to render train photos from)")
         pairs = OrderPairs(config.order_corpus, config.order_long_side, brackets=config.order_brackets,
-                           bracket_share=config.order_bracket_share if config.order_brackets else 0.5)
+                           bracket_share=config.order_bracket_share)
         pair_rng = np.random.default_rng([config.seed, 40, step])
 
     _stop_on_sigterm()
@@ -610,6 +611,22 @@ def train(
     return TrainResult(step, elapsed, last_loss, best_mae, out / "best", history)
 
 
+@contextlib.contextmanager
+def _batch_norm_as_at_inference(model):
+    """Within the block the model's batch-norm layers in training mode read their running statistics (as the
+    analyzer does) and do not update them; they are put back in training mode afterwards."""
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    try:
+        for m in norms:
+            m.eval()
+        yield
+    finally:
+        for m in norms:
+            m.train()
+
+
 def _step_bias_term(model, anchors, running_bias, rng, config: TrainConfig, device: str, amp_dtype):
     """The per-step bias term on ``config.step_bias_anchors`` fresh renders, each its own forward pass (whole
     renders differ in shape) with batch normalisation reading its running statistics, as at inference: the
@@ -618,11 +635,8 @@ def _step_bias_term(model, anchors, running_bias, rng, config: TrainConfig, devi
 
     from .step_bias import step_bias_loss
 
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
     preds, labels, cells = [], [], []
-    try:
-        for m in norms:
-            m.eval()
+    with _batch_norm_as_at_inference(model):
         for _ in range(config.step_bias_anchors):
             anchor = anchors.draw(rng)
             image = torch.from_numpy(anchor.image).permute(2, 0, 1)[None].to(device, torch.float32)
@@ -631,9 +645,6 @@ def _step_bias_term(model, anchors, running_bias, rng, config: TrainConfig, devi
             preds.append(pred.float().mean())
             labels.append(float(anchor.label.mean()))
             cells.append(anchor.cell)
-    finally:
-        for m in norms:
-            m.train()
     return step_bias_loss(torch.stack(preds), torch.tensor(labels, device=device), cells, running_bias,
                           L2_SCALE)
 
@@ -646,11 +657,8 @@ def _order_term(model, pairs, rng, config: TrainConfig, device: str, amp_dtype):
 
     from .order_pairs import order_loss
 
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
     means, labels = [], []
-    try:
-        for m in norms:
-            m.eval()
+    with _batch_norm_as_at_inference(model):
         for _ in range(config.order_pairs):
             pair = pairs.draw(rng)
             images = torch.from_numpy(np.stack([pair.dark, pair.bright])).permute(0, 3, 1, 2).to(device, torch.float32)
@@ -658,9 +666,6 @@ def _order_term(model, pairs, rng, config: TrainConfig, device: str, amp_dtype):
                 pred = model(images)
             means.append(pred.float().mean(dim=(1, 2, 3)))
             labels.append((pair.dark_label, pair.bright_label))
-    finally:
-        for m in norms:
-            m.train()
     means_t = torch.stack(means)
     labels_t = torch.tensor(labels, dtype=means_t.dtype, device=means_t.device)
     return order_loss(means_t[:, 0], means_t[:, 1], labels_t[:, 0], labels_t[:, 1])
