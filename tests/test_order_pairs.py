@@ -160,3 +160,52 @@ def test_the_train_command_refuses_the_term_without_a_corpus(tmp_path) -> None:
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "folder"), "--steps", "1",
                                       "--order-weight", "1", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "not a corpus folder" in result.output
+
+
+def test_both_terms_share_one_set_of_working_size_frames(corpus, stacks_repo) -> None:
+    """The step-bias anchors and the order pairs draw real frames from one BracketViews: each frame is decoded
+    and resized once, kept only at the working size, and refused at another size."""
+    from exposure_cli.training.step_bias import BracketViews, StepAnchors
+
+    brackets = stacks_repo["out"]
+    anchors = StepAnchors(corpus, working_long_side=64, brackets=brackets, bracket_share=1.0)
+    pairs = OrderPairs(corpus, working_long_side=64, brackets=anchors.bracket_views, bracket_share=1.0)
+    assert pairs.bracket_views is anchors.bracket_views
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        pair = pairs.draw(rng)
+        anchors.draw(rng)
+    views = anchors.bracket_views
+    assert views._views  # filled by both
+    for (stack_id, k), (image, label) in views._views.items():
+        stack = next(s for s in views.stacks if s.id == stack_id)
+        expected, expected_label = at_working_size(stack.frame(k, keep=False).astype(np.float32) / 255.0,
+                                                   stack.label(k, keep=False), 64)
+        assert _same(image, expected) and np.allclose(label, expected_label)
+    assert not any(s._cache for s in views.stacks)  # full-size frames are not kept
+    with pytest.raises(ValueError, match="320 px is needed"):
+        OrderPairs(corpus, working_long_side=320, brackets=views)
+    assert isinstance(BracketViews.of(brackets, "train", 64), BracketViews)
+
+
+def test_a_run_with_both_terms_on_the_same_brackets_builds_the_views_once(corpus, stacks_repo, tmp_path, monkeypatch) -> None:
+    from exposure_cli.training import step_bias
+
+    built = []
+    original = step_bias.BracketViews.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(args)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(step_bias.BracketViews, "__init__", counting)
+    data = ExposureDataset.from_corpus(corpus, split="train", crop=48, samples_per_epoch=64)
+    brackets = str(stacks_repo["out"])
+    config = TrainConfig(architecture="eat_iea_test", batch_size=4, lr=1e-3, seed=0, threads=1, log_every_s=0.0,
+                         checkpoint_every_s=3600, validate_every_s=3600, steps=1,
+                         step_bias_weight=1.0, step_bias_corpus=str(corpus), step_bias_anchors=1,
+                         step_bias_long_side=64, step_bias_brackets=brackets, step_bias_bracket_share=1.0,
+                         order_weight=1.0, order_corpus=str(corpus), order_pairs=1, order_long_side=64,
+                         order_brackets=brackets, order_bracket_share=1.0)
+    train(config, data, tmp_path / "run")
+    assert len(built) == 1

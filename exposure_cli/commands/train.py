@@ -59,7 +59,7 @@ def train_command(
     step_bias_weight: float = typer.Option(0.0, "--step-bias-weight", min=0.0, help="Corpus data: weight of the per-step bias term (docs/MODEL.md, stage 31): each step also shows the network train renders of the validation recipe (original, -3..+3 EV) and pulls each exposure step's running mean error towards 0; 0 turns it off."),
     step_bias_anchors: int = typer.Option(4, "--step-bias-anchors", min=1, help="With --step-bias-weight: renders per step."),
     step_bias_rate: float = typer.Option(0.02, "--step-bias-rate", min=0.001, max=1.0, help="With --step-bias-weight: weight of a new render in its step's running bias (after the first 1/rate renders: their plain mean)."),
-    step_bias_long_side: Optional[int] = typer.Option(None, "--step-bias-long-side", min=32, help="With --step-bias-weight: the working size the renders are shown at [default: the --init weights card's working_long_side, else 320]."),
+    step_bias_long_side: Optional[int] = typer.Option(None, "--step-bias-long-side", min=32, help="With --step-bias-weight or --order-weight: the working size the renders and pairs are shown at [default: the --init weights card's working_long_side, else 320]."),
     order_weight: float = typer.Option(0.0, "--order-weight", min=0.0, help="Corpus data: weight of the deep-dark order term (docs/MODEL.md, stage 40): each step also shows the network whole pairs of one scene one exposure step apart — train photos at -k and -(k+1) EV (k = 0..6) and, with --brackets, neighbouring frames of train stacks — and asks the darker to read more under-exposed; 0 turns it off."),
     order_pairs: int = typer.Option(2, "--order-pairs", min=1, help="With --order-weight: pairs per step."),
     order_bracket_share: float = typer.Option(0.5, "--order-bracket-share", min=0.0, max=1.0, help="With --order-weight and --brackets: share of the pairs that are neighbouring real bracket frames; 0: rendered photo pairs only."),
@@ -127,6 +127,8 @@ def train_command(
     if order_weight and not (data / "index.json").is_file():
         _usage_error(f"--order-weight renders the corpus's train photos; {data} is not a corpus folder "
                      "(no index.json from `exposure data build`)")
+    # the working size the extra terms show whole images at (the analyzer's)
+    term_long_side = int(step_bias_long_side or init_card.get("working_long_side") or 320)
     on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     config = TrainConfig(
         architecture=model,
@@ -161,13 +163,13 @@ def train_command(
         step_bias_corpus=str(data) if step_bias_weight else None,
         step_bias_anchors=step_bias_anchors,
         step_bias_rate=step_bias_rate,
-        step_bias_long_side=int(step_bias_long_side or init_card.get("working_long_side") or 320),
+        step_bias_long_side=term_long_side,
         step_bias_brackets=str(brackets) if step_bias_bracket_share else None,
         step_bias_bracket_share=step_bias_bracket_share,
         order_weight=order_weight,
         order_corpus=str(data) if order_weight else None,
         order_pairs=order_pairs,
-        order_long_side=int(step_bias_long_side or init_card.get("working_long_side") or 320),
+        order_long_side=term_long_side,
         order_brackets=str(brackets) if (order_weight and brackets and order_bracket_share) else None,
         order_bracket_share=order_bracket_share if (order_weight and brackets) else 0.0,
     )

@@ -650,19 +650,25 @@ class Stack:
     info: dict[str, Any] = field(default_factory=dict, repr=False)
     _cache: dict[Any, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
-    def frame(self, k: int) -> np.ndarray:
-        """Frame ``k`` as uint8 RGB (cached)."""
+    def frame(self, k: int, keep: bool = True) -> np.ndarray:
+        """Frame ``k`` as uint8 RGB (cached; ``keep=False`` reads it without keeping it)."""
         key = ("f", k)
-        if key not in self._cache:
-            self._cache[key] = _read_png(self.frames[k])
-        return self._cache[key]
+        if key in self._cache:
+            return self._cache[key]
+        image = _read_png(self.frames[k])
+        if keep:
+            self._cache[key] = image
+        return image
 
-    def label(self, k: int) -> np.ndarray:
-        """Residual map of frame ``k``, float32 H×W (cached as float16)."""
+    def label(self, k: int, keep: bool = True) -> np.ndarray:
+        """Residual map of frame ``k``, float32 H×W (cached as float16; ``keep=False``: not kept)."""
         key = ("l", k)
-        if key not in self._cache:
-            self._cache[key] = np.load(self.labels[k], allow_pickle=False)
-        return self._cache[key].astype(np.float32)
+        if key in self._cache:
+            return self._cache[key].astype(np.float32)
+        label = np.load(self.labels[k], allow_pickle=False)
+        if keep:
+            self._cache[key] = label
+        return label.astype(np.float32)
 
     def ideal_rgb(self) -> np.ndarray:
         key = ("i",)

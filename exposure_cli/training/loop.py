@@ -480,7 +480,7 @@ def train(
             if export_dir is not None:
                 save_weights(model, export_dir, card(record))
 
-    anchors, running_bias, anchor_rng = None, None, None
+    anchors, running_bias, anchor_rng, views = None, None, None, None
     if config.step_bias_weight:
         import numpy as np
 
@@ -490,6 +490,7 @@ def train(
             raise ValueError("step_bias_weight needs step_bias_corpus (a corpus folder to render train photos from)")
         anchors = StepAnchors(config.step_bias_corpus, config.step_bias_long_side,
                               brackets=config.step_bias_brackets, bracket_share=config.step_bias_bracket_share)
+        views = anchors.bracket_views
         running_bias = (RunningCellBias.from_json(step_bias_state) if step_bias_state
                         else RunningCellBias(config.step_bias_rate))
         anchor_rng = np.random.default_rng([config.seed, 31, step])
@@ -502,7 +503,11 @@ def train(
 
         if not config.order_corpus:
             raise ValueError("order_weight needs order_corpus (a corpus folder to render train photos from)")
-        pairs = OrderPairs(config.order_corpus, config.order_long_side, brackets=config.order_brackets,
+        order_brackets = config.order_brackets
+        if (order_brackets and views is not None and views.working_long_side == config.order_long_side
+                and Path(order_brackets).resolve() == views.root.resolve()):
+            order_brackets = views  # the same train frames at the same size: decoded and kept once for both terms
+        pairs = OrderPairs(config.order_corpus, config.order_long_side, brackets=order_brackets,
                            bracket_share=config.order_bracket_share)
         pair_rng = np.random.default_rng([config.seed, 40, step])
 

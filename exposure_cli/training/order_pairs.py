@@ -52,12 +52,13 @@ class OrderPairs:
     Args:
         corpus: Folder written by ``exposure data build`` (its train photos render the synthetic pairs).
         working_long_side: Long side the network sees (the analyzer's).
-        brackets: Optional bracket folder (``exposure data brackets``): its train stacks give the real pairs.
+        brackets: Optional bracket folder (``exposure data brackets``, or its
+            :class:`~.step_bias.BracketViews` at this working size): its train stacks give the real pairs.
         bracket_share: Share of pairs that are real adjacent bracket frames (with `brackets`; 0 < share ≤ 1).
         split: The split read (``train``: the only one training may read).
     """
 
-    def __init__(self, corpus: str | Path, working_long_side: int = 320, brackets: str | Path | None = None,
+    def __init__(self, corpus: str | Path, working_long_side: int = 320, brackets: Any = None,
                  bracket_share: float = 0.5, split: str = "train") -> None:
         from ..data.valset import recipe_photos
 
@@ -68,13 +69,15 @@ class OrderPairs:
         self.bracket_share = float(bracket_share) if brackets is not None else 0.0
         #: (stack, k): frames k and k + 1 of a train stack.
         self.bracket_pairs: list[tuple[Any, int]] = []
+        self.bracket_views = None
         if brackets is not None:
-            from ..data.brackets import load_stacks
+            from .step_bias import BracketViews
 
-            for stack in load_stacks(Path(brackets), split):
+            self.bracket_views = BracketViews.of(brackets, split, self.working_long_side)
+            for stack in self.bracket_views.stacks:
                 self.bracket_pairs += [(stack, k) for k in range(len(stack.frames) - 1)]
             if not self.bracket_pairs:
-                raise ValueError(f"{brackets}: no {split} bracket stack with two frames")
+                raise ValueError(f"{self.bracket_views.root}: no {split} bracket stack with two frames")
         if not self.photos and not self.bracket_pairs:
             raise ValueError(f"{corpus}: no {split} photos (and no bracket stacks) to make ordered pairs from")
         if not self.photos:
@@ -86,10 +89,9 @@ class OrderPairs:
         from .step_bias import at_working_size
 
         size = self.working_long_side
-        if self.bracket_pairs and (self.bracket_share >= 1.0 or rng.random() < self.bracket_share):
+        if self.bracket_pairs and rng.random() < self.bracket_share:
             stack, k = self.bracket_pairs[int(rng.integers(len(self.bracket_pairs)))]
-            views = [at_working_size(stack.frame(j).astype(np.float32) / 255.0, stack.label(j), size)
-                     for j in (k, k + 1)]
+            views = [self.bracket_views.view(stack, j) for j in (k, k + 1)]
             source = f"bracket {stack.id} {k}/{k + 1}"
         else:
             ideal = self.photos[int(rng.integers(len(self.photos)))]

@@ -64,13 +64,14 @@ class StepAnchors:
         corpus: Folder written by ``exposure data build``.
         working_long_side: Long side the network sees (the analyzer's, 320 for the shipped weights).
         split: Which photos render (``train``: the only split training may read).
-        brackets: Optional bracket folder (``exposure data brackets``); its `split` stacks' frames within
+        brackets: Optional bracket folder (``exposure data brackets``, or its :class:`BracketViews` at this
+            working size, to share them with another term); its `split` stacks' frames within
             :data:`BRACKET_WINDOW` stops of the best frame become draws of their own cells.
         bracket_share: Share of draws that are real bracket frames (with `brackets`; 0 < share ≤ 1).
     """
 
     def __init__(self, corpus: str | Path, working_long_side: int = 320, split: str = "train",
-                 brackets: str | Path | None = None, bracket_share: float = 0.0) -> None:
+                 brackets: "str | Path | BracketViews | None" = None, bracket_share: float = 0.0) -> None:
         from ..data.valset import recipe_crops, recipe_photos
 
         self.working_long_side = int(working_long_side)
@@ -83,15 +84,16 @@ class StepAnchors:
         self.bracket_share = float(bracket_share) if brackets is not None else 0.0
         #: cell → [(stack, frame index)], the real frames each bracket cell draws from.
         self.bracket_frames: dict[str, list[tuple[Any, int]]] = {}
+        self.bracket_views: BracketViews | None = None
         if brackets is not None:
-            from ..data.brackets import load_stacks
-
-            for stack in load_stacks(Path(brackets), split):
+            self.bracket_views = BracketViews.of(brackets, split, self.working_long_side)
+            for stack in self.bracket_views.stacks:
                 for k, rel in enumerate(stack.relative_ev_to_best):
                     if abs(rel) <= BRACKET_WINDOW:
                         self.bracket_frames.setdefault(bracket_cell(rel), []).append((stack, k))
             if not self.bracket_frames:
-                raise ValueError(f"{brackets}: no {split} bracket frames within ±{BRACKET_WINDOW} EV of a best frame")
+                raise ValueError(f"{self.bracket_views.root}: no {split} bracket frames within ±{BRACKET_WINDOW} EV "
+                                 "of a best frame")
         self._bracket_cells = sorted(self.bracket_frames)
 
     @property
@@ -116,8 +118,7 @@ class StepAnchors:
         if self.bracket_share and rng.random() < self.bracket_share:
             cell = self._bracket_cells[int(rng.integers(len(self._bracket_cells)))]
             stack, k = self.bracket_frames[cell][int(rng.integers(len(self.bracket_frames[cell])))]
-            image, label = stack.frame(k).astype(np.float32) / 255.0, stack.label(k)
-            return self._at_working_size(image, label, cell)
+            return Anchor(*self.bracket_views.view(stack, k), cell)
 
         use_hdr = bool(self.hdr) and (not self.photos or rng.random() < 0.5)
         if use_hdr:
@@ -133,11 +134,8 @@ class StepAnchors:
         else:
             image, label = render_ev(ideal, evs[choice], linear=linear)
             cell = cell_of(group, "sweep", evs[choice])
-        return self._at_working_size(image, label, cell)
+        return Anchor(*at_working_size(image, label, self.working_long_side), cell)
 
-    def _at_working_size(self, image: np.ndarray, label: np.ndarray, cell: str) -> Anchor:
-        small, label = at_working_size(image, label, self.working_long_side)
-        return Anchor(small, label, cell)
 
 
 def at_working_size(image: np.ndarray, label: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +149,43 @@ def at_working_size(image: np.ndarray, label: np.ndarray, long_side: int) -> tup
         label = cv2.resize(label.astype(np.float32), (small.shape[1], small.shape[0]),
                            interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(small, np.float32), label.astype(np.float32)
+
+
+class BracketViews:
+    """The frames of a bracket folder's `split` stacks at the working size, each decoded and resized once and
+    kept only at that size (a 1024-px frame and its label take about 3.5 MB, at 320 px about 1 MB), shared by
+    the training terms that draw real frames (:class:`StepAnchors`, :class:`~.order_pairs.OrderPairs`).
+
+    Args:
+        brackets: Folder written by ``exposure data brackets``.
+        split: Which stacks (``train``: the only split training may read).
+        working_long_side: Long side the network sees.
+    """
+
+    def __init__(self, brackets: str | Path, split: str = "train", working_long_side: int = 320) -> None:
+        from ..data.brackets import load_stacks
+
+        self.root, self.split, self.working_long_side = Path(brackets), split, int(working_long_side)
+        self.stacks = load_stacks(self.root, split)
+        self._views: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    @classmethod
+    def of(cls, brackets: "str | Path | BracketViews", split: str, working_long_side: int) -> "BracketViews":
+        """`brackets` itself when it already is the views of that split at that size, else new views of it."""
+        if isinstance(brackets, BracketViews):
+            if (brackets.split, brackets.working_long_side) != (split, int(working_long_side)):
+                raise ValueError(f"bracket views of split {brackets.split!r} at {brackets.working_long_side} px "
+                                 f"given where split {split!r} at {working_long_side} px is needed")
+            return brackets
+        return cls(brackets, split, working_long_side)
+
+    def view(self, stack: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame `k` of `stack` as float32 RGB in [0, 1] at the working size, and its label at the same size."""
+        key = (stack.id, k)
+        if key not in self._views:
+            image = stack.frame(k, keep=False).astype(np.float32) / 255.0
+            self._views[key] = at_working_size(image, stack.label(k, keep=False), self.working_long_side)
+        return self._views[key]
 
 
 class RunningCellBias:
@@ -212,4 +247,4 @@ def step_bias_loss(pred_means, label_means, cells: Sequence[str], running: Runni
     return (bias * diffs).mean() / scale
 
 
-__all__ = ["Anchor", "BRACKET_WINDOW", "at_working_size", "HDR_EVS", "PHOTO_EVS", "bracket_cell", "RunningCellBias", "StepAnchors", "step_bias_loss"]
+__all__ = ["Anchor", "BRACKET_WINDOW", "BracketViews", "at_working_size", "HDR_EVS", "PHOTO_EVS", "bracket_cell", "RunningCellBias", "StepAnchors", "step_bias_loss"]
