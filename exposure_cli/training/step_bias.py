@@ -137,7 +137,6 @@ class StepAnchors:
         return Anchor(*at_working_size(image, label, self.working_long_side), cell)
 
 
-
 def at_working_size(image: np.ndarray, label: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
     """An image resized to the analyzer's working size (area) and its label resized to match, float32."""
     import cv2
