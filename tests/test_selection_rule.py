@@ -71,3 +71,16 @@ def test_the_issue_pixel_guard_allows_more_pixel_error_but_watches_the_real_brac
 def test_a_strict_xpass_is_not_counted_as_a_failure() -> None:
     assert rule.physics_counts("1 failed, 14 passed\nXPASS(strict) rocket") == (14, 0)
     assert rule.physics_counts("2 failed, 13 passed") == (13, 2)
+
+
+def test_the_issue_hdr_guard_reads_the_issue_bar_not_the_reference(tmp_path: Path) -> None:
+    ref = rule.load(_folder(tmp_path, "F", hdr=(-0.005, 0.0, 0.001)))
+    # 0.025 is 0.02 worse than the reference's −0.005 but inside the issue's 0.03
+    drifted = rule.load(_folder(tmp_path, "drifted", over=(0.0, 0.0, 0.0), hdr=(-0.025, 0.0, 0.001)))
+    assert "HDR" in rule.reasons_against(ref, drifted)[0]
+    assert rule.reasons_against(ref, drifted, hdr_guard="issue") == []
+    past_bar = rule.load(_folder(tmp_path, "past", over=(0.0, 0.0, 0.0), hdr=(-0.01, 0.0, 0.0301)))
+    why = rule.reasons_against(ref, past_bar, hdr_guard="issue")
+    assert len(why) == 1 and "HDR |bias| > 0.03 at [3.0]" in why[0], why
+    with pytest.raises(ValueError):
+        rule.reasons_against(ref, drifted, hdr_guard="loose")
