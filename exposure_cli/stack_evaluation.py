@@ -240,6 +240,7 @@ def evaluate_stacks(
         summary.update(model=name, weights=str(weights or ""),
                        per_scene=[{"scene": s.scene, "category": s.category, "best": s.best, "pick": s.pick(),
                                    "reversals": s.reversals(), "ev_known": s.ev_known,
+                                   "darkest_flagged": s.darkest_flagged(), "brightest_flagged": s.brightest_flagged(),
                                    "means": [round(f.mean_pred, 4) for f in s.frames],
                                    "labels": [round(f.mean_label, 4) for f in s.frames],
                                    "relative_ev": [round(f.relative_ev, 2) for f in s.frames],

@@ -423,6 +423,19 @@ def test_stack_overlays_report_the_stops_exposure_eval_reports(stacks_repo: dict
     assert (head.gain, head.offset) != (1.0, 0.0)
 
 
+def test_per_stack_results_carry_the_flags_the_counts_add_up(stacks_repo: dict) -> None:
+    """``per_scene`` holds each stack's darkest / brightest flags, so a paired comparison of two models
+    (tools/stack_count_bootstrap.py) can be made from the JSON: they sum to the summary's counts."""
+    from exposure_cli.stack_evaluation import evaluate_stacks
+
+    result = evaluate_stacks(stacks_repo["out"], [("baseline", None)], split="val")
+    for r in result["results"]:
+        for key in ("darkest_flagged", "brightest_flagged"):
+            assert all(isinstance(s[key], bool) for s in r["per_scene"])
+            assert sum(s[key] for s in r["per_scene"]) == r[key]
+        assert sum(s["pick"] == s["best"] for s in r["per_scene"]) == r["best_pick"]
+
+
 def test_eval_command_prints_the_per_category_table(stacks_repo: dict) -> None:
     from typer.testing import CliRunner
 
