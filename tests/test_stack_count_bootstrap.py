@@ -70,3 +70,27 @@ def test_the_command_prints_one_row_per_count(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "| best pick | 6 | 0 | +6 | [+6, +6] | 6 | 100% |" in out
     assert sum(line.startswith("|") for line in out.splitlines()) == 1 + 1 + 6  # header, rule, six counts
+
+
+def _ev_scene(i, shift, known=True):
+    # frames at −4 … +2 stops; −4 is outside the ±3 window and must not count
+    rel = [-4.0, -2.0, 0.0, 2.0]
+    return {"scene": f"s{i:02d}", "reversals": 0, "pick": 2, "best": 2, "ev_known": known,
+            "relative_ev": rel, "ev_correction": [9.0] + [-r + shift for r in rel[1:]]}
+
+
+def test_ev_error_against_other_weights_is_paired_over_stacks_and_reads_the_window() -> None:
+    ref = _result([_ev_scene(i, 0.5, known=i < 4) for i in range(12)], [])
+    ref["results"] = ref["results"][:1]
+    better = _result([_ev_scene(i, 0.25, known=i < 4) for i in range(12)], [])
+    better["results"] = better["results"][:1]
+    rows = {r["stacks"]: r for r in scb.paired_ev_error(better, ref)}
+    assert rows["all"]["count"] == 12 and rows["known"]["count"] == 4
+    # the −4 EV frame (reading 9.0) is outside the window: errors are the shifts alone
+    assert rows["all"]["reference"] == pytest.approx(0.5) and rows["all"]["model"] == pytest.approx(0.25)
+    assert rows["all"]["difference"] == pytest.approx(-0.25)
+    assert rows["all"]["interval_90"] == pytest.approx([-0.25, -0.25])  # every stack moves alike: no spread
+    mixed = _result([_ev_scene(i, 0.5 if i % 2 else 0.0, known=i < 4) for i in range(12)], [])
+    mixed["results"] = mixed["results"][:1]
+    lo, hi = {r["stacks"]: r for r in scb.paired_ev_error(mixed, ref)}["all"]["interval_90"]
+    assert lo < -0.25 < hi < 0  # half the stacks improve: the interval has width

@@ -8,6 +8,11 @@ with replacement (the same draws for both: the comparison is paired), and the sh
 model is strictly better (fewer reversals, more of everything else).
 
     python tools/stack_count_bootstrap.py brk.json [--model eat] [--against mean-grey] [--draws 2000] [--seed 0]
+    python tools/stack_count_bootstrap.py brk.json --reference ref_brk.json   # also: EV error against other weights
+
+With ``--reference`` it also compares the EV-correction error (mean |ev_correction + relative EV| over frames
+within ±3 EV of the best frame; all stacks, and those with known exposures) of `--model` in the two files —
+two weights scored on the same stacks — with the same paired draws over stacks.
 
 Needs the per-stack results ``exposure eval`` writes (``per_scene``); darkest / brightest flags are in them
 from 2026-12-05 on (older files: those two rows are left out).
@@ -65,6 +70,41 @@ def paired_counts(result: dict, model: str = "eat", against: str = "mean-grey", 
     return rows
 
 
+#: Frames this many stops or fewer from the best frame enter the EV-correction error (stack_evaluation's window).
+EV_WINDOW = 3.0
+
+
+def _ev_errors(scene: dict) -> np.ndarray:
+    rel, ev = np.array(scene["relative_ev"], float), np.array(scene["ev_correction"], float)
+    keep = np.abs(rel) <= EV_WINDOW
+    return np.abs(ev[keep] + rel[keep])
+
+
+def paired_ev_error(result: dict, reference: dict, model: str = "eat", draws: int = 2000, seed: int = 0) -> list[dict]:
+    """EV-correction error of `model` in `result` and in `reference` (all stacks; known exposures only), the
+    difference and its 90 % interval when the stacks are resampled (paired; frames weigh as in the eval)."""
+    mine, theirs = per_stack(result, model), per_stack(reference, model)
+    if sorted(mine) != sorted(theirs):
+        raise ValueError("the two results were not scored on the same stacks")
+    rows = []
+    for subset, keep in (("all", lambda s: True), ("known", lambda s: bool(s["ev_known"]))):
+        ids = [k for k in sorted(mine) if keep(theirs[k])]
+        if not ids:
+            continue
+        a = np.array([_ev_errors(mine[k]).sum() for k in ids])
+        b = np.array([_ev_errors(theirs[k]).sum() for k in ids])
+        n = np.array([len(_ev_errors(theirs[k])) for k in ids], float)
+        picks = np.random.default_rng(seed).integers(len(ids), size=(draws, len(ids)))
+        frames = n[picks].sum(axis=1)
+        ok = frames > 0
+        boot = (a[picks].sum(axis=1)[ok] - b[picks].sum(axis=1)[ok]) / frames[ok]
+        lo, hi = np.percentile(boot, [5, 95])
+        rows.append({"stacks": subset, "count": len(ids), "model": float(a.sum() / n.sum()),
+                     "reference": float(b.sum() / n.sum()), "difference": float((a.sum() - b.sum()) / n.sum()),
+                     "interval_90": [float(lo), float(hi)]})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("result", type=Path, help="exposure eval --json-out of a bracket split")
@@ -72,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", default="mean-grey")
     parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reference", type=Path, help="another result on the same stacks: compare EV errors")
     args = parser.parse_args(argv)
     result = json.loads(args.result.read_text())
     rows = paired_counts(result, args.model, args.against, args.draws, args.seed)
@@ -84,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = r["interval_90"]
         print(f"| {r['count']}{'' if r['higher_is_better'] else ' (fewer is better)'} | {r['model']} | {r['against']} | "
               f"{r['difference']:+d} | [{lo:+.0f}, {hi:+.0f}] | {r['stacks_differing']} | {r['share_better']:.0%} |")
+    if args.reference:
+        reference = json.loads(args.reference.read_text())
+        print(f"\nEV-correction error of {args.model}: {args.result} against {args.reference} (lower is better)")
+        print("| stacks | count | this | reference | difference | 90 % interval |")
+        print("|---|---|---|---|---|---|")
+        for r in paired_ev_error(result, reference, args.model, args.draws, args.seed):
+            lo, hi = r["interval_90"]
+            print(f"| {r['stacks']} | {r['count']} | {r['model']:.3f} | {r['reference']:.3f} | {r['difference']:+.3f} | "
+                  f"[{lo:+.3f}, {hi:+.3f}] |")
     return 0
 
 
