@@ -14,7 +14,6 @@ compared with today's two-number head (A-all) by stage 44's rule.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import sys
@@ -121,11 +120,7 @@ def decide(rows: dict[str, dict[str, float]]) -> str | None:
 def main() -> None:
     from exposure_cli.training.calibrate import collect
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default="weights")
-    parser.add_argument("--brackets", type=Path, default=Path("corpus/brackets_n"))
-    parser.add_argument("--json", type=Path, help="also write the table and the decision here")
-    args = parser.parse_args()
+    args = ev_head_cv.parse_arguments(__doc__.splitlines()[0])
     stops, extra, targets, groups, known = collect(args.weights, args.brackets, "train")
     pooled = pooled_bottleneck(args.weights, args.brackets, "train")
     assert len(pooled) == len(targets), (len(pooled), len(targets))

@@ -83,12 +83,17 @@ def decide(rows: dict[str, dict[str, float]], forms: dict) -> str | None:
     return min(near, key=lambda n: (len(forms[n][0]), rows[n]["cv_known"]))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_arguments(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The options of the stops-head cross-validation tools: weights, bracket folder, optional JSON out."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--weights", default="weights")
     parser.add_argument("--brackets", type=Path, default=Path("corpus/brackets_n"))
     parser.add_argument("--json", type=Path, help="also write the table and the decision here")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_arguments(__doc__.splitlines()[0])
     stops, extra, targets, groups, known = collect(args.weights, args.brackets, "train")
     print(f"{len(targets)} frames of {len(set(groups))} train stacks ({known.sum()} frames of "
           f"{len(set(groups[known]))} stacks with known exposures); uncalibrated error "
