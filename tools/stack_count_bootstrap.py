@@ -21,10 +21,15 @@ from 2026-12-05 on (older files: those two rows are left out).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
+
+_spec = importlib.util.spec_from_file_location("scene_bootstrap_bias", Path(__file__).with_name("scene_bootstrap_bias.py"))
+scene_bootstrap_bias = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(scene_bootstrap_bias)
 
 #: (name, per-stack value from a ``per_scene`` entry, higher is better); None: not in this file.
 COUNTS = (
@@ -82,26 +87,21 @@ def _ev_errors(scene: dict) -> np.ndarray:
 
 def paired_ev_error(result: dict, reference: dict, model: str = "eat", draws: int = 2000, seed: int = 0) -> list[dict]:
     """EV-correction error of `model` in `result` and in `reference` (all stacks; known exposures only), the
-    difference and its 90 % interval when the stacks are resampled (paired; frames weigh as in the eval)."""
+    difference and its 90 % interval when the stacks are resampled (paired; frames weigh as in the eval) —
+    stage 41's scene bootstrap (:func:`scene_bootstrap_bias.bootstrap`) with stacks as the scenes."""
     mine, theirs = per_stack(result, model), per_stack(reference, model)
     if sorted(mine) != sorted(theirs):
         raise ValueError("the two results were not scored on the same stacks")
     rows = []
     for subset, keep in (("all", lambda s: True), ("known", lambda s: bool(s["ev_known"]))):
-        ids = [k for k in sorted(mine) if keep(theirs[k])]
+        ids = [k for k in sorted(mine) if keep(theirs[k]) and len(_ev_errors(theirs[k]))]
         if not ids:
             continue
-        a = np.array([_ev_errors(mine[k]).sum() for k in ids])
-        b = np.array([_ev_errors(theirs[k]).sum() for k in ids])
-        n = np.array([len(_ev_errors(theirs[k])) for k in ids], float)
-        picks = np.random.default_rng(seed).integers(len(ids), size=(draws, len(ids)))
-        frames = n[picks].sum(axis=1)
-        ok = frames > 0
-        boot = (a[picks].sum(axis=1)[ok] - b[picks].sum(axis=1)[ok]) / frames[ok]
-        lo, hi = np.percentile(boot, [5, 95])
-        rows.append({"stacks": subset, "count": len(ids), "model": float(a.sum() / n.sum()),
-                     "reference": float(b.sum() / n.sum()), "difference": float((a.sum() - b.sum()) / n.sum()),
-                     "interval_90": [float(lo), float(hi)]})
+        cells = [{k: list(_ev_errors(stacks[k])) for k in ids} for stacks in (mine, theirs)]
+        (a, b), boot = scene_bootstrap_bias.bootstrap(cells, draws, seed)
+        lo, hi = np.percentile(boot[0] - boot[1], [5, 95])
+        rows.append({"stacks": subset, "count": len(ids), "model": float(a), "reference": float(b),
+                     "difference": float(a - b), "interval_90": [float(lo), float(hi)]})
     return rows
 
 
