@@ -233,6 +233,18 @@ def combined_thumbnail(folder: Path) -> dict:
             "long_side": long_side}
 
 
+def bands_of(per_size: dict[int, int]) -> list[list[int]]:
+    """A card's ``thumbnail_bands`` from the copy chosen per measured photo size: a photo takes the choice of
+    the largest measured S at or below its long side (the smallest S's below it), so consecutive sizes with
+    the same choice merge into one band ``[from long side, copy]`` (copy 0 = the photo's own size)."""
+    bands: list[list[int]] = []
+    for size, lv in sorted(per_size.items()):
+        copy = 0 if lv == size else lv
+        if not bands or bands[-1][1] != copy:
+            bands.append([size if bands else 1, copy])
+    return bands
+
+
 def thumbnail_bands(folder: Path) -> dict:
     """The thumbnail copy per photo size that the rule gives over every measurement of one weights file
     (`folder` and its ``levels_*`` subfolders): for each measured S below the full rule's threshold, the
@@ -265,13 +277,8 @@ def thumbnail_bands(folder: Path) -> dict:
         acceptable = sorted(lv for lv, why in fails[int(size)].items() if not why)
         larger = [lv for lv in acceptable if lv > per_size[int(size)]]
         per_size[int(size)] = larger[0] if larger else WORKING
-    bands: list[list[int]] = []
-    for size, lv in per_size.items():
-        copy = 0 if lv == size else lv
-        if not bands or bands[-1][1] != copy:
-            bands.append([size if bands else 1, copy])
     return {"weights_sha256": main["weights_sha256"], "tolerance": TOLERANCE, "below": below, "folders": used,
-            "per_size": {str(s): lv for s, lv in per_size.items()}, "bands": bands,
+            "per_size": {str(s): lv for s, lv in per_size.items()}, "bands": bands_of(per_size),
             **({"moved_by_shipped_check": [int(x) for x in moved]} if moved else {})}
 
 

@@ -179,8 +179,12 @@ def test_analyze_image_reads_darker_copies_more_under_and_brighter_ones_more_ove
 @pytest.mark.parametrize("model", [
     "baseline",
     # The stage-7 weights missed this (+0.076 at 160×120 px, a strict xfail until 2026-12-04); the stage-31
-    # weights shipped since read +0.0496 through their 512 px copy: within the bar, by a hair.
-    "eat",
+    # weights read +0.0496 through their 512 px copy, within the bar by a hair. The stage-46 weights shipped
+    # since 2026-12-05 read +0.0635 through the 224 px copy the small-images rule chose for them at 160 px
+    # (+0.048 through 512; docs/MODEL.md stage 47): a strict xfail again, with its numbers.
+    pytest.param("eat", marks=pytest.mark.xfail(strict=True, reason=(
+        "stage-46 weights: the well-exposed 160×120 cat reads +0.0635 through their 224 px copy (bar 0.05; "
+        "stage-31 weights +0.0496, stage-7 +0.076); docs/MODEL.md stage 47"))),
 ])
 def test_analyze_image_reads_a_well_exposed_thumbnail_as_well_exposed(model):
     means = _chelsea_thumbnail_means(model)
