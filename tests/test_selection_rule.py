@@ -84,3 +84,20 @@ def test_the_issue_hdr_guard_reads_the_issue_bar_not_the_reference(tmp_path: Pat
     assert len(why) == 1 and "HDR |bias| > 0.03 at [3.0]" in why[0], why
     with pytest.raises(ValueError):
         rule.reasons_against(ref, drifted, hdr_guard="loose")
+
+
+def test_the_issue_photo_guard_accepts_a_candidate_within_the_issue_bar(tmp_path: Path) -> None:
+    """Stage 49: with the reference at +0.032 the old clause asks ≤ +0.022; the issue's guard asks ≤ 0.03
+    (the larger of the two), and still asks ref − 0.01 when that is the larger."""
+    ref = rule.load(_folder(tmp_path, "C", over=(0.0, 0.01, 0.032)))
+    within = rule.load(_folder(tmp_path, "within", over=(0.0, 0.01, 0.029)))
+    assert "over-side" in rule.reasons_against(ref, within)[0]
+    assert rule.reasons_against(ref, within, photo_guard="issue") == []
+    past = rule.load(_folder(tmp_path, "past", over=(0.0, 0.01, 0.0305)))
+    why = rule.reasons_against(ref, past, photo_guard="issue")
+    assert len(why) == 1 and "not ≤ +0.030" in why[0], why
+    far_ref = rule.load(_folder(tmp_path, "F", over=(0.0, 0.01, 0.060)))
+    assert "not ≤ +0.050" in rule.reasons_against(far_ref, rule.load(_folder(tmp_path, "c2", over=(0.0, 0.0, 0.051))),
+                                                     photo_guard="issue")[0]
+    with pytest.raises(ValueError):
+        rule.reasons_against(ref, within, photo_guard="loose")

@@ -2,6 +2,7 @@
 
     python tools/selection_rule.py measure SRC OUT [--keep-card] [--corpus corpus]
     python tools/selection_rule.py decide REF CAND [CAND …] [--pixel-guard stage21|issue] [--hdr-guard reference|issue]
+                                          [--photo-guard reference|issue]
 
 ``measure`` makes ``OUT/weights`` from SRC (a weights file or folder): the network under the shipped card
 (working size, bands; thumbnail weights left out, as no set of the rule has photos under 128 px), or with
@@ -14,7 +15,8 @@ corpus/val``), ``brk.json`` (``exposure eval corpus/brackets_n --split val``) an
 ``decide`` prints one row per measured folder and whether each candidate replaces the reference REF:
 v2 MAE ≤ REF's + 0.005 (``--pixel-guard issue``: ≤ 0.5 × the baseline's, and the real-bracket val MAE ≤
 REF's + 0.01 — stage 28's guard); no physics test REF passes fails; the largest photo over-side bias
-(+1 … +3 EV) ≤ REF's − 0.01; no HDR EV's |bias| worse than REF's by more than 0.01 (``--hdr-guard issue``,
+(+1 … +3 EV) ≤ REF's − 0.01 (``--photo-guard issue``, stage 49: ≤ the larger of that and the issue's 0.03 —
+a candidate within the issue's bar has reached what the clause moves towards); no HDR EV's |bias| worse than REF's by more than 0.01 (``--hdr-guard issue``,
 stage 43: every HDR EV's |bias| ≤ the issue's 0.03 instead — v2's HDR cells are crops of four scenes, and
 redrawing them moves one step's bias by more than 0.01, ``tools/scene_bootstrap_bias.py``); real-val count
 (ordered + best pick + darkest + brightest flagged − reversals) ≥ REF's; known-exposure EV error ≤ REF's +
@@ -89,7 +91,8 @@ def load(folder: Path) -> Measured:
         brackets=brk, physics_passed=passed, physics_failed=failed)
 
 
-def reasons_against(ref: Measured, cand: Measured, pixel_guard: str = "stage21", hdr_guard: str = "reference") -> list[str]:
+def reasons_against(ref: Measured, cand: Measured, pixel_guard: str = "stage21", hdr_guard: str = "reference",
+                    photo_guard: str = "reference") -> list[str]:
     """Why `cand` does not replace `ref` (empty: it does)."""
     why = []
     if pixel_guard == "stage21":
@@ -104,8 +107,14 @@ def reasons_against(ref: Measured, cand: Measured, pixel_guard: str = "stage21",
         raise ValueError(f"unknown pixel guard {pixel_guard!r}")
     if cand.physics_failed > ref.physics_failed or cand.physics_passed < ref.physics_passed:
         why.append("physics: a test the reference passes fails")
-    if cand.largest_over_bias > ref.largest_over_bias - 0.01:
-        why.append(f"largest photo over-side bias {cand.largest_over_bias:+.3f} not ≤ {ref.largest_over_bias - 0.01:+.3f}")
+    if photo_guard == "reference":
+        over_limit = ref.largest_over_bias - 0.01
+    elif photo_guard == "issue":
+        over_limit = max(ref.largest_over_bias - 0.01, ISSUE_BIAS_BAR)
+    else:
+        raise ValueError(f"unknown photo guard {photo_guard!r}")
+    if cand.largest_over_bias > over_limit:
+        why.append(f"largest photo over-side bias {cand.largest_over_bias:+.3f} not ≤ {over_limit:+.3f}")
     if hdr_guard == "reference":
         worse = [ev for ev in cand.hdr_bias if ev in ref.hdr_bias and abs(cand.hdr_bias[ev]) > abs(ref.hdr_bias[ev]) + 0.01]
         if worse:
@@ -134,7 +143,8 @@ def row(m: Measured) -> str:
             f"{b['mae']:.4f} | {m.physics_passed} passed, {m.physics_failed} failed |")
 
 
-def decide(ref_dir: Path, cand_dirs: list[Path], pixel_guard: str = "stage21", hdr_guard: str = "reference") -> str | None:
+def decide(ref_dir: Path, cand_dirs: list[Path], pixel_guard: str = "stage21", hdr_guard: str = "reference",
+           photo_guard: str = "reference") -> str | None:
     """Print the table and each verdict; return the chosen candidate's name (None: the reference stays)."""
     ref, cands = load(ref_dir), [load(d) for d in cand_dirs]
     print("| weights | v2 MAE | photo bias +1/+2/+3 | HDR bias −3…+3 | ordered | rev | best | darkest | brightest "
@@ -144,7 +154,7 @@ def decide(ref_dir: Path, cand_dirs: list[Path], pixel_guard: str = "stage21", h
         print(row(m))
     passing = []
     for cand in cands:
-        why = reasons_against(ref, cand, pixel_guard, hdr_guard)
+        why = reasons_against(ref, cand, pixel_guard, hdr_guard, photo_guard)
         print(f"{cand.name}: " + ("replaces " + ref.name if not why else "no — " + "; ".join(why)))
         if not why:
             passing.append((cand.largest_over_bias, cand.name))
@@ -205,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("candidates", type=Path, nargs="+")
     d.add_argument("--pixel-guard", choices=("stage21", "issue"), default="stage21")
     d.add_argument("--hdr-guard", choices=("reference", "issue"), default="reference")
+    d.add_argument("--photo-guard", choices=("reference", "issue"), default="reference")
     args = parser.parse_args(argv)
     if args.command == "measure":
         measure(args.src, args.out, args.keep_card, args.corpus)
     else:
-        decide(args.ref, args.candidates, args.pixel_guard, args.hdr_guard)
+        decide(args.ref, args.candidates, args.pixel_guard, args.hdr_guard, args.photo_guard)
     return 0
 
 
