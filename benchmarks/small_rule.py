@@ -248,9 +248,8 @@ def bands_of(per_size: dict[int, int]) -> list[list[int]]:
 def thumbnail_bands(folder: Path) -> dict:
     """The thumbnail copy per photo size that the rule gives over every measurement of one weights file
     (`folder` and its ``levels_*`` subfolders): for each measured S below the full rule's threshold, the
-    smallest L that no measurement at S rejects, else 512 (an L equal to S is "its own size", 0); a photo
-    takes the choice of the largest measured S at or below its long side (the smallest S's below it), so
-    consecutive sizes with the same choice merge into one band. Written to ``thumbnail_bands.json``; the
+    smallest L that no measurement at S rejects, else 512 (an L equal to S is "its own size", 0), merged
+    into bands by :func:`bands_of`. Written to ``thumbnail_bands.json``; the
     weights card's ``thumbnail_bands`` carries it to the analyzer (docs/MODEL.md, "Small images")."""
     from exposure_cli.imageops import NATIVE_MIN_LONG_SIDE
 
