@@ -17,7 +17,7 @@ spec.loader.exec_module(rule)
 
 
 def _folder(tmp: Path, name: str, *, mae=0.08, over=(0.04, 0.05, 0.06), hdr=(-0.04, 0.0, 0.015), counts=(40, 3, 24, 41, 33),
-            known=0.88, bracket_mae=0.107, physics="15 passed in 2s") -> Path:
+            known=0.88, bracket_mae=0.107, physics="15 passed in 2s", per_scene=None) -> Path:
     d = tmp / name
     (d / "weights").mkdir(parents=True)
     (d / "weights" / "card.json").write_text(json.dumps({"sha256": name.encode().hex().ljust(64, "0")}))
@@ -30,7 +30,7 @@ def _folder(tmp: Path, name: str, *, mae=0.08, over=(0.04, 0.05, 0.06), hdr=(-0.
     ordered, rev, best, dark, bright = counts
     (d / "brk.json").write_text(json.dumps({"results": [{"model": "eat", "scenes": 42, "ordered": ordered, "reversals": rev,
         "best_pick": best, "darkest_flagged": dark, "brightest_flagged": bright, "ev_correction_error": 0.6,
-        "ev_correction_error_known": known, "mae": bracket_mae}]}))
+        "ev_correction_error_known": known, "mae": bracket_mae, "per_scene": per_scene or []}]}))
     (d / "physics.log").write_text(physics)
     return d
 
@@ -101,3 +101,42 @@ def test_the_issue_photo_guard_accepts_a_candidate_within_the_issue_bar(tmp_path
                                                      photo_guard="issue")[0]
     with pytest.raises(ValueError):
         rule.reasons_against(ref, within, photo_guard="loose")
+
+
+def _stacks(errors: list[list[float]], known: list[bool]) -> list[dict]:
+    """Per-stack rows as ``exposure eval`` writes them: frames at relative EV 0, −1, −2, … whose
+    ``ev_correction`` misses by the given stops (one frame 5 stops away, outside the ±3 EV window, misses by 9)."""
+    rows = []
+    for k, (errs, is_known) in enumerate(zip(errors, known)):
+        rel = [-float(i) for i in range(len(errs))] + [-5.0]
+        rows.append({"scene": f"s{k:02d}", "ev_known": is_known, "relative_ev": rel,
+                     "ev_correction": [-r + e for r, e in zip(rel, list(errs) + [9.0])]})
+    return rows
+
+
+def test_the_interval_ev_guard_refuses_only_a_clear_or_large_rise(tmp_path: Path) -> None:
+    """Stage 50: one noisy known stack no longer decides; a rise on every stack, or a large one, still does."""
+    n = 30
+    known = [k < 8 for k in range(n)]
+    base = [[0.5, 0.6, 0.4] for _ in range(n)]
+    ref = rule.load(_folder(tmp_path, "C", known=0.80, per_scene=_stacks(base, known)))
+    # one known stack 0.45 stops worse on each frame: all-stack +0.015, and a draw without it differs by 0
+    half = [list(s) for s in base]
+    half[0] = [e + 0.45 for e in half[0]]
+    one_stack = rule.load(_folder(tmp_path, "one", over=(0.0, 0.0, 0.0), known=0.91, per_scene=_stacks(half, known)))
+    assert "known EV" in rule.reasons_against(ref, one_stack)[0]  # the old clause: 0.91 > 0.82
+    assert rule.reasons_against(ref, one_stack, ev_guard="interval") == []  # all +0.015, interval spans 0
+    noisy = [list(s) for s in base]  # the same stack 0.9 stops worse: all-stack +0.03, past the margin
+    noisy[0] = [e + 0.9 for e in noisy[0]]
+    big = rule.load(_folder(tmp_path, "big", over=(0.0, 0.0, 0.0), known=0.91, per_scene=_stacks(noisy, known)))
+    why = rule.reasons_against(ref, big, ev_guard="interval")
+    assert len(why) == 1 and "EV error 0.530 > 0.520" in why[0], why
+    # every stack 0.015 stops worse: within the margin, but every draw says worse
+    everywhere = rule.load(_folder(tmp_path, "all", over=(0.0, 0.0, 0.0), known=0.815,
+                                   per_scene=_stacks([[e + 0.015 for e in s] for s in base], known)))
+    why = rule.reasons_against(ref, everywhere, ev_guard="interval")
+    assert len(why) == 2 and all("clearly worse" in w for w in why), why  # on all stacks and on the known ones
+    better = rule.load(_folder(tmp_path, "better", over=(0.0, 0.0, 0.0), per_scene=_stacks([[e - 0.1 for e in s] for s in base], known)))
+    assert rule.reasons_against(ref, better, ev_guard="interval") == []
+    with pytest.raises(ValueError):
+        rule.reasons_against(ref, better, ev_guard="loose")

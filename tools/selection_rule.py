@@ -2,7 +2,7 @@
 
     python tools/selection_rule.py measure SRC OUT [--keep-card] [--corpus corpus]
     python tools/selection_rule.py decide REF CAND [CAND …] [--pixel-guard stage21|issue] [--hdr-guard reference|issue]
-                                          [--photo-guard reference|issue]
+                                          [--photo-guard reference|issue] [--ev-guard reference|interval]
 
 ``measure`` makes ``OUT/weights`` from SRC (a weights file or folder): the network under the shipped card
 (working size, bands; thumbnail weights left out, as no set of the rule has photos under 128 px), or with
@@ -20,12 +20,16 @@ a candidate within the issue's bar has reached what the clause moves towards); n
 stage 43: every HDR EV's |bias| ≤ the issue's 0.03 instead — v2's HDR cells are crops of four scenes, and
 redrawing them moves one step's bias by more than 0.01, ``tools/scene_bootstrap_bias.py``); real-val count
 (ordered + best pick + darkest + brightest flagged − reversals) ≥ REF's; known-exposure EV error ≤ REF's +
-0.02. Of several that pass, the lowest largest photo over-side bias is chosen.
+0.02 (``--ev-guard interval``, stage 50: the EV-correction error over all val stacks ≤ REF's + 0.02, and the 90 %
+interval of the paired stack bootstrap of the difference — ``tools/stack_count_bootstrap.py`` — not wholly above
+zero on all stacks nor on the known-exposure ones; the known clause's 12 stacks cannot resolve 0.02, stage 45).
+Of several that pass, the lowest largest photo over-side bias is chosen.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -39,6 +43,12 @@ ROOT = Path(__file__).resolve().parents[1]
 OVER_SIDE = (1.0, 2.0, 3.0)
 #: The issue's bar on the per-EV bias, |mean predicted − mean true r| at every EV from −3 to +3.
 ISSUE_BIAS_BAR = 0.03
+#: How much higher a candidate's EV-correction error may be than the reference's (stops).
+EV_MARGIN = 0.02
+
+_spec = importlib.util.spec_from_file_location("stack_count_bootstrap", Path(__file__).with_name("stack_count_bootstrap.py"))
+stack_count_bootstrap = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stack_count_bootstrap)
 
 
 @dataclass
@@ -54,6 +64,7 @@ class Measured:
     brackets: dict
     physics_passed: int
     physics_failed: int
+    brackets_result: dict  # the whole ``brk.json`` (per-stack rows for the EV interval)
 
     @property
     def count(self) -> int:
@@ -78,7 +89,9 @@ def physics_counts(log: str) -> tuple[int, int]:
 
 
 def load(folder: Path) -> Measured:
-    v2, brk = _model_row(folder / "v2.json", "eat"), _model_row(folder / "brk.json", "eat")
+    brk_result = json.loads((folder / "brk.json").read_text())
+    v2 = _model_row(folder / "v2.json", "eat")
+    brk = next(r for r in brk_result["results"] if r["model"] == "eat")
     bias = v2["sweep_bias"]
     passed, failed = physics_counts((folder / "physics.log").read_text())
     return Measured(
@@ -88,11 +101,11 @@ def load(folder: Path) -> Measured:
         baseline_mae=_model_row(folder / "v2.json", "baseline")["mae"],
         photo_bias={e["ev"]: e["mean_pred"] - e["mean_label"] for e in bias["photo"]},
         hdr_bias={e["ev"]: e["mean_pred"] - e["mean_label"] for e in bias["hdr"]},
-        brackets=brk, physics_passed=passed, physics_failed=failed)
+        brackets=brk, physics_passed=passed, physics_failed=failed, brackets_result=brk_result)
 
 
 def reasons_against(ref: Measured, cand: Measured, pixel_guard: str = "stage21", hdr_guard: str = "reference",
-                    photo_guard: str = "reference") -> list[str]:
+                    photo_guard: str = "reference", ev_guard: str = "reference") -> list[str]:
     """Why `cand` does not replace `ref` (empty: it does)."""
     why = []
     if pixel_guard == "stage21":
@@ -127,9 +140,26 @@ def reasons_against(ref: Measured, cand: Measured, pixel_guard: str = "stage21",
         raise ValueError(f"unknown HDR guard {hdr_guard!r}")
     if cand.count < ref.count:
         why.append(f"count {cand.count} < {ref.count}")
-    known, ref_known = cand.brackets["ev_correction_error_known"], ref.brackets["ev_correction_error_known"]
-    if known > ref_known + 0.02:
-        why.append(f"known EV error {known:.2f} > {ref_known + 0.02:.2f}")
+    if ev_guard == "reference":
+        known, ref_known = cand.brackets["ev_correction_error_known"], ref.brackets["ev_correction_error_known"]
+        if known > ref_known + EV_MARGIN:
+            why.append(f"known EV error {known:.2f} > {ref_known + EV_MARGIN:.2f}")
+    elif ev_guard == "interval":
+        why.extend(ev_interval_reasons(ref, cand))
+    else:
+        raise ValueError(f"unknown EV guard {ev_guard!r}")
+    return why
+
+
+def ev_interval_reasons(ref: Measured, cand: Measured) -> list[str]:
+    """Stage 50's EV clause: all-stack error ≤ ref's + EV_MARGIN; no subset (all, known) clearly worse."""
+    why = []
+    for r in stack_count_bootstrap.paired_ev_error(cand.brackets_result, ref.brackets_result):
+        lo, hi = r["interval_90"]
+        if r["stacks"] == "all" and r["difference"] > EV_MARGIN:
+            why.append(f"EV error {r['model']:.3f} > {r['reference'] + EV_MARGIN:.3f}")
+        if lo > 0:
+            why.append(f"EV error on {r['stacks']} stacks clearly worse: {r['difference']:+.3f}, 90 % [{lo:+.3f}, {hi:+.3f}]")
     return why
 
 
@@ -144,7 +174,7 @@ def row(m: Measured) -> str:
 
 
 def decide(ref_dir: Path, cand_dirs: list[Path], pixel_guard: str = "stage21", hdr_guard: str = "reference",
-           photo_guard: str = "reference") -> str | None:
+           photo_guard: str = "reference", ev_guard: str = "reference") -> str | None:
     """Print the table and each verdict; return the chosen candidate's name (None: the reference stays)."""
     ref, cands = load(ref_dir), [load(d) for d in cand_dirs]
     print("| weights | v2 MAE | photo bias +1/+2/+3 | HDR bias −3…+3 | ordered | rev | best | darkest | brightest "
@@ -154,7 +184,12 @@ def decide(ref_dir: Path, cand_dirs: list[Path], pixel_guard: str = "stage21", h
         print(row(m))
     passing = []
     for cand in cands:
-        why = reasons_against(ref, cand, pixel_guard, hdr_guard, photo_guard)
+        why = reasons_against(ref, cand, pixel_guard, hdr_guard, photo_guard, ev_guard)
+        if ev_guard == "interval":
+            for r in stack_count_bootstrap.paired_ev_error(cand.brackets_result, ref.brackets_result):
+                lo, hi = r["interval_90"]
+                print(f"{cand.name}: EV error on {r['stacks']} {r['count']} stacks {r['model']:.3f} against "
+                      f"{r['reference']:.3f}: {r['difference']:+.3f}, 90 % [{lo:+.3f}, {hi:+.3f}]")
         print(f"{cand.name}: " + ("replaces " + ref.name if not why else "no — " + "; ".join(why)))
         if not why:
             passing.append((cand.largest_over_bias, cand.name))
@@ -216,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--pixel-guard", choices=("stage21", "issue"), default="stage21")
     d.add_argument("--hdr-guard", choices=("reference", "issue"), default="reference")
     d.add_argument("--photo-guard", choices=("reference", "issue"), default="reference")
+    d.add_argument("--ev-guard", choices=("reference", "interval"), default="reference")
     args = parser.parse_args(argv)
     if args.command == "measure":
         measure(args.src, args.out, args.keep_card, args.corpus)
     else:
-        decide(args.ref, args.candidates, args.pixel_guard, args.hdr_guard, args.photo_guard)
+        decide(args.ref, args.candidates, args.pixel_guard, args.hdr_guard, args.photo_guard, args.ev_guard)
     return 0
 
 
