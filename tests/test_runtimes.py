@@ -112,3 +112,38 @@ def test_int8_quantises_the_matmuls_and_leaves_the_convolutions_in_float(model_a
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert "MatMulInteger" in ops and "Conv" in ops
     assert "ConvInteger" not in ops
+
+
+
+def test_int8_keeps_real_photos_within_its_tolerance(model_and_reference):
+    """On the shipped sample photos, full 8-bit weights with every MatMul quantised moved the maps by up to
+    0.071, past int8's stated 0.05 (one MatMul, the last EAT block's MLP output, 0.076 on its own). The
+    runtime quantises weights to 7 bits and leaves that MatMul in float; the photos stay within 0.05."""
+    missing = missing_modules(Runtime.onnxruntime_int8)
+    if missing:
+        pytest.skip(f"onnxruntime-int8 not installed ({', '.join(missing)})")
+    import cv2
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from exposure_cli.commands.samples import samples_dir
+    from exposure_cli.runtimes import build_runner
+
+    model, _, _ = model_and_reference
+    photos = sorted(samples_dir().glob("*.jpg"))
+    assert len(photos) >= 6
+    rgb = [cv2.resize(cv2.imread(str(p))[..., ::-1], (320, 240), interpolation=cv2.INTER_AREA) for p in photos]
+    x = torch.from_numpy(np.stack(rgb).astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
+    with torch.inference_mode():
+        ref = model(x)[:, 0].clamp(-1, 1).numpy()
+    run = build_runner(model, Runtime.onnxruntime_int8)
+    got = run(x)
+    (path,) = run.folder.glob("*.int8.onnx")
+    graph = onnx.load(str(path)).graph
+    quantised = [numpy_helper.to_array(t) for t in graph.initializer if t.name.endswith("_quantized")]
+    assert quantised and all(int(np.abs(q.astype(int)).max()) <= 64 for q in quantised)  # 7 bits (8: 127)
+    weights = {t.name for t in graph.initializer}
+    float_weight_matmuls = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    assert float_weight_matmuls == ["/eat.2/mlp/mlp.2/MatMul"]
+    assert float(np.abs(got - ref).max()) <= TOLERANCE["int8"]
