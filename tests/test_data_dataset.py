@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from exposure_cli.cli import app
 from exposure_cli.data.dataset import ExposureDataset
 
+from test_data_brackets import stacks_repo  # noqa: F401  (the bracket folder fixture)
 from test_data_corpus import make_corpus
 
 
@@ -119,3 +120,32 @@ def test_hdr_share_sets_how_many_training_crops_come_from_panoramas(corpus) -> N
     assert hdr_count(0.0) == 0
     assert hdr_count(1.0) == 60
     assert 0 < hdr_count(None) < hdr_count(0.6) < 60  # the default (15 %) is below 60 %
+
+
+def test_bracket_ideal_share_renders_train_stack_ideals_as_simulator_photos(corpus, stacks_repo) -> None:
+    """`bracket_ideal_share` of the simulator's photo items come from the split's stack ideals (the rest from
+    the corpus photos), rendered like a photo: their originals have label 0, their shifts both signs. Val
+    never sees a train ideal; 0 leaves the stream exactly as it was."""
+    from exposure_cli.data.brackets import load_stacks
+
+    brackets = stacks_repo["out"]
+    train_ids = {f"bracket-ideal:{s.id}" for s in load_stacks(brackets, "train")}
+    plain = ExposureDataset.from_corpus(corpus, split="train", crop=48, seed=3, samples_per_epoch=200)
+    off = ExposureDataset.from_corpus(corpus, split="train", crop=48, seed=3, samples_per_epoch=200,
+                                      brackets=brackets, bracket_ideal_share=0.0)
+    for i in (0, 5, 77):
+        assert torch.equal(plain[i]["image"], off[i]["image"])
+    ds = ExposureDataset.from_corpus(corpus, split="train", crop=48, seed=3, samples_per_epoch=300,
+                                     brackets=brackets, bracket_ideal_share=0.5, hdr_fraction=0.0)
+    assert set(ds.bracket_ideal_ids) == train_ids
+    sources = [ds.sample(i) for i in range(300)]
+    from_ideals = [s for s in sources if s.params["source_id"] in train_ids]
+    assert 0.35 < len(from_ideals) / len(sources) < 0.65
+    assert {s.params["source_id"] for s in sources} - train_ids  # corpus photos too
+    means = [float(s.residual.mean()) for s in from_ideals]
+    assert min(means) < -0.05 and max(means) > 0.05
+    assert any(s.params.get("original") and float(abs(s.residual).max()) == 0.0 for s in from_ideals)
+    val = ExposureDataset.from_corpus(corpus, split="val", crop=48, seed=3, samples_per_epoch=50,
+                                      brackets=brackets, bracket_ideal_share=1.0, hdr_fraction=0.0)
+    assert set(val.bracket_ideal_ids) == {f"bracket-ideal:{s.id}" for s in load_stacks(brackets, "val")}
+    assert not set(val.bracket_ideal_ids) & train_ids

@@ -51,6 +51,7 @@ def train_command(
     brackets: Optional[Path] = typer.Option(None, "--brackets", help="Real exposure brackets (corpus/brackets from `exposure data brackets`): their train stacks join training, their val stacks the validation stream."),
     bracket_share: float = typer.Option(0.25, "--bracket-share", min=0.0, max=1.0, help="With --brackets: share of training and validation items that are real bracket frames."),
     whole_view_share: float = typer.Option(0.0, "--whole-view-share", min=0.0, max=1.0, help="With --brackets: share of training bracket frames cut as their widest square view (the scale the analyzer sees a whole frame at)."),
+    bracket_ideal_share: float = typer.Option(0.0, "--bracket-ideal-share", min=0.0, max=1.0, help="With --brackets: share of the simulator's photo items rendered from a train stack's ideal (its fusion at the best frame's level) instead of a corpus photo: real scenes, night ones among them, at every simulated exposure."),
     thumbnail_share: float = typer.Option(0.0, "--thumbnail-share", min=0.0, max=1.0, help="Share of training crops shown as thumbnails: shrunk 2-7x and enlarged back, as the analyzer shows a photo smaller than 256 px."),
     thumbnail_scale: tuple[float, float] = typer.Option((0.15, 0.5), "--thumbnail-scale", help="With --thumbnail-share: range of the shrink factor u, drawn log-uniformly (a 64 px photo through a 320 px copy is 0.2, through 512 0.125)."),
     local_share: Optional[float] = typer.Option(None, "--local-share", min=0.0, max=1.0, help="Corpus training data: share of re-exposed crops that may get local EV parts (gradients, vignettes, spots, regions, luma masks) on top of the global shift; the rest are a global shift alone [default: 1.0, all may]."),
@@ -156,6 +157,7 @@ def train_command(
         brackets=str(brackets) if brackets else None,
         bracket_share=bracket_share if brackets else 0.0,
         whole_view_share=whole_view_share if brackets else 0.0,
+        bracket_ideal_share=bracket_ideal_share if brackets else 0.0,
         thumbnail_share=thumbnail_share,
         thumbnail_scale=(float(thumbnail_scale[0]), float(thumbnail_scale[1])),
         init_weights=str(init) if init else None,
@@ -178,7 +180,7 @@ def train_command(
             data, DataFormat(data_format.value), crop=crop, seed=seed, samples_per_epoch=samples_per_epoch,
             simulator=config.simulator, hdr_share=config.hdr_share,
             brackets=config.brackets, bracket_share=config.bracket_share,
-            whole_view_share=config.whole_view_share,
+            whole_view_share=config.whole_view_share, bracket_ideal_share=config.bracket_ideal_share,
         )
     except (FileNotFoundError, ValueError) as exc:
         _usage_error(str(exc))

@@ -145,6 +145,7 @@ class ExposureDataset(Dataset):
         brackets: str | Path | None = None,
         bracket_fraction: float = 0.0,
         whole_view_share: float = 0.0,
+        bracket_ideal_share: float = 0.0,
     ) -> "ExposureDataset":
         """Simulated exposure errors on the corpus's photos of ``split`` (``train`` or ``val``).
 
@@ -164,6 +165,11 @@ class ExposureDataset(Dataset):
             bracket_fraction: Share of items that are real bracket frames with their stack labels.
             whole_view_share: Share of bracket items cut as the frame's widest square view
                 (:func:`~exposure_cli.data.brackets.sample_training_item`).
+            bracket_ideal_share: Share of the simulator's *photo* items whose ideal is the ideal of one of
+                `brackets`' stacks of the same ``split`` (their re-levelled fusion, ``ideal.png``) instead of
+                a corpus photo: real scenes — night ones among them — rendered at every simulated exposure,
+                camera style and noise, each scene's own ideal level kept as "well exposed". 0 draws
+                nothing, so earlier streams are unchanged.
         """
         import cv2
 
@@ -190,6 +196,17 @@ class ExposureDataset(Dataset):
             raise ValueError(f"{corpus_dir}: no photos in split {split!r}")
         cfg = config or SimulatorConfig()
         p_hdr = hdr_fraction if hdrs and photos else (1.0 if hdrs else 0.0)
+        ideals = []
+        if brackets is not None and bracket_ideal_share > 0:
+            from .brackets import load_stacks
+
+            for st in load_stacks(Path(brackets), split):
+                bgr = cv2.imread(str(st.ideal), cv2.IMREAD_COLOR)
+                if bgr is None:
+                    raise FileNotFoundError(f"bracket ideal missing: {st.ideal}")
+                ideals.append(_Photo(f"bracket-ideal:{st.id}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            if not ideals:
+                raise ValueError(f"{brackets}: no bracket stacks in split {split!r} to take ideals from")
         stacks: list[Any] = []
         if brackets is not None and bracket_fraction > 0:
             from .brackets import load_stacks
@@ -219,7 +236,10 @@ class ExposureDataset(Dataset):
                 sample = simulate_radiance(np.ascontiguousarray(rad), np.ascontiguousarray(ideal), rng, cfg)
                 sample.params["source_id"] = src.id
                 return sample
-            photo = photos[int(rng.integers(len(photos)))]
+            if ideals and rng.random() < bracket_ideal_share:
+                photo = ideals[int(rng.integers(len(ideals)))]
+            else:
+                photo = photos[int(rng.integers(len(photos)))]
             y, x, s = window_not_crushed(photo.rgb, crop, rng, max_crushed_share)
             ideal = _resize(photo.rgb[y : y + s, x : x + s], crop).astype(np.float32) / 255.0
             if flip and rng.random() < 0.5:
@@ -229,9 +249,11 @@ class ExposureDataset(Dataset):
             return sample
 
         ds = cls(samples_per_epoch, make, f"corpus={corpus_dir}, split={split}, crop={crop}, seed={seed}, "
-                                           f"photos={len(photos)}, hdr_crops={len(hdrs)}, bracket_stacks={len(stacks)}")
+                                           f"photos={len(photos)}, hdr_crops={len(hdrs)}, bracket_stacks={len(stacks)}"
+                                           + (f", bracket_ideals={len(ideals)} at {bracket_ideal_share:g}" if ideals else ""))
         ds.photo_ids = [p.id for p in photos]  # type: ignore[attr-defined]
         ds.hdr_ids = [h.id for h in hdrs]  # type: ignore[attr-defined]
+        ds.bracket_ideal_ids = [p.id for p in ideals]  # type: ignore[attr-defined]
         return ds
 
     # ------------------------------------------------------------------------------- IEA40K

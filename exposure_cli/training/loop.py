@@ -133,6 +133,7 @@ class TrainConfig:
     brackets: str | None = None
     bracket_share: float = 0.0
     whole_view_share: float = 0.0
+    bracket_ideal_share: float = 0.0
     thumbnail_share: float = 0.0
     thumbnail_scale: tuple[float, float] = (0.15, 0.5)
     init_weights: str | None = None

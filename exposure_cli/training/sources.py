@@ -64,6 +64,7 @@ def open_datasets(
     brackets: str | Path | None = None,
     bracket_share: float = 0.0,
     whole_view_share: float = 0.0,
+    bracket_ideal_share: float = 0.0,
     with_val: bool = True,
 ) -> tuple[Any, Any | None, dict[str, Any]]:
     """Training dataset, validation dataset (None if the data has no validation split), data description.
@@ -74,7 +75,9 @@ def open_datasets(
     `brackets`, real bracket frames of the train stacks make `bracket_share` of the training stream and
     frames of the val stacks the same share of the validation stream (the lockbox is never read).
     `whole_view_share` of the training stream's bracket frames are cut as their widest square view
-    (validation keeps the default windows, so runs stay comparable). ``with_val=False`` opens no validation
+    (validation keeps the default windows, so runs stay comparable); `bracket_ideal_share` of the training
+    stream's simulated photo items render a train stack's ideal instead of a corpus photo (validation: none).
+    ``with_val=False`` opens no validation
     stream (None): nothing of the val split is read.
     """
     from ..data.dataset import HDR_FRACTION, ExposureDataset
@@ -91,7 +94,8 @@ def open_datasets(
                                             config=SimulatorConfig(**overrides),
                                             hdr_fraction=HDR_FRACTION if hdr_share is None else hdr_share,
                                             brackets=brackets, bracket_fraction=bracket_share,
-                                            whole_view_share=whole_view_share)
+                                            whole_view_share=whole_view_share,
+                                            bracket_ideal_share=bracket_ideal_share)
         val = None
         if with_val:
             try:
