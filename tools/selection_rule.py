@@ -76,8 +76,8 @@ class Measured:
         return max(self.photo_bias[ev] for ev in OVER_SIDE)
 
 
-def _model_row(path: Path, model: str) -> dict:
-    return next(r for r in json.loads(path.read_text())["results"] if r["model"] == model)
+def _model_row(result: dict, model: str) -> dict:
+    return next(r for r in result["results"] if r["model"] == model)
 
 
 def physics_counts(log: str) -> tuple[int, int]:
@@ -89,16 +89,15 @@ def physics_counts(log: str) -> tuple[int, int]:
 
 
 def load(folder: Path) -> Measured:
-    brk_result = json.loads((folder / "brk.json").read_text())
-    v2 = _model_row(folder / "v2.json", "eat")
-    brk = next(r for r in brk_result["results"] if r["model"] == "eat")
+    v2_result, brk_result = (json.loads((folder / name).read_text()) for name in ("v2.json", "brk.json"))
+    v2, brk = _model_row(v2_result, "eat"), _model_row(brk_result, "eat")
     bias = v2["sweep_bias"]
     passed, failed = physics_counts((folder / "physics.log").read_text())
     return Measured(
         name=folder.name,
         sha=json.loads((folder / "weights" / "card.json").read_text())["sha256"][:8],
         v2_mae=v2["mae"],
-        baseline_mae=_model_row(folder / "v2.json", "baseline")["mae"],
+        baseline_mae=_model_row(v2_result, "baseline")["mae"],
         photo_bias={e["ev"]: e["mean_pred"] - e["mean_label"] for e in bias["photo"]},
         hdr_bias={e["ev"]: e["mean_pred"] - e["mean_label"] for e in bias["hdr"]},
         brackets=brk, physics_passed=passed, physics_failed=failed, brackets_result=brk_result)

@@ -198,13 +198,9 @@ class ExposureDataset(Dataset):
         p_hdr = hdr_fraction if hdrs and photos else (1.0 if hdrs else 0.0)
         ideals = []
         if brackets is not None and bracket_ideal_share > 0:
-            from .brackets import load_stacks
+            from .brackets import _read_png, load_stacks
 
-            for st in load_stacks(Path(brackets), split):
-                bgr = cv2.imread(str(st.ideal), cv2.IMREAD_COLOR)
-                if bgr is None:
-                    raise FileNotFoundError(f"bracket ideal missing: {st.ideal}")
-                ideals.append(_Photo(f"bracket-ideal:{st.id}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            ideals = [_Photo(f"bracket-ideal:{st.id}", _read_png(st.ideal)) for st in load_stacks(Path(brackets), split)]
             if not ideals:
                 raise ValueError(f"{brackets}: no bracket stacks in split {split!r} to take ideals from")
         stacks: list[Any] = []
