@@ -198,9 +198,9 @@ class ExposureDataset(Dataset):
         p_hdr = hdr_fraction if hdrs and photos else (1.0 if hdrs else 0.0)
         ideals = []
         if brackets is not None and bracket_ideal_share > 0:
-            from .brackets import _read_png, load_stacks
+            from .brackets import load_stacks
 
-            ideals = [_Photo(f"bracket-ideal:{st.id}", _read_png(st.ideal)) for st in load_stacks(Path(brackets), split)]
+            ideals = [_Photo(f"bracket-ideal:{st.id}", st.ideal_rgb()) for st in load_stacks(Path(brackets), split)]
             if not ideals:
                 raise ValueError(f"{brackets}: no bracket stacks in split {split!r} to take ideals from")
         stacks: list[Any] = []
